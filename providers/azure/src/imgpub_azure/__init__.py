@@ -1,0 +1,1 @@
+"""imgpub provider for azure."""

@@ -1,0 +1,210 @@
+"""The contract between the core and a cloud: one Provider class and one settings model per plugin.
+
+A provider distribution declares `name = "module:Class"` in the entry-point group
+`imgpub.providers`. The core hands it plain data (never YAML), an opened disk image and a Context;
+the provider hands back a Plan, a Published record or a Status. It never prints and never exits.
+
+Example, a complete (if useless) provider::
+
+    class NullSettings(TargetSettings):
+        provider: Literal["null"] = "null"
+
+    class NullProvider(Provider[NullSettings]):
+        name = "null"
+        settings_model = NullSettings
+
+        def plan(self, image, settings, ctx):
+            return Plan(ctx.target, self.name, actions=[Action("create", "nothing", "nowhere")])
+
+        def publish(self, image, settings, disk, ctx):
+            return Published(ctx.target, self.name, artifacts=[Artifact("nothing", "none")])
+
+        def status(self, image, settings, ctx):
+            return Status(ctx.target, self.name)
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from imgpub.disk import DiskImage
+from imgpub.journal import Journal
+from imgpub.progress import NullProgress, Progress
+from imgpub.retry import RetryPolicy
+
+__all__ = [
+    "Action",
+    "Arch",
+    "Artifact",
+    "BootMode",
+    "Context",
+    "DiskImage",
+    "ImageInfo",
+    "Plan",
+    "Problem",
+    "Provider",
+    "PrunePolicy",
+    "Published",
+    "Status",
+    "TargetSettings",
+]
+
+Arch = Literal["x86_64", "arm64"]
+BootMode = Literal["bios", "uefi", "uefi-preferred"]
+ActionKind = Literal["upload", "create", "copy", "share", "tag", "deprecate", "delete", "replace", "wait"]
+
+
+class TargetSettings(BaseModel):
+    """Base of every provider's settings model. Subclasses add `provider: Literal["<name>"]`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",
+        description="Unique name of this target in the manifest (used in reports and --target).",
+    )
+    provider: str = Field(description="Which provider publishes this target.")
+    image_name: str | None = Field(
+        default=None,
+        description="Name of the image on this target, when the manifest's image name does not suit this cloud.",
+    )
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that change what is registered; part of the image digest.
+
+        Providers override this to leave out what can change without a new upload (regions,
+        sharing, tags).
+        """
+        return self.model_dump(mode="json", exclude={"name"})
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the image is: the manifest's `image` section plus facts measured from the disk."""
+
+    name: str
+    version: str
+    arch: Arch
+    boot: BootMode
+    virtual_size: int
+    content_digest: str
+    description: str = ""
+    tpm: bool = False
+    secure_boot: bool = False
+    labels: Mapping[str, str] = field(default_factory=dict)
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A semantic error in a target's settings; `field` is a dotted path inside the target."""
+
+    field: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: ActionKind
+    resource: str
+    detail: str
+    region: str | None = None
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """Something that exists in a cloud (or folder) for this image: an AMI, a GCE image, a file."""
+
+    kind: str
+    id: str
+    region: str | None = None
+    uri: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Plan:
+    target: str
+    provider: str
+    actions: list[Action] = field(default_factory=list)
+    existing: list[Artifact] = field(default_factory=list)
+    conflict: str | None = None
+    """Set when the same name and version exists with other content; publish then needs --replace."""
+
+    @property
+    def up_to_date(self) -> bool:
+        return not self.actions and self.conflict is None
+
+
+@dataclass
+class Published:
+    target: str
+    provider: str
+    artifacts: list[Artifact] = field(default_factory=list)
+    changed: bool = True
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Status:
+    target: str
+    provider: str
+    artifacts: list[Artifact] = field(default_factory=list)
+    drift: list[str] = field(default_factory=list)
+    """What differs from the manifest: missing regions or shares, another digest, ..."""
+
+
+@dataclass(frozen=True)
+class PrunePolicy:
+    keep_latest: int | None = None
+    older_than: datetime | None = None
+    deprecate_only: bool = False
+
+
+@dataclass
+class Context:
+    """What the core gives a provider for one target of one run."""
+
+    target: str
+    digest: str
+    """Identity of this publish: content digest + registration settings (see imgpub.identity)."""
+    journal: Journal
+    progress: Progress = field(default_factory=NullProgress)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("imgpub"))
+    replace: bool = False
+
+
+S = TypeVar("S", bound=TargetSettings)
+
+
+class Provider(ABC, Generic[S]):
+    name: ClassVar[str]
+    settings_model: ClassVar[type[TargetSettings]]
+
+    def check(self, image: ImageInfo, settings: S) -> list[Problem]:
+        """Semantic checks that need the image (TPM needs uefi, name rules...). Run by `validate`."""
+        return []
+
+    @abstractmethod
+    def plan(self, image: ImageInfo, settings: S, ctx: Context) -> Plan:
+        """What exists for this image and what `publish` would do. Makes no change."""
+
+    @abstractmethod
+    def publish(self, image: ImageInfo, settings: S, disk: DiskImage, ctx: Context) -> Published:
+        """Make the target match the manifest. Safe to re-run; resumes from the journal."""
+
+    @abstractmethod
+    def status(self, image: ImageInfo, settings: S, ctx: Context) -> Status:
+        """What is published for this image, and how it drifts from the manifest."""
+
+    def prune(self, image: ImageInfo, settings: S, policy: PrunePolicy, ctx: Context) -> list[Action]:
+        """Apply a retention policy to older versions of this image (a later issue)."""
+        raise NotImplementedError(f"provider {self.name} does not prune yet")
