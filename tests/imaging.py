@@ -5,20 +5,12 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-import shutil
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-import pytest
-
 MiB = 1 << 20
 GiB = 1 << 30
-
-requires_qemu = pytest.mark.skipif(
-    shutil.which("qemu-img") is None, reason="qemu-img missing: scripts/test installs qemu-utils"
-)
-
 
 def pattern(n: int, seed: int) -> bytes:
     """n reproducible pseudo-random bytes (incompressible)."""
