@@ -30,9 +30,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
 
 from imgpub.disk import DiskImage
 from imgpub.journal import Journal
@@ -47,6 +48,7 @@ __all__ = [
     "Context",
     "DiskImage",
     "ImageInfo",
+    "ManifestPath",
     "Plan",
     "Problem",
     "Provider",
@@ -58,6 +60,17 @@ __all__ = [
 
 Arch = Literal["x86_64", "arm64"]
 BootMode = Literal["bios", "uefi", "uefi-preferred"]
+
+
+def _relative_to_manifest(value: Path, info: ValidationInfo) -> Path:
+    base = (info.context or {}).get("base_dir")
+    return value if value.is_absolute() or base is None else Path(base) / value
+
+
+ManifestPath = Annotated[Path, AfterValidator(_relative_to_manifest)]
+"""A path in the manifest: relative paths are resolved against the manifest's folder (the loader
+validates with `context={"base_dir": <manifest folder>}`)."""
+
 ActionKind = Literal["upload", "create", "copy", "share", "tag", "deprecate", "delete", "replace", "wait"]
 
 
