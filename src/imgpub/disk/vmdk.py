@@ -1,0 +1,393 @@
+"""VMDK: single-file monolithicSparse / streamOptimized (magic KDMV) and monolithicFlat descriptors.
+
+Everything else (snapshots, split or multi-extent disks, ESXi formats) is refused with advice.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+from array import array
+from collections import OrderedDict, deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from imgpub.disk.errors import ImageFormatError, UnsupportedImageError
+from imgpub.disk.extents import AllocationMap
+from imgpub.disk.image import DiskImage
+from imgpub.disk.inflate import InflateError, inflate_zlib
+from imgpub.disk.vmdk_descriptor import FLATTEN, Descriptor, VmdkFlatImage, check_descriptor, parse_descriptor
+from imgpub.disk.zeros import is_zero
+
+SECTOR = 512
+GD_AT_END = 0xFFFFFFFFFFFFFFFF
+MAX_CAPACITY = 64 << 40  # bytes; far beyond any hosted VMDK (2 TiB)
+MAX_GRAIN = 16 << 20
+MAX_GD_ENTRIES = 1 << 22  # 16 MiB of grain directory
+MAX_DESCRIPTOR = 1 << 20
+GT_CACHE = 4096  # grain tables kept in memory (8 MiB at 512 entries each)
+FLAG_NL_TEST = 0x1
+MARKER_FOOTER, MARKER_EOS = 3, 0
+_HEADER = struct.Struct("<4sIIQQQQIQQQB4sH")
+_MARKER = struct.Struct("<QII")
+
+
+@dataclass(frozen=True, slots=True)
+class SparseHeader:
+    version: int
+    flags: int
+    capacity: int
+    grain_sectors: int
+    desc_offset: int
+    desc_size: int
+    gtes_per_gt: int
+    gd_offset: int
+    overhead: int
+    nl_check: bytes
+    compress: int
+
+
+def parse_header(buf: bytes, path: Path, where: int) -> SparseHeader:
+    magic, ver, flags, cap, grain, doff, dsize, gtes, _rgd, gd, over, _unclean, nl, comp = (
+        _HEADER.unpack_from(buf)
+    )
+    if magic != b"KDMV":
+        raise ImageFormatError(path, "vmdk", "sparse header", where, f"bad magic {magic!r}")
+    return SparseHeader(ver, flags, cap, grain, doff, dsize, gtes, gd, over, nl, comp)
+
+
+class VmdkSparseImage(DiskImage):
+    """One hosted sparse extent: grain directory -> grain tables -> grains (compressed in streams)."""
+
+    format = "vmdk"
+
+    def __init__(self, path: Path, fd: int) -> None:
+        super().__init__(path, fd)
+        hdr = parse_header(self.pread(0, SECTOR, "sparse header"), path, 0)
+        self.footer = hdr.gd_offset == GD_AT_END
+        if self.footer:
+            hdr = self._footer()
+        self._validate(hdr)
+        self.header = hdr
+        self.descriptor = self._descriptor(hdr)
+        self.compressed = hdr.compress == 1
+        self.markers = bool(hdr.flags & 0x20000)
+        self.virtual_size = hdr.capacity * SECTOR
+        self.grain_bytes = hdr.grain_sectors * SECTOR
+        self._gtes = hdr.gtes_per_gt
+        n_gd = -(-hdr.capacity // (hdr.grain_sectors * hdr.gtes_per_gt))
+        if n_gd > MAX_GD_ENTRIES:
+            raise ImageFormatError(
+                path, "vmdk", "sparse header", 12, f"absurd capacity {hdr.capacity} sectors"
+            )
+        self._gd = self._u32_table(hdr.gd_offset * SECTOR, n_gd, "grain directory")
+        self._gt_cache: OrderedDict[int, array[int]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._min_sector = hdr.overhead if hdr.overhead > 0 else 1
+        self.allocation = self._build_map()
+
+    def _error(self, structure: str, offset: int, what: str) -> ImageFormatError:
+        return ImageFormatError(self.path, "vmdk", structure, offset, what)
+
+    def _footer(self) -> SparseHeader:
+        """VMware streams: the real header is the footer at EOF-1024, between a footer and an EOS marker."""
+        end = self.file_size
+        if end < 4 * SECTOR:
+            raise self._error("footer", end, "gdOffset is GD_AT_END but the file has no footer")
+        _, size, kind = _MARKER.unpack_from(self.pread(end - 3 * SECTOR, SECTOR, "footer marker"))
+        _, esize, ekind = _MARKER.unpack_from(self.pread(end - SECTOR, SECTOR, "end-of-stream marker"))
+        if size != 0 or kind != MARKER_FOOTER or esize != 0 or ekind != MARKER_EOS:
+            raise self._error(
+                "footer",
+                end - 3 * SECTOR,
+                "gdOffset is GD_AT_END but there is no footer marker + footer + end-of-stream marker at the "
+                "end of the file (truncated stream?)",
+            )
+        hdr = parse_header(self.pread(end - 2 * SECTOR, SECTOR, "footer"), self.path, end - 2 * SECTOR)
+        if hdr.gd_offset == GD_AT_END:
+            raise self._error("footer", end - 2 * SECTOR, "footer has no gdOffset either")
+        return hdr
+
+    def _validate(self, h: SparseHeader) -> None:
+        def bad(off: int, what: str, cls: type[ImageFormatError] = ImageFormatError) -> ImageFormatError:
+            return cls(self.path, "vmdk", "sparse header", off, what)
+
+        if h.version not in (1, 2, 3):
+            raise bad(4, f"unknown version {h.version}", UnsupportedImageError)
+        if h.flags & FLAG_NL_TEST and h.nl_check != b"\n \r\n":
+            raise bad(
+                73, "line-ending check bytes are damaged: the file was copied in text mode (FTP ASCII?)"
+            )
+        if h.compress not in (0, 1):
+            raise bad(
+                77,
+                f"unknown compression algorithm {h.compress}; convert it with "
+                "`qemu-img convert -O vmdk -o subformat=streamOptimized`",
+                UnsupportedImageError,
+            )
+        g = h.grain_sectors
+        if g < 1 or g & (g - 1) or g * SECTOR > MAX_GRAIN:
+            raise bad(20, f"grain size {g} sectors is not a power of two up to {MAX_GRAIN >> 20} MiB")
+        if not 1 <= h.gtes_per_gt <= 8192:
+            raise bad(44, f"numGTEsPerGT {h.gtes_per_gt} is out of range")
+        if h.capacity * SECTOR > MAX_CAPACITY:
+            raise bad(12, f"absurd capacity {h.capacity} sectors")
+        if h.gd_offset == 0 or h.gd_offset * SECTOR >= self.file_size:
+            raise bad(56, f"grain directory sector {h.gd_offset} is outside the file")
+
+    def _descriptor(self, h: SparseHeader) -> Descriptor:
+        if h.desc_offset == 0 or h.desc_size == 0:
+            raise UnsupportedImageError(
+                self.path,
+                "vmdk",
+                "sparse header",
+                28,
+                "has no embedded descriptor: it is one extent of a multi-file VMDK; " + FLATTEN,
+            )
+        size = h.desc_size * SECTOR
+        if size > MAX_DESCRIPTOR:
+            raise self._error("sparse header", 36, f"absurd descriptor size {size}")
+        start = h.desc_offset * SECTOR
+        text = self.pread(start, size, "descriptor").split(b"\x00", 1)[0].decode("utf-8", "replace")
+        desc = parse_descriptor(text)
+        check_descriptor(desc, self.path, start, ("monolithicSparse", "streamOptimized"))
+        return desc
+
+    def _u32_table(self, offset: int, count: int, structure: str) -> array[int]:
+        table = array("I")
+        table.frombytes(self.pread(offset, count * 4, structure))
+        if table.itemsize != 4:  # pragma: no cover - every supported platform has a 4-byte unsigned int
+            raise RuntimeError("array('I') is not 32-bit here")
+        if struct.pack("=I", 1) != struct.pack("<I", 1):  # pragma: no cover - big-endian host
+            table.byteswap()
+        return table
+
+    def _gt(self, index: int) -> array[int]:
+        with self._lock:
+            gt = self._gt_cache.get(index)
+            if gt is not None:
+                self._gt_cache.move_to_end(index)
+                return gt
+        gt = self._u32_table(self._gd[index] * SECTOR, self._gtes, "grain table")
+        with self._lock:
+            self._gt_cache[index] = gt
+            if len(self._gt_cache) > GT_CACHE:
+                self._gt_cache.popitem(last=False)
+        return gt
+
+    def _build_map(self) -> AllocationMap:
+        gd_start = self.header.gd_offset * SECTOR
+        gd_end = gd_start + len(self._gd) * 4
+        gt_bytes = self._gtes * 4
+        seen: set[int] = set()
+        runs: list[list[int]] = []
+        span = self._gtes * self.grain_bytes
+        for i, sector in enumerate(self._gd):
+            if sector == 0:
+                continue
+            where = gd_start + 4 * i
+            start = sector * SECTOR
+            if start < SECTOR or start in seen or (start < gd_end and start + gt_bytes > gd_start):
+                raise self._error(
+                    "grain directory entry",
+                    where,
+                    f"grain table sector {sector} overlaps the header, the directory or another table",
+                )
+            seen.add(start)
+            gt = self._gt(i)
+            allocated = [e for e in gt if e > 1] if 0 in gt or 1 in gt else gt
+            if not allocated:
+                continue
+            self._check_grains(min(allocated), max(allocated), gt, start)
+            base = i * span
+            if allocated is gt:
+                offs: Any = (base,)
+                length = span
+            else:
+                offs = (base + j * self.grain_bytes for j, e in enumerate(gt) if e > 1)
+                length = self.grain_bytes
+            for off in offs:
+                if runs and runs[-1][1] == off:
+                    runs[-1][1] = off + length
+                else:
+                    runs.append([off, off + length])
+        return AllocationMap.from_runs(self.virtual_size, ((a, b - a) for a, b in runs))
+
+    def _check_grains(self, lo: int, hi: int, gt: array[int], gt_start: int) -> None:
+        need = 12 if self.markers else min(self.grain_bytes, self.virtual_size)
+        if lo >= self._min_sector and hi * SECTOR + need <= self.file_size:
+            return
+        bad = lo if lo < self._min_sector else hi
+        j = gt.index(bad)
+        raise self._error(
+            "grain table entry",
+            gt_start + 4 * j,
+            f"grain sector {bad} is outside the grain area of the file "
+            f"(sectors {self._min_sector}..{self.file_size // SECTOR})",
+        )
+
+    def _grain_sector(self, grain: int) -> int:
+        i = grain // self._gtes
+        if i >= len(self._gd) or self._gd[i] == 0:
+            return 0
+        return self._gt(i)[grain % self._gtes]
+
+    def _grain_len(self, grain: int) -> int:
+        return min(self.grain_bytes, self.virtual_size - grain * self.grain_bytes)
+
+    def _inflate_grain(self, grain: int, sector: int) -> bytes:
+        want = self._grain_len(grain)
+        off = sector * SECTOR
+        limit = self.grain_bytes + (self.grain_bytes >> 3) + 1024
+        if self.markers:
+            buf = os.pread(self.fd, min(12 + limit, self.file_size - off), off)
+            if len(buf) < 12:
+                raise self._error("grain marker", off, "truncated grain marker")
+            lba, size, _ = _MARKER.unpack_from(buf + bytes(4))
+            if lba != grain * self.header.grain_sectors or not 0 < size <= limit:
+                raise self._error(
+                    "grain marker",
+                    off,
+                    f"marker says lba {lba} size {size}, expected lba {grain * self.header.grain_sectors} "
+                    f"and a size up to {limit}",
+                )
+            if 12 + size > len(buf):
+                raise self._error("grain", off, f"{size}-byte grain runs past the end of the file")
+            data: bytes | memoryview = memoryview(buf)[12 : 12 + size]
+        else:
+            data = os.pread(self.fd, min(limit, self.file_size - off), off)
+        try:
+            return inflate_zlib(data, want)
+        except InflateError as exc:
+            raise self._error("grain", off, str(exc)) from None
+
+    def read(self, offset: int, length: int) -> bytes:
+        length = max(0, min(length, self.virtual_size - offset))
+        out = bytearray(length)
+        self._fill(out, offset, self._plan(offset, length))
+        return bytes(out)
+
+    def _plan(self, offset: int, length: int) -> list[tuple[int, int]]:
+        """(grain, sector) for every allocated grain overlapping [offset, offset+length)."""
+        if length <= 0:
+            return []
+        first, last = offset // self.grain_bytes, (offset + length - 1) // self.grain_bytes
+        plan = [(g, self._grain_sector(g)) for g in range(first, last + 1)]
+        return [(g, s) for g, s in plan if s > 1]
+
+    def _fill(self, out: bytearray, offset: int, plan: list[tuple[int, int]]) -> None:
+        gb = self.grain_bytes
+        view = memoryview(out)
+        end = offset + len(out)
+        k = 0
+        while k < len(plan):
+            grain, sector = plan[k]
+            lo = max(offset, grain * gb)
+            if self.compressed:
+                data = self._inflate_grain(grain, sector)
+                hi = min(end, grain * gb + len(data))
+                view[lo - offset : hi - offset] = data[lo - grain * gb : hi - grain * gb]
+                k += 1
+                continue
+            n = 1  # coalesce grains that are contiguous in the file into one preadv
+            while k + n < len(plan) and plan[k + n] == (grain + n, sector + n * self.header.grain_sectors):
+                n += 1
+            hi = min(end, (grain + n) * gb)
+            host = sector * SECTOR + lo - grain * gb
+            got = os.preadv(self.fd, [view[lo - offset : hi - offset]], host)
+            if got != hi - lo:
+                raise self._error("grain", host, "grain runs past the end of the file")
+            k += n
+
+    def blocks(self, block_size: int, *, skip_zero: bool = True) -> Iterator[tuple[int, bytes]]:
+        """Compressed grains inflate on a small thread pool, a bounded number of groups ahead."""
+        if not self.compressed:
+            yield from super().blocks(block_size, skip_zero=skip_zero)
+            return
+        per = max(1, self.grain_bytes // block_size) if self.grain_bytes % block_size == 0 else 1
+        workers = min(2, os.cpu_count() or 1)
+        pending: deque[Future[list[tuple[int, bytes]]]] = deque()
+        with ThreadPoolExecutor(workers, thread_name_prefix="vmdk-inflate") as pool:
+            try:
+                for group in _groups(self.allocation.blocks(block_size), per):
+                    start = group[0] * block_size
+                    stop = min((group[-1] + 1) * block_size, self.virtual_size)
+                    plan = self._plan(start, stop - start)
+                    pending.append(pool.submit(self._decode, group, block_size, start, stop, plan, skip_zero))
+                    if len(pending) >= 4 * workers:
+                        yield from pending.popleft().result()
+                while pending:
+                    yield from pending.popleft().result()
+            finally:
+                for fut in pending:
+                    fut.cancel()
+
+    def _decode(
+        self, group: list[int], bs: int, start: int, stop: int, plan: list[tuple[int, int]], skip_zero: bool
+    ) -> list[tuple[int, bytes]]:
+        gb = self.grain_bytes
+        if (
+            len(group) == 1
+            and len(plan) == 1
+            and plan[0][0] * gb == start
+            and self._grain_len(plan[0][0]) == stop - start
+        ):
+            data = self._inflate_grain(*plan[0])
+            return [] if skip_zero and is_zero(data) else [(group[0], data)]
+        buf = bytearray(stop - start)
+        self._fill(buf, start, plan)
+        out = []
+        for index in group:
+            a = index * bs - start
+            b = min(a + bs, len(buf))
+            if not (skip_zero and is_zero(buf, a, b)):
+                out.append((index, bytes(buf[a:b])))
+        return out
+
+    def info(self) -> dict[str, Any]:
+        kind = self.descriptor.create_type
+        return {
+            "subformat": kind,
+            "version": self.header.version,
+            "grain_size": self.grain_bytes,
+            "compressed": self.compressed,
+            "footer": self.footer,
+        }
+
+
+def _groups(indexes: Iterator[int], per: int) -> Iterator[list[int]]:
+    """Consecutive block indexes grouped by the grain (chunk of `per` blocks) they fall in."""
+    group: list[int] = []
+    for i in indexes:
+        if group and i // per != group[0] // per:
+            yield group
+            group = []
+        group.append(i)
+    if group:
+        yield group
+
+
+def open_vmdk(path: Path, fd: int) -> DiskImage:
+    """A VMDK by its first bytes: a sparse extent (KDMV) or a text descriptor."""
+    head = os.pread(fd, 4, 0)
+    if head == b"KDMV":
+        return VmdkSparseImage(path, fd)
+    if head == b"COWD":
+        raise UnsupportedImageError(
+            path, "vmdk", "header", 0, f"ESX COWD sparse extents are not supported; {FLATTEN}"
+        )
+    size = os.fstat(fd).st_size
+    if size > MAX_DESCRIPTOR:
+        raise ImageFormatError(
+            path, "vmdk", "descriptor", 0, f"neither a sparse extent nor a text descriptor ({size} bytes)"
+        )
+    raw = os.pread(fd, size, 0)
+    if b"\x00" in raw.rstrip(b"\x00") or b"createType" not in raw:
+        raise ImageFormatError(path, "vmdk", "descriptor", 0, "not a VMDK text descriptor (no createType)")
+    desc = parse_descriptor(raw.decode("utf-8", "replace"))
+    check_descriptor(desc, path, 0, ("monolithicFlat",))
+    return VmdkFlatImage(path, fd, desc)
