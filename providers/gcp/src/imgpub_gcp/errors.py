@@ -1,0 +1,118 @@
+"""The one boundary where Google SDK and HTTP errors become imgpub errors, and the retry classifier.
+
+Nothing above this module catches a google.api_core, google.auth or requests exception.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+import requests
+from google.api_core import exceptions as gexc
+from google.auth import exceptions as auth_exc
+
+from imgpub.errors import CloudError, CredentialsError
+from imgpub.retry import RetryPolicy
+
+T = TypeVar("T")
+
+TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+THROTTLE_REASONS = frozenset(
+    {"rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded", "CONCURRENT_OPERATIONS_QUOTA_EXCEEDED"}
+)
+"""403 reasons that mean 'slow down', not 'forbidden' (compute operations quota)."""
+
+CREDENTIALS_HINT = (
+    "run `gcloud auth application-default login`, "
+    "or set GOOGLE_APPLICATION_CREDENTIALS to a service account key file"
+)
+
+
+def reasons(exc: gexc.GoogleAPICallError) -> list[str]:
+    out: list[str] = []
+    for err in exc.errors or []:
+        if isinstance(err, dict) and err.get("reason"):
+            out.append(str(err["reason"]))
+    if exc.reason:
+        out.append(exc.reason)
+    return out
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Throttling, 5xx, timeouts and dropped connections; everything else fails at once."""
+    if isinstance(exc, gexc.GoogleAPICallError):
+        if exc.code in TRANSIENT_STATUS:
+            return True
+        return exc.code == 403 and any(r in THROTTLE_REASONS for r in reasons(exc))
+    if isinstance(exc, auth_exc.TransportError | requests.ConnectionError | requests.Timeout):
+        return True
+    return isinstance(exc, gexc.RetryError | TimeoutError | ConnectionError)
+
+
+def retry_after(exc: BaseException) -> float | None:
+    response = getattr(exc, "response", None)
+    value = getattr(response, "headers", {}).get("Retry-After") if response is not None else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _code(exc: gexc.GoogleAPICallError) -> str:
+    found = reasons(exc)
+    return f"{exc.code} {found[0]}" if found else str(exc.code)
+
+
+def _message(exc: gexc.GoogleAPICallError) -> str:
+    return " ".join(str(exc.message).split()) or type(exc).__name__
+
+
+@contextmanager
+def gcp_errors(target: str, operation: str) -> Iterator[None]:
+    """Map every Google/HTTP failure inside the block to CredentialsError or CloudError (`from exc`)."""
+    try:
+        yield
+    except auth_exc.DefaultCredentialsError as exc:
+        raise CredentialsError(target, f"no Google credentials found ({CREDENTIALS_HINT})") from exc
+    except auth_exc.RefreshError as exc:
+        raise CredentialsError(
+            target, f"Google credentials were refused: {exc} ({CREDENTIALS_HINT})"
+        ) from exc
+    except gexc.Unauthenticated as exc:
+        raise CredentialsError(
+            target, f"{operation}: not authenticated: {_message(exc)} ({CREDENTIALS_HINT})"
+        ) from exc
+    except gexc.GoogleAPICallError as exc:
+        raise CloudError(
+            target, operation, _message(exc), code=_code(exc), retryable=is_transient(exc)
+        ) from exc
+    except gexc.RetryError as exc:
+        raise CloudError(target, operation, f"gave up retrying: {exc.cause or exc}", retryable=True) from exc
+    except (auth_exc.TransportError, requests.RequestException, ConnectionError, TimeoutError) as exc:
+        raise CloudError(target, operation, f"{type(exc).__name__}: {exc}", retryable=True) from exc
+
+
+def call(target: str, operation: str, retry: RetryPolicy, fn: Callable[[], T]) -> T:
+    """Run one API call with the shared retry policy, errors mapped at this boundary."""
+    with gcp_errors(target, operation):
+        return retry.call(fn, is_transient, retry_after)
+
+
+def raise_for_response(response: requests.Response) -> None:
+    """Turn a non-2xx/308 raw HTTP response into the matching google.api_core exception."""
+    if response.status_code >= 400:
+        raise gexc.from_http_response(response)  # type: ignore[no-untyped-call]
+
+
+HANDLED = (
+    auth_exc.DefaultCredentialsError,
+    auth_exc.RefreshError,
+    gexc.Unauthenticated,
+    gexc.GoogleAPICallError,
+    gexc.RetryError,
+    auth_exc.TransportError,
+    requests.RequestException,
+)
+"""Every exception family gcp_errors translates (a test raises each one through it)."""

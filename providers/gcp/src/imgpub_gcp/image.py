@@ -1,0 +1,251 @@
+"""GCE images: the insert body, lookups by imgpub labels, and every call that returns an operation.
+
+Operations are waited on with insert_unary/... + GlobalOperationsClient.wait: the SDK's
+ExtendedOperation polls through a client built without our client_options (emulators.md §4).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from imgpub.errors import CloudError, ConfigurationError
+from imgpub.identity import LABEL_DIGEST, LABEL_NAME, LABEL_VERSION, label_safe
+from imgpub.progress import Progress
+from imgpub.provider import ImageInfo
+from imgpub.retry import RetryPolicy
+from imgpub_gcp.clients import PUBLIC_STORAGE, GcpClients
+from imgpub_gcp.errors import call
+from imgpub_gcp.labels import derived_image_name
+from imgpub_gcp.settings import GcpSettings
+
+if TYPE_CHECKING:
+    from google.cloud import compute_v1
+
+OPERATION_TIMEOUT = 3600.0
+"""Seconds to wait for one image operation; a large import takes tens of minutes."""
+REQUEST_NAMESPACE = uuid.UUID("5d0c7e8a-4a59-4f0e-9b7d-6c1f3f6c2a10")
+X509_SUFFIXES = frozenset({".der", ".cer", ".crt", ".pem"})
+
+
+def image_name(image: ImageInfo, settings: GcpSettings) -> str:
+    return settings.image_name or derived_image_name(image.name, image.version)
+
+
+def identity_labels(image: ImageInfo, digest: str) -> dict[str, str]:
+    return {
+        LABEL_NAME: label_safe(image.name),
+        LABEL_VERSION: label_safe(image.version),
+        LABEL_DIGEST: digest,
+    }
+
+
+def wanted_labels(image: ImageInfo, settings: GcpSettings, digest: str) -> dict[str, str]:
+    return {**image.labels, **settings.labels, **identity_labels(image, digest)}
+
+
+def guest_os_features(image: ImageInfo, settings: GcpSettings) -> list[str]:
+    """The settings' features plus the derived ones: UEFI_COMPATIBLE for UEFI boot, GVNIC always."""
+    derived = ["GVNIC"]
+    if image.boot != "bios" or image.arch == "arm64":
+        derived.insert(0, "UEFI_COMPATIBLE")
+    if image.secure_boot:
+        derived.append("SECURE_BOOT")
+    return sorted(set(settings.guest_os_features) | set(derived))
+
+
+def request_id(digest: str, what: str) -> str:
+    """A stable requestId: a retried call for the same digest is recognised by GCE, not repeated."""
+    return str(uuid.uuid5(REQUEST_NAMESPACE, f"{what}:{digest}"))
+
+
+def source_url(bucket: str, name: str) -> str:
+    return f"{PUBLIC_STORAGE}/{bucket}/{name}"
+
+
+def _file_buffer(path: Path) -> compute_v1.FileContentBuffer:
+    from google.cloud import compute_v1
+
+    try:
+        content = path.read_bytes()
+    except OSError as exc:
+        raise ConfigurationError(
+            f"shielded_instance_initial_state: cannot read {path}: {exc.strerror}"
+        ) from exc
+    kind = "X509" if path.suffix.lower() in X509_SUFFIXES else "BIN"
+    return compute_v1.FileContentBuffer(content=content, file_type=kind)
+
+
+def image_body(image: ImageInfo, settings: GcpSettings, digest: str, source: str) -> compute_v1.Image:
+    from google.cloud import compute_v1
+
+    body = compute_v1.Image(
+        name=image_name(image, settings),
+        description=settings.description if settings.description is not None else image.description,
+        raw_disk=compute_v1.RawDisk(source=source, container_type="TAR"),
+        architecture="ARM64" if image.arch == "arm64" else "X86_64",
+        guest_os_features=[compute_v1.GuestOsFeature(type_=f) for f in guest_os_features(image, settings)],
+        licenses=list(settings.licenses),
+        labels=wanted_labels(image, settings, digest),
+        storage_locations=list(settings.storage_locations),
+    )
+    if settings.family:
+        body.family = settings.family
+    if settings.kms_key:
+        body.image_encryption_key = compute_v1.CustomerEncryptionKey(kms_key_name=settings.kms_key)
+    state = settings.shielded_instance_initial_state
+    if state is not None:
+        initial = compute_v1.InitialStateConfig(
+            keks=[_file_buffer(p) for p in state.keks],
+            dbs=[_file_buffer(p) for p in state.dbs],
+            dbxs=[_file_buffer(p) for p in state.dbxs],
+        )
+        if state.pk is not None:
+            initial.pk = _file_buffer(state.pk)
+        body.shielded_instance_initial_state = initial
+    return body
+
+
+@dataclass
+class GceImages:
+    """Image calls for one project, each retried and mapped at the error boundary."""
+
+    clients: GcpClients
+    settings: GcpSettings
+    target: str
+    retry: RetryPolicy
+    progress: Progress
+    operation_timeout: float = OPERATION_TIMEOUT
+
+    @property
+    def project(self) -> str:
+        return self.settings.project
+
+    def get(self, name: str) -> compute_v1.Image | None:
+        from google.api_core.exceptions import NotFound
+
+        def get() -> compute_v1.Image | None:
+            try:
+                return self.clients.images.get(project=self.project, image=name)
+            except NotFound:
+                return None
+
+        return call(self.target, f"get image {name}", self.retry, get)
+
+    def find(self, **labels: str) -> list[compute_v1.Image]:
+        """Images carrying all these labels (keys with '_' stand for '-')."""
+        terms = " AND ".join(f'(labels.{k.replace("_", "-")} = "{v}")' for k, v in sorted(labels.items()))
+        return self._list(terms)
+
+    def family_members(self, family: str) -> list[compute_v1.Image]:
+        return self._list(f'(family = "{family}")')
+
+    def _list(self, filter_: str) -> list[compute_v1.Image]:
+        from google.cloud import compute_v1
+
+        request = compute_v1.ListImagesRequest(project=self.project, filter=filter_)
+        return call(
+            self.target, "list images", self.retry, lambda: list(self.clients.images.list(request=request))
+        )
+
+    def insert(self, body: compute_v1.Image, digest: str) -> compute_v1.Image:
+        from google.cloud import compute_v1
+
+        request = compute_v1.InsertImageRequest(
+            project=self.project, image_resource=body, request_id=request_id(digest, "insert")
+        )
+        op = call(
+            self.target,
+            f"create image {body.name}",
+            self.retry,
+            lambda: self.clients.images.insert_unary(request=request),
+        )
+        self.wait(op, f"create image {body.name}")
+        found = self.get(body.name)
+        if found is None:
+            raise CloudError(
+                self.target, f"create image {body.name}", "the operation finished but the image is missing"
+            )
+        return found
+
+    def delete(self, name: str, digest: str) -> None:
+        from google.cloud import compute_v1
+
+        request = compute_v1.DeleteImageRequest(
+            project=self.project, image=name, request_id=request_id(digest, f"delete {name}")
+        )
+        op = call(
+            self.target,
+            f"delete image {name}",
+            self.retry,
+            lambda: self.clients.images.delete_unary(request=request),
+        )
+        self.wait(op, f"delete image {name}")
+
+    def deprecate(self, name: str, replacement: str) -> None:
+        from google.cloud import compute_v1
+
+        status = compute_v1.DeprecationStatus(
+            state="DEPRECATED",
+            replacement=replacement,
+            deprecated=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+        op = call(
+            self.target,
+            f"deprecate image {name}",
+            self.retry,
+            lambda: self.clients.images.deprecate_unary(
+                project=self.project, image=name, deprecation_status_resource=status
+            ),
+        )
+        self.wait(op, f"deprecate image {name}")
+
+    def set_labels(self, found: compute_v1.Image, labels: dict[str, str]) -> None:
+        from google.cloud import compute_v1
+
+        request = compute_v1.GlobalSetLabelsRequest(labels=labels, label_fingerprint=found.label_fingerprint)
+        op = call(
+            self.target,
+            f"set labels of image {found.name}",
+            self.retry,
+            lambda: self.clients.images.set_labels_unary(
+                project=self.project, resource=found.name, global_set_labels_request_resource=request
+            ),
+        )
+        self.wait(op, f"set labels of image {found.name}")
+
+    def _wait_once(self, name: str) -> compute_v1.Operation:
+        return self.clients.operations.wait(project=self.project, operation=name)
+
+    def wait(self, op: compute_v1.Operation, what: str) -> None:
+        """Long-poll globalOperations.wait until DONE, then raise the operation's errors in full."""
+        deadline = time.monotonic() + self.operation_timeout
+        reported = -1
+        while op.status != op.Status.DONE:
+            if op.progress != reported:
+                self.progress.note(f"{what}: {op.status.name.lower()} {op.progress}%")
+                reported = op.progress
+            if time.monotonic() > deadline:
+                raise CloudError(
+                    self.target,
+                    what,
+                    f"operation {op.name} not done after {self.operation_timeout:.0f} s",
+                    retryable=True,
+                )
+            op = call(self.target, f"wait for {what}", self.retry, partial(self._wait_once, op.name))
+        if op.error and op.error.errors:
+            raise CloudError(self.target, what, operation_errors(op), code=op.error.errors[0].code or None)
+
+
+def operation_errors(op: Any) -> str:
+    parts = [
+        f"{e.code}: {e.message}" + (f" (at {e.location})" if e.location else "") for e in op.error.errors
+    ]
+    if op.http_error_status_code:
+        parts.append(f"HTTP {op.http_error_status_code} {op.http_error_message}".rstrip())
+    return f"operation {op.name}: " + "; ".join(parts)
