@@ -1,0 +1,98 @@
+"""The local target's `index.json`: every published version under one folder, guarded by a lock."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+__all__ = ["INDEX", "Index", "file_sha256", "locked"]
+
+INDEX = "index.json"
+LOCK = ".imgpub.lock"
+_CHUNK = 4 << 20
+_ZEROS = bytes(_CHUNK)
+
+
+@contextlib.contextmanager
+def locked(folder: Path) -> Iterator[None]:
+    """An exclusive lock on `folder` (targets sharing a folder publish one at a time)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / LOCK).open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+class Index:
+    """`{"images": [{name, version, digest, content_digest, path, files: [{name, size, sha256}], time}]}`."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.path = folder / INDEX
+        try:
+            data = json.loads(self.path.read_text())
+            self.images: list[dict[str, Any]] = list(data.get("images", []))
+        except FileNotFoundError:
+            self.images = []
+        except (OSError, ValueError, AttributeError) as exc:
+            raise ValueError(f"{self.path}: not a valid imgpub index ({exc})") from None
+
+    def find(self, name: str, version: str) -> dict[str, Any] | None:
+        return next((e for e in self.images if e.get("name") == name and e.get("version") == version), None)
+
+    def put(self, entry: dict[str, Any]) -> None:
+        self.images = [
+            e for e in self.images if (e.get("name"), e.get("version")) != (entry["name"], entry["version"])
+        ]
+        self.images.append(entry)
+        self.images.sort(key=lambda e: (str(e.get("name")), str(e.get("time")), str(e.get("version"))))
+
+    def save(self) -> None:
+        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".index.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump({"images": self.images}, f, indent=2, sort_keys=True)
+                f.write("\n")
+            Path(tmp).chmod(0o644)
+            Path(tmp).replace(self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a (possibly sparse) file; holes are hashed from a zero buffer, not read."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        fd, size, pos = f.fileno(), os.fstat(f.fileno()).st_size, 0
+        while pos < size:
+            try:
+                data_at = os.lseek(fd, pos, os.SEEK_DATA)
+            except OSError:
+                data_at = size
+            while pos < data_at:  # a hole
+                n = min(_CHUNK, data_at - pos)
+                h.update(_ZEROS[:n] if n < _CHUNK else _ZEROS)
+                pos += n
+            if pos >= size:
+                break
+            try:
+                hole_at = min(os.lseek(fd, pos, os.SEEK_HOLE), size)
+            except OSError:
+                hole_at = size
+            while pos < hole_at:
+                chunk = os.pread(fd, min(_CHUNK, hole_at - pos), pos)
+                if not chunk:
+                    raise OSError(f"{path}: short read at byte {pos}")
+                h.update(chunk)
+                pos += len(chunk)
+    return h.hexdigest()

@@ -1,0 +1,175 @@
+"""The built-in local target: sparse raw, fixed VHD and the GCE tarball in a folder, with an index.
+
+Layout: `<path>/<image>/<version>/{disk.raw,disk.vhd,disk.raw.tar.gz,SHA256SUMS}` and
+`<path>/index.json`. Files are written into a hidden temp folder that is renamed into place, so a
+failure leaves no partial version behind.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from imgpub.errors import ConfigurationError, ImageConflictError
+from imgpub.local.index import Index, file_sha256, locked
+from imgpub.provider import (
+    Action,
+    Artifact,
+    Context,
+    DiskImage,
+    ImageInfo,
+    ManifestPath,
+    Plan,
+    Provider,
+    Published,
+    Status,
+    TargetSettings,
+)
+
+__all__ = ["FILES", "LocalProvider", "LocalSettings"]
+
+LocalFormat = Literal["raw", "vhd", "gce"]
+FILES: dict[str, str] = {"raw": "disk.raw", "vhd": "disk.vhd", "gce": "disk.raw.tar.gz"}
+SUMS = "SHA256SUMS"
+_ALL_FORMATS: tuple[LocalFormat, ...] = ("raw", "vhd", "gce")
+
+
+class LocalSettings(TargetSettings):
+    """A folder on this machine (or a mounted share) that collects every published version."""
+
+    provider: Literal["local"]
+    path: ManifestPath = Field(description="Output folder; relative paths are relative to the manifest.")
+    formats: list[LocalFormat] = Field(
+        default_factory=lambda: list(_ALL_FORMATS),
+        min_length=1,
+        description="Which files to write: raw (sparse disk.raw), vhd (fixed VHD), gce (disk.raw.tar.gz).",
+    )
+
+    def identity(self) -> dict[str, Any]:
+        return {"provider": self.provider}
+
+
+class LocalProvider(Provider[LocalSettings]):
+    name = "local"
+    settings_model = LocalSettings
+
+    def plan(self, image: ImageInfo, settings: LocalSettings, ctx: Context) -> Plan:
+        name = settings.image_name or image.name
+        folder = settings.path / name / image.version
+        entry = self._index(settings).find(name, image.version)
+        plan = Plan(ctx.target, self.name, existing=self._artifacts(settings, entry))
+        if entry is not None and entry.get("digest") != ctx.digest:
+            plan.conflict = (
+                f"{name} {image.version} is already in {settings.path} with digest {entry.get('digest')}, "
+                f"but this image's digest is {ctx.digest}"
+            )
+        have = {a.kind for a in plan.existing} if entry is not None and plan.conflict is None else set()
+        missing = [fmt for fmt in settings.formats if fmt not in have]
+        if missing or plan.conflict:
+            verb: Literal["replace", "create"] = "replace" if plan.conflict else "create"
+            for fmt in settings.formats if plan.conflict else missing:
+                plan.actions.append(Action(verb, str(folder / FILES[fmt]), f"{fmt} image"))
+            plan.actions.append(
+                Action("create", str(settings.path / "index.json"), f"add {name} {image.version}")
+            )
+        return plan
+
+    def publish(self, image: ImageInfo, settings: LocalSettings, disk: DiskImage, ctx: Context) -> Published:
+        plan = self.plan(image, settings, ctx)
+        if plan.conflict and not ctx.replace:
+            raise ImageConflictError(ctx.target, f"{plan.conflict}; publish with --replace to overwrite it")
+        if plan.up_to_date:
+            return Published(ctx.target, self.name, artifacts=plan.existing, changed=False)
+        name = settings.image_name or image.name
+        parent = settings.path / name
+        parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=parent, prefix=f".{image.version}.", suffix=".partial"))
+        try:
+            files = self._write(disk, settings.formats, staging, ctx)
+            with locked(settings.path):
+                self._swap(staging, parent / image.version)
+                index = self._index(settings)
+                entry = {
+                    "name": name,
+                    "version": image.version,
+                    "digest": ctx.digest,
+                    "content_digest": image.content_digest,
+                    "path": f"{name}/{image.version}",
+                    "files": files,
+                    "time": datetime.now(UTC).isoformat(timespec="seconds"),
+                }
+                index.put(entry)
+                index.save()
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return Published(ctx.target, self.name, artifacts=self._artifacts(settings, entry), changed=True)
+
+    def status(self, image: ImageInfo, settings: LocalSettings, ctx: Context) -> Status:
+        name = settings.image_name or image.name
+        entry = self._index(settings).find(name, image.version)
+        status = Status(ctx.target, self.name, artifacts=self._artifacts(settings, entry))
+        if entry is None:
+            status.drift.append(f"{name} {image.version} is not published in {settings.path}")
+            return status
+        if entry.get("digest") != ctx.digest:
+            status.drift.append(f"published digest {entry.get('digest')} differs from {ctx.digest}")
+        have = {a.kind for a in status.artifacts}
+        status.drift += [f"{FILES[fmt]} is missing" for fmt in settings.formats if fmt not in have]
+        return status
+
+    def _index(self, settings: LocalSettings) -> Index:
+        try:
+            return Index(settings.path)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
+
+    def _artifacts(self, settings: LocalSettings, entry: dict[str, Any] | None) -> list[Artifact]:
+        if entry is None:
+            return []
+        kinds = {v: k for k, v in FILES.items()}
+        out = []
+        for f in entry.get("files", []):
+            path = settings.path / str(entry.get("path")) / str(f.get("name"))
+            if f.get("name") in kinds and path.exists():
+                extra = {"sha256": f.get("sha256"), "size": f.get("size")}
+                out.append(Artifact(kinds[f["name"]], str(path), uri=path.absolute().as_uri(), extra=extra))
+        return out
+
+    def _write(
+        self, disk: DiskImage, formats: list[LocalFormat], folder: Path, ctx: Context
+    ) -> list[dict[str, Any]]:
+        from imgpub.disk.write_gce import write_gce_tar
+        from imgpub.disk.write_raw import write_raw
+        from imgpub.disk.write_vhd import write_vhd
+
+        writers: dict[str, Callable[..., None]] = {"raw": write_raw, "vhd": write_vhd, "gce": write_gce_tar}
+        files = []
+        for fmt in ("raw", "vhd", "gce"):
+            if fmt not in formats:
+                continue
+            dest = folder / FILES[fmt]
+            ctx.progress.stage(f"write {FILES[fmt]}", disk.allocation.data_bytes)
+            writers[fmt](disk, dest, on_progress=ctx.progress.advance)
+            files.append({"name": dest.name, "size": dest.stat().st_size, "sha256": file_sha256(dest)})
+        sums = "".join(f"{f['sha256']}  {f['name']}\n" for f in files)
+        (folder / SUMS).write_text(sums)
+        (folder / SUMS).chmod(0o644)
+        folder.chmod(0o755)
+        return files
+
+    @staticmethod
+    def _swap(staging: Path, final: Path) -> None:
+        """Put `staging` at `final`; an older folder there is moved aside first, then removed."""
+        old = None
+        if final.exists():
+            old = final.with_name(f".{final.name}.old-{datetime.now(UTC):%Y%m%d%H%M%S%f}")
+            final.replace(old)
+        staging.replace(final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)

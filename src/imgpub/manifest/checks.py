@@ -1,0 +1,111 @@
+"""Rules across fields and clouds that a single field's type cannot say.
+
+`check_manifest` runs when the manifest loads (no disk needed); `check_image` runs once the image
+is measured, and asks every target's provider too (`Provider.check`).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from imgpub.errors import ManifestError
+from imgpub.manifest.document import Loc
+from imgpub.provider import ImageInfo, Problem
+
+if TYPE_CHECKING:
+    from imgpub.manifest.loader import Manifest
+
+__all__ = ["check_image", "check_manifest", "problem_loc"]
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_LABEL_KEY = re.compile(r"^[a-z][a-z0-9_.-]{0,62}$")
+_RESERVED_PREFIX = "imgpub"
+_MAX_LABEL_VALUE = 255
+
+
+def check_manifest(manifest: Manifest) -> None:
+    """Raise the first rule the manifest breaks, as a ManifestError at the offending line."""
+    problems = [*_image_problems(manifest), *_target_problems(manifest)]
+    if problems:
+        raise _earliest(manifest, problems)
+
+
+def check_image(manifest: Manifest, image: ImageInfo, targets: list[str] | None = None) -> None:
+    """The checks that need the measured image, the providers' own checks included."""
+    problems: list[tuple[Loc, str]] = []
+    if image.virtual_size <= 0:
+        problems.append((("image", "source"), "the disk image is empty (virtual size 0)"))
+    elif image.virtual_size % 512:
+        problems.append((("image", "source"), f"virtual size {image.virtual_size} is not a multiple of 512"))
+    for i, target in enumerate(manifest.targets):
+        if targets and target.name not in targets:
+            continue
+        provider = manifest.providers[target.provider]()
+        for problem in provider.check(image, target):
+            problems.append((problem_loc(("targets", i), problem), problem.message))
+    if problems:
+        raise _earliest(manifest, problems)
+
+
+def problem_loc(base: Loc, problem: Problem) -> Loc:
+    """`regions[1].kms_key` or `regions.1.kms_key` inside `base`."""
+    loc: list[str | int] = list(base)
+    for part in re.findall(r"[^.\[\]]+", problem.field):
+        loc.append(int(part) if part.isdigit() else part)
+    return tuple(loc)
+
+
+def _earliest(manifest: Manifest, problems: list[tuple[Loc, str]]) -> ManifestError:
+    errors = [manifest.error(loc, message) for loc, message in problems]
+    return min(errors, key=lambda e: (e.line or 0, e.column or 0))
+
+
+def _image_problems(manifest: Manifest) -> list[tuple[Loc, str]]:
+    image = manifest.image
+    out: list[tuple[Loc, str]] = []
+    if image.arch == "arm64" and image.boot == "bios":
+        out.append((("image", "boot"), "arm64 images boot with UEFI only; use boot: uefi"))
+    if image.boot == "bios" and image.secure_boot:
+        out.append((("image", "secure_boot"), "Secure Boot needs UEFI, but boot is bios"))
+    if image.boot == "bios" and image.tpm:
+        out.append((("image", "tpm"), "a TPM needs UEFI, but boot is bios"))
+    if image.secure_boot and image.boot == "uefi-preferred":
+        out.append((("image", "secure_boot"), "Secure Boot needs boot: uefi (not uefi-preferred)"))
+    for key, value in image.labels.items():
+        loc: Loc = ("image", "labels", key)
+        if not _LABEL_KEY.match(key):
+            out.append(
+                (
+                    loc,
+                    f"label key {key!r} must be lowercase letters, digits, '_', '.', '-' (max 63), "
+                    "starting with a letter",
+                )
+            )
+        elif key.startswith(_RESERVED_PREFIX):
+            out.append((loc, f"label keys starting with {_RESERVED_PREFIX!r} are reserved for imgpub"))
+        if len(value) > _MAX_LABEL_VALUE:
+            out.append((loc, f"label value is {len(value)} characters; at most {_MAX_LABEL_VALUE}"))
+    return out
+
+
+def _target_problems(manifest: Manifest) -> list[tuple[Loc, str]]:
+    out: list[tuple[Loc, str]] = []
+    seen: dict[str, int] = {}
+    for i, target in enumerate(manifest.targets):
+        if target.name in seen:
+            first = manifest.document.mark(("targets", seen[target.name], "name"))
+            where = f" (first at line {first.line})" if first else ""
+            out.append((("targets", i, "name"), f"duplicate target name {target.name!r}{where}"))
+        seen.setdefault(target.name, i)
+        name = target.image_name or manifest.image.name
+        if not _NAME.match(name):
+            field: Any = ("targets", i, "image_name") if target.image_name else ("image", "name")
+            out.append(
+                (
+                    field,
+                    f"image name {name!r} must be letters, digits, '.', '_' or '-' "
+                    "(at most 128, starting with a letter or digit)",
+                )
+            )
+    return out

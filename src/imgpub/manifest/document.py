@@ -1,0 +1,229 @@
+"""YAML to plain data, keeping the line and column of every key and value, and expanding ${VAR}.
+
+PyYAML's composer gives nodes with marks; we build the data ourselves (safe: only the core YAML
+tags) so a pydantic error's location maps back to `file:line:col`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from imgpub.errors import ManifestError
+
+Loc = tuple[str | int, ...]
+
+_VAR = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
+_NAME = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?$", re.DOTALL)
+_MAX_DEPTH = 64
+_T = "tag:yaml.org,2002:"
+_BOOL_TRUE = {"yes", "true", "on", "y"}
+
+
+@dataclass(frozen=True)
+class Mark:
+    line: int
+    column: int
+
+    @classmethod
+    def of(cls, mark: yaml.Mark) -> Mark:
+        return cls(mark.line + 1, mark.column + 1)
+
+
+def format_loc(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+@dataclass
+class Document:
+    """Plain data of a YAML file, with the mark of every value and every mapping key."""
+
+    file: Path
+    data: Any = None
+    values: dict[Loc, Mark] = field(default_factory=dict)
+    keys: dict[Loc, Mark] = field(default_factory=dict)
+    shown: dict[Loc, Loc] = field(default_factory=dict)
+    """Where a value really came from, when it is not where it is used (defaults merged into targets)."""
+
+    def mark(self, loc: Loc, *, key: bool = False) -> Mark | None:
+        """The mark of `loc` (its key if asked and known), or of its nearest located ancestor."""
+        if key and loc in self.keys:
+            return self.keys[loc]
+        for n in range(len(loc), -1, -1):
+            if loc[:n] in self.values:
+                return self.values[loc[:n]]
+        return None
+
+    def error(self, loc: Loc, message: str, *, key: bool = False, mark: Mark | None = None) -> ManifestError:
+        where = mark or self.mark(loc, key=key)
+        shown = self.shown.get(loc, loc)
+        return ManifestError(
+            self.file,
+            format_loc(shown),
+            message,
+            line=where.line if where else None,
+            column=where.column if where else None,
+        )
+
+    def copy_subtree(self, src: Loc, dst: Loc) -> None:
+        """Make the marks of everything under `src` answer for the same paths under `dst`."""
+        for table in (self.values, self.keys):
+            for loc, mark in list(table.items()):
+                if loc[: len(src)] == src:
+                    new = dst + loc[len(src) :]
+                    if new not in table:
+                        table[new] = mark
+                        self.shown.setdefault(new, self.shown.get(loc, loc))
+
+
+def parse(file: Path, text: str, env: Mapping[str, str] | None = None) -> Document:
+    """Parse one YAML document into a Document; every problem is a ManifestError with line:col."""
+    doc = Document(file)
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        raise ManifestError(
+            file,
+            "",
+            f"invalid YAML: {exc.problem or exc.context}",
+            line=mark.line + 1 if mark else None,
+            column=mark.column + 1 if mark else None,
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ManifestError(file, "", f"invalid YAML: {exc}") from None
+    if node is None:
+        raise ManifestError(file, "", "the manifest is empty", line=1, column=1)
+    doc.data = _Builder(doc, os.environ if env is None else env).build(node, (), 0)
+    return doc
+
+
+class _Builder:
+    def __init__(self, doc: Document, env: Mapping[str, str]) -> None:
+        self.doc, self.env = doc, env
+
+    def build(self, node: yaml.Node, loc: Loc, depth: int) -> Any:
+        self.doc.values.setdefault(loc, Mark.of(node.start_mark))
+        if depth > _MAX_DEPTH:
+            raise self.doc.error(loc, "nested too deeply (recursive alias?)")
+        if isinstance(node, yaml.ScalarNode):
+            return self.scalar(node, loc)
+        if isinstance(node, yaml.SequenceNode):
+            self.check_tag(node, loc, "seq")
+            return [self.build(item, (*loc, i), depth + 1) for i, item in enumerate(node.value)]
+        assert isinstance(node, yaml.MappingNode)
+        self.check_tag(node, loc, "map")
+        out: dict[str, Any] = {}
+        for key_node, value_node in self.pairs(node, loc):
+            key = self.key(key_node, loc)
+            if key in out:
+                first = self.doc.keys[(*loc, key)]
+                raise self.doc.error(
+                    (*loc, key),
+                    f"duplicate key {key!r} (first at line {first.line})",
+                    mark=Mark.of(key_node.start_mark),
+                )
+            self.doc.keys[(*loc, key)] = Mark.of(key_node.start_mark)
+            out[key] = self.build(value_node, (*loc, key), depth + 1)
+        return out
+
+    def pairs(self, node: yaml.MappingNode, loc: Loc) -> list[tuple[yaml.Node, yaml.Node]]:
+        """The mapping's pairs with YAML merge keys (`<<: *base`) applied; explicit keys win."""
+        merged: list[tuple[yaml.Node, yaml.Node]] = []
+        own: list[tuple[yaml.Node, yaml.Node]] = []
+        for key_node, value_node in node.value:
+            if key_node.tag == _T + "merge":
+                sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+                for src in sources:
+                    if not isinstance(src, yaml.MappingNode):
+                        raise self.doc.error(
+                            loc, "a merge key (<<) needs a mapping", mark=Mark.of(src.start_mark)
+                        )
+                    merged.extend(self.pairs(src, loc))
+            else:
+                own.append((key_node, value_node))
+        explicit = {k.value for k, _ in own if isinstance(k, yaml.ScalarNode)}
+        seen: set[str] = set()
+        inherited = []
+        for k, v in merged:
+            if k.value not in explicit and k.value not in seen:
+                seen.add(k.value)
+                inherited.append((k, v))
+        return inherited + own
+
+    def key(self, node: yaml.Node, loc: Loc) -> str:
+        if not isinstance(node, yaml.ScalarNode):
+            raise self.doc.error(loc, "mapping keys must be plain strings", mark=Mark.of(node.start_mark))
+        value = self.scalar(node, loc)
+        return value if isinstance(value, str) else str(node.value)
+
+    def check_tag(self, node: yaml.Node, loc: Loc, kind: str) -> None:
+        if node.tag != _T + kind:
+            raise self.doc.error(loc, f"unsupported YAML tag {node.tag}", mark=Mark.of(node.start_mark))
+
+    def scalar(self, node: yaml.ScalarNode, loc: Loc) -> Any:
+        raw: str = node.value
+        if "$" in raw and node.tag in (_T + "str", _T + "int", _T + "float", _T + "timestamp"):
+            return self.expand(node, loc)
+        tag = node.tag.removeprefix(_T)
+        if tag == "null":
+            return None
+        if tag == "bool":
+            return raw.lower() in _BOOL_TRUE
+        if tag in ("str", "int", "float", "timestamp"):
+            # Numbers and dates stay text: `version: 1.10` must not become 1.1; pydantic converts
+            # text to a number where a field wants one.
+            return raw
+        raise self.doc.error(loc, f"unsupported YAML tag {node.tag}", mark=Mark.of(node.start_mark))
+
+    def expand(self, node: yaml.ScalarNode, loc: Loc) -> str:
+        """`${VAR}` and `${VAR:-default}` from the environment; `$${` is a literal `${`."""
+        raw: str = node.value
+
+        def column_of(index: int) -> Mark:
+            start = Mark.of(node.start_mark)
+            if node.start_mark.line != node.end_mark.line:
+                return start
+            quoted = 1 if node.style in ("'", '"') else 0
+            return Mark(start.line, start.column + quoted + index)
+
+        def replace(match: re.Match[str]) -> str:
+            text = match.group(0)
+            if text == "$${":
+                return "${"
+            inner = match.group(1)
+            if inner is None:
+                raise self.doc.error(
+                    loc, "unterminated ${ (write $${ for a literal ${)", mark=column_of(match.start())
+                )
+            name = _NAME.match(inner)
+            if name is None:
+                raise self.doc.error(
+                    loc,
+                    f"bad variable reference ${{{inner}}}: use ${{NAME}} or ${{NAME:-default}}",
+                    mark=column_of(match.start()),
+                )
+            value = self.env.get(name.group(1))
+            if value:
+                return value
+            if name.group(2) is not None:
+                return name.group(2)
+            if value is not None:
+                return value
+            raise self.doc.error(
+                loc,
+                f"environment variable {name.group(1)} is not set (use ${{{name.group(1)}:-default}} "
+                "for a default)",
+                mark=column_of(match.start()),
+            )
+
+        return _VAR.sub(replace, raw)

@@ -1,0 +1,232 @@
+"""Load a manifest: YAML with marks -> provider resolution -> defaults merge -> pydantic -> checks.
+
+Every problem is one ManifestError that reads `file:line:col field.path: what is wrong`.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import re
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from imgpub import plugins
+from imgpub.errors import ConfigurationError, ManifestError
+from imgpub.manifest.document import Document, Loc, parse
+from imgpub.manifest.models import ImageSpec, manifest_model
+from imgpub.provider import Provider, TargetSettings
+
+__all__ = ["Manifest", "load_manifest", "load_providers"]
+
+CLOUD_EXTRAS = ("aws", "azure", "gcp")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A loaded, validated manifest. `document` keeps the marks for later checks' errors."""
+
+    path: Path
+    image: ImageSpec
+    targets: tuple[TargetSettings, ...]
+    providers: Mapping[str, type[Provider[Any]]]
+    document: Document
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    def select(self, names: list[str] | tuple[str, ...] | None) -> tuple[TargetSettings, ...]:
+        """The targets named (all when `names` is empty); an unknown name is an error."""
+        if not names:
+            return self.targets
+        known = [t.name for t in self.targets]
+        for name in names:
+            if name not in known:
+                raise ManifestError(self.path, "", f"no target named {name!r}{suggest(name, known)}")
+        return tuple(t for t in self.targets if t.name in names)
+
+    def error(self, loc: Loc, message: str) -> ManifestError:
+        return self.document.error(loc, message)
+
+    def target_loc(self, target: str) -> Loc:
+        return ("targets", next(i for i, t in enumerate(self.targets) if t.name == target))
+
+
+def suggest(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(word, [str(c) for c in choices], n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def load_manifest(path: str | Path, env: Mapping[str, str] | None = None) -> Manifest:
+    """Read, expand, validate and check the manifest at `path`."""
+    from imgpub.manifest.checks import check_manifest
+
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ManifestError(file, "", "no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(file, "", f"cannot read: {exc}") from None
+    doc = parse(file, text, env)
+    if not isinstance(doc.data, dict):
+        raise doc.error((), "the manifest must be a mapping with `image` and `targets`")
+    providers = _resolve_providers(doc)
+    _merge_defaults(doc)
+    model = manifest_model(providers)
+    try:
+        parsed = model.model_validate(doc.data, context={"base_dir": file.parent.absolute()})
+    except ValidationError as exc:
+        raise _first_error(doc, model, exc) from None
+    values = dict(parsed)
+    manifest = Manifest(file, values["image"], tuple(values["targets"]), providers, doc)
+    check_manifest(manifest)
+    return manifest
+
+
+def load_providers(names: list[str] | None = None) -> dict[str, type[Provider[Any]]]:
+    """Provider classes by name: the ones named, or every installed (allow-listed) one."""
+    return {name: plugins.load(name) for name in (names if names is not None else list(plugins.available()))}
+
+
+def _not_installed(name: str) -> str:
+    installed = list(plugins.available())
+    hint = suggest(name, installed)
+    if hint:
+        return f"unknown provider {name!r}{hint}"
+    if name in CLOUD_EXTRAS:
+        return f"provider {name!r} is not installed; pip install 'imgpub[{name}]'"
+    return (
+        f"provider {name!r} is not installed (installed: {', '.join(installed) or 'none'}); install the "
+        "distribution that provides it"
+    )
+
+
+def _resolve_providers(doc: Document) -> dict[str, type[Provider[Any]]]:
+    data = doc.data
+    names: dict[str, Loc] = {}
+    targets = data.get("targets")
+    if isinstance(targets, list):
+        for i, target in enumerate(targets):
+            if isinstance(target, dict) and isinstance(target.get("provider"), str):
+                names.setdefault(target["provider"], ("targets", i, "provider"))
+            elif isinstance(target, dict):
+                if "provider" not in target:
+                    raise doc.error(("targets", i), "missing required field 'provider'")
+                raise doc.error(("targets", i, "provider"), "must be a provider name")
+    defaults = data.get("defaults")
+    if isinstance(defaults, dict):
+        for name in defaults:
+            names.setdefault(name, ("defaults", name))
+    available = plugins.available()
+    providers: dict[str, type[Provider[Any]]] = {}
+    for name, loc in names.items():
+        if name not in available:
+            raise doc.error(loc, _not_installed(name), key=loc[0] == "defaults")
+        try:
+            providers[name] = plugins.load(name)
+        except ConfigurationError as exc:
+            raise doc.error(loc, str(exc)) from None
+        except Exception as exc:  # a broken plugin must not become a traceback
+            raise doc.error(loc, f"provider {name!r} failed to load: {type(exc).__name__}: {exc}") from None
+    return providers
+
+
+def _deep_merge(base: Any, over: Any) -> Any:
+    if isinstance(base, dict) and isinstance(over, dict):
+        out = dict(base)
+        for key, value in over.items():
+            out[key] = _deep_merge(base[key], value) if key in base else value
+        return out
+    return over
+
+
+def _merge_defaults(doc: Document) -> None:
+    defaults = doc.data.get("defaults")
+    targets = doc.data.get("targets")
+    if not isinstance(defaults, dict) or not isinstance(targets, list):
+        return
+    for i, target in enumerate(targets):
+        shared = defaults.get(target.get("provider")) if isinstance(target, dict) else None
+        if isinstance(shared, dict):
+            targets[i] = _deep_merge(copy.deepcopy(shared), target)
+            doc.copy_subtree(("defaults", target["provider"]), ("targets", i))
+
+
+_QUOTED = re.compile(r"'([^']*)'")
+
+
+def _first_error(doc: Document, model: type[BaseModel], exc: ValidationError) -> ManifestError:
+    errors = [_to_manifest_error(doc, model, err) for err in exc.errors()]
+    return min(errors, key=lambda e: (e.line or 0, e.column or 0))
+
+
+def _to_manifest_error(doc: Document, model: type[BaseModel], err: Any) -> ManifestError:
+    raw_loc: Loc = tuple(err["loc"])
+    loc = _strip_tags(doc.data, raw_loc)
+    kind, msg = err["type"], str(err["msg"]).removeprefix("Value error, ")
+    if kind == "extra_forbidden":
+        known = _fields_at(model, raw_loc[:-1])
+        return doc.error(loc, f"unknown field {loc[-1]!r}{suggest(str(loc[-1]), known)}", key=True)
+    if kind == "missing":
+        return doc.error(loc, "required field is missing", key=True)
+    value = err.get("input")
+    if kind in ("literal_error", "enum") and isinstance(value, str):
+        msg += suggest(value, _QUOTED.findall(str(err.get("ctx", {}).get("expected", ""))))
+    if isinstance(value, str | int | float | bool) and not msg.endswith("?"):
+        msg += f" (got {value!r})"
+    return doc.error(loc, msg)
+
+
+def _strip_tags(data: Any, loc: Loc) -> Loc:
+    """Drop the discriminator tag pydantic puts in a union member's location (targets.1.aws.x)."""
+    if len(loc) >= 3 and loc[0] == "targets" and isinstance(loc[1], int):
+        targets = data.get("targets") if isinstance(data, dict) else None
+        if isinstance(targets, list) and loc[1] < len(targets):
+            target = targets[loc[1]]
+            if isinstance(target, dict) and loc[2] == target.get("provider") and loc[2] not in target:
+                return loc[:2] + loc[3:]
+    return loc
+
+
+def _fields_at(model: type[BaseModel], loc: Loc) -> list[str]:
+    """The field names of the model found at `loc` (following unions by their tag), for did-you-mean."""
+    tp: Any = model
+    for part in loc:
+        tp = _step(tp, part)
+        if tp is None:
+            return []
+    models = [m for m in _members(tp) if isinstance(m, type) and issubclass(m, BaseModel)]
+    return sorted({name for m in models for name in m.model_fields})
+
+
+def _members(tp: Any) -> list[Any]:
+    origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        return _members(typing.get_args(tp)[0])
+    if origin is typing.Union or origin is types.UnionType:
+        return [m for arg in typing.get_args(tp) for m in _members(arg)]
+    return [tp]
+
+
+def _step(tp: Any, part: str | int) -> Any:
+    for member in _members(tp):
+        if isinstance(member, type) and issubclass(member, BaseModel):
+            if isinstance(part, str) and part in member.model_fields:
+                return member.model_fields[part].annotation
+            provider = member.model_fields.get("provider")
+            if provider is not None and typing.get_args(provider.annotation) == (part,):
+                return member
+        origin, args = typing.get_origin(member), typing.get_args(member)
+        if origin in (list, tuple) and isinstance(part, int) and args:
+            return args[0]
+        if origin is dict and len(args) == 2:
+            return args[1]
+    return None

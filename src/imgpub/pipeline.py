@@ -1,0 +1,296 @@
+"""Run a manifest: open and measure the source once, then plan/publish/status every target in a
+bounded thread pool. One failing target never stops the others; each ends as a TargetResult.
+
+The library API behind `imgpub plan|publish|status|validate`; it never prints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from imgpub import identity
+from imgpub.disk import DiskImage, open_image
+from imgpub.disk.errors import DiskError
+from imgpub.errors import ImageConflictError, ImgpubError
+from imgpub.journal import Journal, default_state_dir
+from imgpub.manifest import Manifest, load_manifest
+from imgpub.manifest.checks import check_image
+from imgpub.progress import NullProgress, Progress
+from imgpub.provider import Context, ImageInfo, Plan, Published, Status, TargetSettings
+from imgpub.retry import RetryPolicy
+from imgpub.source import DigestCache, download, local_source
+
+__all__ = [
+    "DEFAULT_CONCURRENCY",
+    "ProgressFactory",
+    "RunResult",
+    "TargetResult",
+    "plan",
+    "publish",
+    "status",
+    "validate",
+]
+
+DEFAULT_CONCURRENCY = 4
+ProgressFactory = Callable[[str], Progress]
+"""Called with a target's name for its Progress, and with "" for the source (download, digest)."""
+Command = Literal["plan", "publish", "status"]
+log = logging.getLogger("imgpub")
+
+
+@dataclass
+class TargetResult:
+    target: str
+    provider: str
+    ok: bool = True
+    error: str | None = None
+    exit_code: int = 0
+    digest: str = ""
+    plan: Plan | None = None
+    published: Published | None = None
+    status: Status | None = None
+    started: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class RunResult:
+    command: Command
+    manifest: Path
+    image: ImageInfo
+    targets: list[TargetResult] = field(default_factory=list)
+    dry_run: bool = False
+    started: str = ""
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return all(t.ok for t in self.targets)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every target succeeded, else the highest failed target's code (1, or 2 for bad input)."""
+        return max((t.exit_code for t in self.targets if not t.ok), default=0)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _manifest(manifest: Manifest | str | Path) -> Manifest:
+    return manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
+
+
+def source_path(manifest: Manifest, state_dir: Path, progress: Progress | None = None) -> Path:
+    """The local file holding the source image: downloaded (and verified) or checked in place."""
+    image = manifest.image
+    if image.is_url:
+        assert image.sha256 is not None  # the model requires it for URLs
+        return download(image.source, image.sha256, state_dir / "cache", progress)
+    path = Path(image.source)
+    if not path.is_file():
+        what = "is not a file" if path.exists() else "no such file"
+        raise manifest.error(("image", "source"), f"{what}: {path}")
+    return local_source(path, image.sha256, DigestCache(state_dir), progress)
+
+
+@dataclass
+class _Prepared:
+    path: Path
+    info: ImageInfo
+
+
+@contextlib.contextmanager
+def _prepare(manifest: Manifest, state_dir: Path, progress: Progress) -> Iterator[_Prepared]:
+    path = source_path(manifest, state_dir, progress)
+    fmt = manifest.image.format
+    with open_image(path, fmt) as disk:
+        progress.stage("digest", disk.allocation.data_bytes)
+        digest = DigestCache(state_dir).content_digest(path, fmt, disk)
+        yield _Prepared(path, _image_info(manifest, disk, digest))
+
+
+def _image_info(manifest: Manifest, disk: DiskImage, content_digest: str) -> ImageInfo:
+    spec = manifest.image
+    return ImageInfo(
+        name=spec.name,
+        version=spec.version,
+        arch=spec.arch,
+        boot=spec.boot,
+        virtual_size=disk.virtual_size,
+        content_digest=content_digest,
+        description=spec.description,
+        tpm=spec.tpm,
+        secure_boot=spec.secure_boot,
+        labels=dict(spec.labels),
+        source=spec.source,
+    )
+
+
+def target_digest(info: ImageInfo, settings: TargetSettings) -> str:
+    """What identifies this publish on this target: the content and everything that shapes registration."""
+    registration: dict[str, Any] = {
+        "name": settings.image_name or info.name,
+        "version": info.version,
+        "arch": info.arch,
+        "boot": info.boot,
+        "tpm": info.tpm,
+        "secure_boot": info.secure_boot,
+        "settings": settings.identity(),
+    }
+    return identity.image_digest(info.content_digest, registration)
+
+
+def validate(manifest: Manifest | str | Path, *, state_dir: Path | None = None) -> Manifest:
+    """Load and check the manifest; a local (or already downloaded) image is measured too, not read."""
+    loaded = _manifest(manifest)
+    image = loaded.image
+    state = state_dir or default_state_dir()
+    path = (state / "cache" / "sources" / str(image.sha256)) if image.is_url else Path(image.source)
+    if not image.is_url and not path.is_file():
+        raise loaded.error(("image", "source"), f"no such file: {path}")
+    if path.is_file():
+        with open_image(path, image.format) as disk:
+            check_image(loaded, _image_info(loaded, disk, ""))
+    return loaded
+
+
+def plan(
+    manifest: Manifest | str | Path,
+    targets: list[str] | None = None,
+    *,
+    state_dir: Path | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    progress: ProgressFactory | None = None,
+) -> RunResult:
+    """What publish would do on every target (conflicts included). Makes no change."""
+    return _run("plan", _manifest(manifest), targets, state_dir, concurrency, progress, dry_run=True)
+
+
+def publish(
+    manifest: Manifest | str | Path,
+    targets: list[str] | None = None,
+    *,
+    replace: bool = False,
+    dry_run: bool = False,
+    state_dir: Path | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    progress: ProgressFactory | None = None,
+    retry: RetryPolicy | None = None,
+) -> RunResult:
+    """Make every selected target match the manifest. A dry run only plans."""
+    return _run(
+        "publish",
+        _manifest(manifest),
+        targets,
+        state_dir,
+        concurrency,
+        progress,
+        dry_run=dry_run,
+        replace=replace,
+        retry=retry,
+    )
+
+
+def status(
+    manifest: Manifest | str | Path,
+    targets: list[str] | None = None,
+    *,
+    state_dir: Path | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    progress: ProgressFactory | None = None,
+) -> RunResult:
+    """What is published for this image on every target, and how it drifts from the manifest."""
+    return _run("status", _manifest(manifest), targets, state_dir, concurrency, progress, dry_run=True)
+
+
+def _run(
+    command: Command,
+    manifest: Manifest,
+    names: list[str] | None,
+    state_dir: Path | None,
+    concurrency: int,
+    progress: ProgressFactory | None,
+    *,
+    dry_run: bool,
+    replace: bool = False,
+    retry: RetryPolicy | None = None,
+) -> RunResult:
+    if concurrency < 1:
+        raise ValueError("concurrency must be at least 1")
+    selected = manifest.select(names)
+    state = state_dir or default_state_dir()
+    factory = progress or (lambda _name: NullProgress())
+    started, clock = _now(), time.monotonic()
+    with _prepare(manifest, state, factory("")) as prepared:
+        check_image(manifest, prepared.info, [t.name for t in selected])
+        result = RunResult(command, manifest.path, prepared.info, dry_run=dry_run, started=started)
+
+        def one(settings: TargetSettings) -> TargetResult:
+            return _target(command, manifest, settings, prepared, state, factory, dry_run, replace, retry)
+
+        with ThreadPoolExecutor(min(concurrency, len(selected)), thread_name_prefix="imgpub-target") as pool:
+            result.targets = list(pool.map(one, selected))
+    result.seconds = round(time.monotonic() - clock, 3)
+    return result
+
+
+def _target(
+    command: Command,
+    manifest: Manifest,
+    settings: TargetSettings,
+    prepared: _Prepared,
+    state_dir: Path,
+    factory: ProgressFactory,
+    dry_run: bool,
+    replace: bool,
+    retry: RetryPolicy | None,
+) -> TargetResult:
+    info = prepared.info
+    result = TargetResult(settings.name, settings.provider, started=_now())
+    clock = time.monotonic()
+    try:
+        result.digest = target_digest(info, settings)
+        journal = (
+            Journal(None)
+            if dry_run
+            else Journal.for_target(state_dir, settings.image_name or info.name, info.version, settings.name)
+        )
+        ctx = Context(
+            target=settings.name,
+            digest=result.digest,
+            journal=journal,
+            progress=factory(settings.name),
+            retry=retry or RetryPolicy(),
+            log=log.getChild(settings.name),
+            replace=replace,
+        )
+        provider = manifest.providers[settings.provider]()
+        if command == "status":
+            result.status = provider.status(info, settings, ctx)
+            return result
+        result.plan = provider.plan(info, settings, ctx)
+        if command == "plan" or dry_run:
+            return result
+        if result.plan.conflict and not replace:
+            raise ImageConflictError(
+                settings.name, f"{result.plan.conflict}; publish with --replace to overwrite"
+            )
+        with open_image(prepared.path, manifest.image.format) as disk:
+            result.published = provider.publish(info, settings, disk, ctx)
+    except (ImgpubError, DiskError) as exc:
+        result.ok, result.error, result.exit_code = False, str(exc), exc.exit_code
+    except Exception as exc:  # a provider bug must not take the other targets down
+        log.debug("target %s failed", settings.name, exc_info=True)
+        result.ok, result.error, result.exit_code = False, f"unexpected {type(exc).__name__}: {exc}", 1
+    finally:
+        result.seconds = round(time.monotonic() - clock, 3)
+    return result
