@@ -6,7 +6,7 @@ import os
 import struct
 import sys
 from array import array
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -62,7 +62,7 @@ class BlockMappedImage(DiskImage):
         return ImageFormatError(self.path, self.format, structure, offset, what)
 
     def _map_blocks(
-        self, table_offset: int, entry_size: int, forbidden: Iterable[tuple[int, int]], end_of_data: int
+        self, entry_at: Callable[[int], int], forbidden: Iterable[tuple[int, int]], end_of_data: int
     ) -> None:
         """Check every stored block against the file and the metadata, then build the allocation map."""
         bs = self.block_size
@@ -72,7 +72,7 @@ class BlockMappedImage(DiskImage):
         k = 0
         for host, i in used:
             length = min(bs, self.virtual_size - i * bs)
-            where = table_offset + i * entry_size
+            where = entry_at(i)
             if i * bs >= self.virtual_size:
                 raise self._error("block table entry", where, f"block {i} lies beyond the virtual size")
             if host + length > end_of_data:
@@ -213,7 +213,7 @@ class VhdImage(BlockMappedImage):
         self.hosts = array("Q", (0 if e == UNALLOCATED else e * SECTOR + bitmap for e in bat))
         bat_end = table + -(-entries * 4 // SECTOR) * SECTOR
         meta = [(0, SECTOR), (where, where + 1024), (table, bat_end)]
-        self._map_blocks(table, 4, meta, self.file_size - SECTOR)
+        self._map_blocks(lambda i: table + 4 * i, meta, self.file_size - SECTOR)
 
     def read(self, offset: int, length: int) -> bytes:
         if self.block_size:
