@@ -1,0 +1,276 @@
+"""The one boundary where azure-core exceptions become imgpub errors (house rule 9).
+
+Nothing else in imgpub_azure catches an azure exception: calls go through `call()` (retries from
+imgpub.retry, honouring Retry-After) or `azure_errors()`. Messages are one line, and anything that
+looks like a secret (SAS signature, account key, connection string) is removed from them.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import Enum
+from typing import TypeVar
+
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+
+from imgpub.errors import CloudError, CredentialsError, ImgpubError, TargetError
+from imgpub.retry import RetryPolicy
+
+__all__ = [
+    "ERROR_CODES",
+    "STATUS_RULES",
+    "Caller",
+    "azure_errors",
+    "call",
+    "error_code",
+    "find",
+    "is_transient",
+    "redact",
+    "retry_after",
+    "translate",
+]
+
+T = TypeVar("T")
+
+SECRET_ENV = (
+    "AZURE_STORAGE_KEY",
+    "AZURE_STORAGE_SAS_TOKEN",
+    "AZURE_STORAGE_CONNECTION_STRING",
+    "AZURE_CLIENT_SECRET",
+)
+_SECRET_PATTERNS = (
+    re.compile(r"((?:^|[?&\s])sig=)[^&\s\"']+", re.IGNORECASE),
+    re.compile(r"(AccountKey=)[^;\s\"']+", re.IGNORECASE),
+    re.compile(r"(SharedAccessSignature=)[^;\s\"']+", re.IGNORECASE),
+)
+_MAX_MESSAGE = 300
+_CREDENTIAL_HINT = (
+    "run `az login`, set AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET, use a managed identity, "
+    "or set AZURE_STORAGE_CONNECTION_STRING/AZURE_STORAGE_SAS_TOKEN/AZURE_STORAGE_KEY for the upload"
+)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How one Azure error code is reported: as which error, retried or not, with what advice."""
+
+    kind: type[TargetError]
+    retryable: bool = False
+    hint: str = ""
+
+
+_AUTH = Rule(CredentialsError, hint="check the identity's role assignments and the credentials in use")
+ERROR_CODES: dict[str, Rule] = {
+    # Identity and permissions (ARM and storage).
+    "AuthenticationFailed": _AUTH,
+    "AuthorizationFailure": _AUTH,
+    "AuthorizationFailed": _AUTH,
+    "AuthorizationPermissionMismatch": Rule(CredentialsError, hint="the SAS or role does not allow this"),
+    "InvalidAuthenticationToken": _AUTH,
+    "InvalidAuthenticationTokenTenant": Rule(CredentialsError, hint="the token is for another tenant"),
+    "ExpiredAuthenticationToken": _AUTH,
+    "NoAuthenticationInformation": _AUTH,
+    "AuthenticationFailedMissingToken": _AUTH,
+    # Throttling and transient service trouble.
+    "TooManyRequests": Rule(CloudError, retryable=True),
+    "ServerBusy": Rule(CloudError, retryable=True),
+    "OperationTimedOut": Rule(CloudError, retryable=True),
+    "InternalError": Rule(CloudError, retryable=True),
+    "InternalServerError": Rule(CloudError, retryable=True),
+    "RetryableError": Rule(CloudError, retryable=True),
+    "OperationPreempted": Rule(CloudError, retryable=True),
+    # Things the user must fix.
+    "SubscriptionNotFound": Rule(CloudError, hint="check subscription_id"),
+    "ResourceGroupNotFound": Rule(CloudError, hint="create the resource group or fix resource_group"),
+    "ContainerNotFound": Rule(CloudError, hint="create the container or fix container"),
+    "InvalidHeaderValue": Rule(
+        CloudError, hint="the storage service rejected a header; try storage_api_version"
+    ),
+    "InvalidApiVersionParameter": Rule(CloudError, hint="the endpoint does not support this API version"),
+    "QuotaExceeded": Rule(CloudError, hint="raise the quota or free resources"),
+    "OperationNotAllowed": Rule(CloudError),
+    "InvalidParameter": Rule(CloudError),
+    "InvalidRequestContent": Rule(CloudError),
+    "BadRequest": Rule(CloudError),
+    "Conflict": Rule(CloudError),
+    "ResourceNotFound": Rule(CloudError),
+    "NotFound": Rule(CloudError),
+    "GalleryImageVersionReplicationFailed": Rule(CloudError),
+    "ReplicationFailed": Rule(CloudError),
+}
+"""Every Azure error code imgpub treats specially; anything else falls back to STATUS_RULES."""
+
+STATUS_RULES: dict[int, Rule] = {
+    401: _AUTH,
+    403: _AUTH,
+    408: Rule(CloudError, retryable=True),
+    429: Rule(CloudError, retryable=True),
+    500: Rule(CloudError, retryable=True),
+    502: Rule(CloudError, retryable=True),
+    503: Rule(CloudError, retryable=True),
+    504: Rule(CloudError, retryable=True),
+}
+_DEFAULT = Rule(CloudError)
+
+
+def redact(text: str) -> str:
+    """`text` without SAS signatures, account keys or the values of secret environment variables."""
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(r"\1REDACTED", text)
+    for name in SECRET_ENV:
+        value = os.environ.get(name, "")
+        for part in (value, *re.findall(r"(?:AccountKey|SharedAccessSignature)=([^;]+)", value)):
+            if len(part) >= 8:
+                text = text.replace(part, "REDACTED")
+    return text
+
+
+def _one_line(text: str) -> str:
+    line = next((s.strip() for s in text.splitlines() if s.strip()), "no details")
+    line = redact(line)
+    return line if len(line) <= _MAX_MESSAGE else line[: _MAX_MESSAGE - 3] + "..."
+
+
+def error_code(exc: BaseException) -> str | None:
+    """The service's error code (`x-ms-error-code` for storage, `error.code` for ARM), if any."""
+    if not isinstance(exc, HttpResponseError):
+        return None
+    code: object = getattr(exc, "error_code", None)
+    if not code and exc.error is not None:
+        code = exc.error.code
+    headers = getattr(exc.response, "headers", None)
+    if not code and headers is not None:
+        code = headers.get("x-ms-error-code")
+    if isinstance(code, Enum):
+        code = code.value
+    return str(code) if code else None
+
+
+def _rule(exc: HttpResponseError) -> Rule:
+    code = error_code(exc)
+    if code in ERROR_CODES:
+        return ERROR_CODES[code]
+    return STATUS_RULES.get(exc.status_code or 0, _DEFAULT)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth retrying: throttling, 5xx, dropped connections."""
+    if isinstance(exc, CloudError):
+        return exc.retryable
+    if isinstance(exc, ClientAuthenticationError):
+        return False
+    if isinstance(exc, HttpResponseError):
+        return _rule(exc).retryable
+    if isinstance(exc, ServiceRequestError):
+        return "non-TLS" not in str(exc)
+    return isinstance(exc, ServiceResponseError)
+
+
+def retry_after(exc: BaseException) -> float | None:
+    """Seconds the service asked us to wait (Retry-After, in seconds or as an HTTP date)."""
+    response = getattr(exc, "response", None)
+    if response is None:
+        return None
+    headers = response.headers
+    for name, scale in (("retry-after-ms", 1000.0), ("x-ms-retry-after-ms", 1000.0)):
+        if headers.get(name):
+            try:
+                return float(headers[name]) / scale
+            except ValueError:
+                pass
+    value = headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value)
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+def translate(exc: BaseException, target: str, operation: str, region: str | None = None) -> ImgpubError:
+    """The imgpub error for one azure exception."""
+    if isinstance(exc, ImgpubError):
+        return exc
+    if isinstance(exc, ClientAuthenticationError) and exc.response is None:
+        return CredentialsError(
+            target, f"{operation}: no usable Azure credentials ({_one_line(str(exc))}); {_CREDENTIAL_HINT}"
+        )
+    if isinstance(exc, HttpResponseError):
+        rule = _rule(exc)
+        code = error_code(exc) or (str(exc.status_code) if exc.status_code else None)
+        message = _one_line(exc.message or str(exc))
+        if rule.hint:
+            message = f"{message} ({rule.hint})"
+        if rule.kind is CredentialsError:
+            return CredentialsError(
+                target, f"{operation}{f' in {region}' if region else ''} [{code}]: {message}"
+            )
+        return CloudError(target, operation, message, code=code, region=region, retryable=rule.retryable)
+    if isinstance(exc, ServiceRequestError | ServiceResponseError):
+        return CloudError(
+            target, operation, _one_line(str(exc)), code="Network", region=region, retryable=True
+        )
+    return CloudError(target, operation, _one_line(str(exc)), region=region)
+
+
+@contextmanager
+def azure_errors(target: str, operation: str, region: str | None = None) -> Iterator[None]:
+    """Turn any azure-core exception raised inside into a one-line imgpub error (`from` the original)."""
+    try:
+        yield
+    except ImgpubError:
+        raise
+    except AzureError as exc:
+        raise translate(exc, target, operation, region) from exc
+
+
+def call(
+    fn: Callable[[], T], *, target: str, operation: str, retry: RetryPolicy, region: str | None = None
+) -> T:
+    """Run one API call with imgpub's retry policy; errors come out translated."""
+    with azure_errors(target, operation, region):
+        return retry.call(fn, is_transient, retry_after)
+
+
+def find(
+    fn: Callable[[], T], *, target: str, operation: str, retry: RetryPolicy, region: str | None = None
+) -> T | None:
+    """Like `call`, but a resource that does not exist (404) gives None."""
+
+    def attempt() -> T | None:
+        try:
+            return fn()
+        except HttpResponseError as exc:
+            if isinstance(exc, ResourceNotFoundError) or exc.status_code == 404:
+                return None
+            raise
+
+    return call(attempt, target=target, operation=operation, retry=retry, region=region)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """`call` and `find` bound to one target and retry policy."""
+
+    target: str
+    retry: RetryPolicy
+
+    def __call__(self, operation: str, fn: Callable[[], T], region: str | None = None) -> T:
+        return call(fn, target=self.target, operation=operation, retry=self.retry, region=region)
+
+    def find(self, operation: str, fn: Callable[[], T], region: str | None = None) -> T | None:
+        return find(fn, target=self.target, operation=operation, retry=self.retry, region=region)

@@ -1,0 +1,77 @@
+"""A managed disk created for direct upload: no storage account needed.
+
+create (createOption Upload, uploadSizeBytes) -> grant write access (a SAS URL) -> Put Page ->
+revoke access (the disk becomes usable) -> image source -> delete.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from imgpub.errors import CloudError
+from imgpub_azure.clients import AzureClients
+from imgpub_azure.errors import Caller
+
+if TYPE_CHECKING:
+    from azure.mgmt.compute.models import Disk
+
+__all__ = ["UPLOAD_SAS_SECONDS", "UploadDisks"]
+
+UPLOAD_SAS_SECONDS = 24 * 3600
+"""How long the write SAS lives: long enough for a large upload on a slow link."""
+
+
+class UploadDisks:
+    def __init__(self, clients: AzureClients, caller: Caller) -> None:
+        self.clients = clients
+        self.call = caller
+        self.settings = clients.settings
+
+    def find(self, name: str) -> Disk | None:
+        rg = self.settings.resource_group
+        return self.call.find(f"get disk {name}", lambda: self.clients.compute.disks.get(rg, name))
+
+    def create(self, name: str, upload_size: int, generation: str, tags: dict[str, str]) -> Disk:
+        from azure.mgmt.compute import models
+
+        s = self.settings
+        disk = models.Disk(
+            location=s.location,
+            tags=tags,
+            sku=models.DiskSku(name="Standard_LRS"),
+            properties=models.DiskProperties(
+                os_type=s.os_type,
+                hyper_v_generation=generation,
+                creation_data=models.CreationData(create_option="Upload", upload_size_bytes=upload_size),
+            ),
+        )
+        return self.call(
+            f"create upload disk {name}",
+            lambda: self.clients.compute.disks.begin_create_or_update(s.resource_group, name, disk).result(),
+            region=s.location,
+        )
+
+    def grant_write(self, name: str) -> str:
+        """A SAS URL to write the disk's pages (never logged or put in an error)."""
+        from azure.mgmt.compute import models
+
+        rg = self.settings.resource_group
+        data = models.GrantAccessData(access="Write", duration_in_seconds=UPLOAD_SAS_SECONDS)
+        access = self.call(
+            f"grant write access to disk {name}",
+            lambda: self.clients.compute.disks.begin_grant_access(rg, name, data).result(),
+        )
+        if not access.access_sas:
+            raise CloudError(self.call.target, f"grant write access to disk {name}", "no SAS URL returned")
+        return access.access_sas
+
+    def revoke(self, name: str) -> None:
+        rg = self.settings.resource_group
+        self.call(
+            f"revoke access to disk {name}",
+            lambda: self.clients.compute.disks.begin_revoke_access(rg, name).result(),
+        )
+
+    def delete(self, name: str) -> None:
+        rg = self.settings.resource_group
+        self.call(f"delete disk {name}", lambda: self.clients.compute.disks.begin_delete(rg, name).result())

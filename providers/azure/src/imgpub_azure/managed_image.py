@@ -1,0 +1,54 @@
+"""Managed images (Microsoft.Compute/images) made from an uploaded VHD blob or disk."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from imgpub_azure.clients import AzureClients
+from imgpub_azure.errors import Caller
+from imgpub_azure.upload_source import UploadedVhd
+
+if TYPE_CHECKING:
+    from azure.mgmt.compute.models import Image
+
+__all__ = ["ManagedImages"]
+
+
+class ManagedImages:
+    def __init__(self, clients: AzureClients, caller: Caller) -> None:
+        self.clients = clients
+        self.call = caller
+        self.settings = clients.settings
+
+    def find(self, name: str) -> Image | None:
+        rg = self.settings.resource_group
+        return self.call.find(f"get image {name}", lambda: self.clients.compute.images.get(rg, name))
+
+    def create(self, name: str, source: UploadedVhd, generation: str, tags: dict[str, str]) -> Image:
+        from azure.mgmt.compute import models
+
+        s = self.settings
+        os_disk = models.ImageOSDisk(os_type=s.os_type, os_state=s.os_state, caching="ReadWrite")
+        if source.kind == "blob":
+            os_disk.blob_uri = source.uri
+        else:
+            os_disk.managed_disk = models.SubResource(id=source.uri)
+        image = models.Image(
+            location=s.location,
+            tags=tags,
+            properties=models.ImageProperties(
+                storage_profile=models.ImageStorageProfile(os_disk=os_disk),
+                hyper_v_generation=generation,
+            ),
+        )
+        return self.call(
+            f"create image {name}",
+            lambda: self.clients.compute.images.begin_create_or_update(
+                s.resource_group, name, image
+            ).result(),
+            region=s.location,
+        )
+
+    def delete(self, name: str) -> None:
+        rg = self.settings.resource_group
+        self.call(f"delete image {name}", lambda: self.clients.compute.images.begin_delete(rg, name).result())

@@ -1,0 +1,444 @@
+"""AzureProvider: upload a sparse fixed VHD, then a managed image and/or a Compute Gallery version.
+
+publish() tells the story: plan, replace what conflicts (only with --replace), upload what is
+needed, create the managed image, ensure the gallery and definition, create the version and follow
+its replication, remove the temporary upload. Every step is found by name and imgpub's digest tag
+first, so a re-run is a no-op and a stopped run continues.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from imgpub.errors import ConfigurationError, ImageConflictError
+from imgpub.provider import (
+    Action,
+    Artifact,
+    Context,
+    DiskImage,
+    ImageInfo,
+    Plan,
+    Problem,
+    Provider,
+    Published,
+    Status,
+)
+from imgpub_azure.clients import AzureClients
+from imgpub_azure.errors import Caller
+from imgpub_azure.gallery import DefinitionSpec, GalleryImages, RegionState, replication_states
+from imgpub_azure.managed_image import ManagedImages
+from imgpub_azure.names import (
+    DEFINITION_NAME,
+    GALLERY_NAME,
+    IMAGE_NAME,
+    default_definition,
+    default_image_name,
+    gallery_version_problem,
+)
+from imgpub_azure.settings import AzureSettings
+from imgpub_azure.tags import digest_of, identity_tags
+from imgpub_azure.upload import VhdUploads
+from imgpub_azure.upload_source import UploadedVhd
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+
+__all__ = ["AzureProvider"]
+
+
+def generation_for(image: ImageInfo, settings: AzureSettings) -> str:
+    """Hyper-V generation: the setting, else V1 for bios and V2 for uefi / uefi-preferred."""
+    return settings.hyper_v_generation or ("V1" if image.boot == "bios" else "V2")
+
+
+@dataclass(frozen=True)
+class Names:
+    image: str
+    definition: str | None
+    version: str | None
+
+
+def names_for(image: ImageInfo, settings: AzureSettings) -> Names:
+    gal = settings.gallery
+    return Names(
+        image=settings.image_name or default_image_name(image.name, image.version),
+        definition=(gal.image_definition or default_definition(image.name)) if gal else None,
+        version=(gal.version or image.version) if gal else None,
+    )
+
+
+class AzureProvider(Provider[AzureSettings]):
+    name: ClassVar[str] = "azure"
+    settings_model: ClassVar[type[AzureSettings]] = AzureSettings
+
+    def __init__(self, credential: TokenCredential | None = None) -> None:
+        """`credential`: ARM identity (and storage, without a storage secret); default DefaultAzureCredential."""
+        self.credential = credential
+
+    # ---- validate -------------------------------------------------------------------------------
+
+    def check(self, image: ImageInfo, settings: AzureSettings) -> list[Problem]:
+        problems: list[Problem] = []
+        names = names_for(image, settings)
+        if not IMAGE_NAME.match(names.image):
+            problems.append(
+                Problem(
+                    "image_name",
+                    f"{names.image!r} is not a valid managed image name "
+                    "(1-80 of A-Z a-z 0-9 _ . -, starting alphanumeric, ending alphanumeric or _)",
+                )
+            )
+        gal = settings.gallery
+        if gal is not None:
+            if not GALLERY_NAME.match(gal.name):
+                problems.append(
+                    Problem(
+                        "gallery.name",
+                        f"{gal.name!r} is not a valid gallery name "
+                        "(1-80 of A-Z a-z 0-9 _ ., alphanumeric at both ends)",
+                    )
+                )
+            if names.definition and not DEFINITION_NAME.match(names.definition):
+                problems.append(
+                    Problem(
+                        "gallery.image_definition",
+                        f"{names.definition!r} is not a valid "
+                        "image definition name (1-80 of A-Z a-z 0-9 - ., alphanumeric at both ends)",
+                    )
+                )
+            why = gallery_version_problem(names.version or "")
+            if why:
+                problems.append(Problem("gallery.version", f"{why}; set gallery.version"))
+        if settings.hyper_v_generation:
+            needed = {"bios": "V1", "uefi": "V2"}.get(image.boot)
+            if needed and settings.hyper_v_generation != needed:
+                problems.append(
+                    Problem(
+                        "hyper_v_generation",
+                        f"{settings.hyper_v_generation} does not boot a {image.boot} image (use {needed})",
+                    )
+                )
+        if image.arch == "arm64":
+            if gal is None:
+                problems.append(
+                    Problem("gallery", "arm64 images need a gallery (managed images are x64 only)")
+                )
+            if generation_for(image, settings) != "V2":
+                problems.append(Problem("hyper_v_generation", "arm64 images need V2"))
+            if image.boot == "bios":
+                problems.append(Problem("hyper_v_generation", "arm64 images boot with UEFI, not bios"))
+            if settings.managed_image:
+                problems.append(
+                    Problem("managed_image", "managed images cannot be arm64; set managed_image: false")
+                )
+        if (image.secure_boot or image.tpm) and generation_for(image, settings) != "V2":
+            problems.append(Problem("hyper_v_generation", "secure boot and vTPM need V2"))
+        return problems
+
+    # ---- plan -----------------------------------------------------------------------------------
+
+    def _parts(self, settings: AzureSettings, ctx: Context) -> tuple[AzureClients, Caller]:
+        return AzureClients(settings, self.credential), Caller(ctx.target, ctx.retry)
+
+    def plan(self, image: ImageInfo, settings: AzureSettings, ctx: Context) -> Plan:
+        self._require_valid(image, settings)
+        clients, caller = self._parts(settings, ctx)
+        names = names_for(image, settings)
+        plan = Plan(ctx.target, self.name)
+        uploads = VhdUploads(clients, caller, ctx.progress, ctx.journal)
+        conflicts: list[str] = []
+        need_image = need_version = False
+        if settings.managed_image:
+            found = ManagedImages(clients, caller).find(names.image)
+            need_image = self._classify(found, "image", names.image, settings.location, ctx, plan, conflicts)
+        gal = settings.gallery
+        if gal is not None and names.definition and names.version:
+            gallery = GalleryImages(clients, caller, gal)
+            if gallery.find_gallery() is None:
+                self._missing_allowed(gal.create_if_missing, f"gallery {gal.name}", ctx)
+                plan.actions.append(
+                    Action("create", f"gallery {gal.name}", "Compute Gallery", settings.location)
+                )
+                version = None
+            else:
+                definition = gallery.find_definition(names.definition)
+                if definition is None:
+                    self._missing_allowed(gal.create_if_missing, f"image definition {names.definition}", ctx)
+                    plan.actions.append(
+                        Action(
+                            "create",
+                            f"image definition {gal.name}/{names.definition}",
+                            f"{generation_for(image, settings)} {_architecture(image)}",
+                        )
+                    )
+                    version = None
+                else:
+                    gallery.check_definition(definition, self._spec(image, settings, names))
+                    version = gallery.find_version(names.definition, names.version)
+            ref = f"{gal.name}/{names.definition}/{names.version}"
+            need_version = self._classify(
+                version, "gallery image version", ref, settings.location, ctx, plan, conflicts
+            )
+            if not need_version and version is not None:
+                missing = self._missing_regions(settings, version)
+                for region in missing:
+                    plan.actions.append(Action("copy", f"gallery image version {ref}", "replicate", region))
+        if conflicts:
+            plan.conflict = "; ".join(conflicts)
+        upload_needed = need_image or (need_version and not settings.managed_image)
+        target = uploads.planned(names.image)
+        if upload_needed:
+            plan.actions.insert(
+                0, Action("upload", f"{target.kind} {target.name}", "sparse fixed VHD", settings.location)
+            )
+        if need_image:
+            plan.actions.append(
+                Action(
+                    "create",
+                    f"image {names.image}",
+                    f"managed image {generation_for(image, settings)}",
+                    settings.location,
+                )
+            )
+        if need_version:
+            regions = (
+                [r.name for r in gal.target_regions] if gal and gal.target_regions else [settings.location]
+            )
+            plan.actions.append(
+                Action(
+                    "create",
+                    f"gallery image version {gal.name if gal else ''}/{names.definition}/{names.version}",
+                    f"regions {', '.join(regions)}",
+                )
+            )
+        pending = uploads.pending()
+        if (upload_needed or pending) and not settings.keep_upload:
+            plan.actions.append(Action("delete", f"{target.kind} {target.name}", "temporary upload"))
+        return plan
+
+    def _classify(
+        self, found: Any, kind: str, ref: str, region: str, ctx: Context, plan: Plan, conflicts: list[str]
+    ) -> bool:
+        """Record what exists; True when it must be (re)created."""
+        if found is None:
+            return True
+        digest = digest_of(found)
+        artifact = Artifact(kind, str(found.id or ref), region, extra={"digest": digest})
+        if digest == ctx.digest:
+            plan.existing.append(artifact)
+            return False
+        conflicts.append(
+            f"{kind} {ref} exists with digest {digest or '(none: not made by imgpub)'}, "
+            f"this image is {ctx.digest}"
+        )
+        plan.actions.append(
+            Action("replace", f"{kind} {ref}", "delete and recreate (needs --replace)", region)
+        )
+        return True
+
+    def _missing_allowed(self, allowed: bool, what: str, ctx: Context) -> None:
+        if not allowed:
+            raise ConfigurationError(
+                f"target {ctx.target}: {what} does not exist and gallery.create_if_missing is false"
+            )
+
+    @staticmethod
+    def _missing_regions(settings: AzureSettings, version: Any) -> list[str]:
+        gal = settings.gallery
+        wanted = [r.name for r in gal.target_regions] if gal and gal.target_regions else [settings.location]
+        profile = version.properties.publishing_profile if version.properties else None
+        have = {_norm(r.name) for r in (profile.target_regions or [] if profile else [])}
+        return [r for r in wanted if _norm(r) not in have]
+
+    def _require_valid(self, image: ImageInfo, settings: AzureSettings) -> None:
+        problems = self.check(image, settings)
+        if problems:
+            raise ConfigurationError("; ".join(f"{p.field}: {p.message}" for p in problems))
+
+    def _spec(self, image: ImageInfo, settings: AzureSettings, names: Names) -> DefinitionSpec:
+        gal = settings.gallery
+        assert gal is not None and names.definition is not None
+        generation = generation_for(image, settings)
+        arch = _architecture(image)
+        return DefinitionSpec(
+            name=names.definition,
+            os_type=settings.os_type,
+            os_state=settings.os_state,
+            generation=generation,
+            architecture=arch,
+            publisher=gal.publisher,
+            offer=gal.offer or names.definition,
+            sku=gal.sku or f"{arch.lower()}-gen{generation[1:]}",
+            features=dict(gal.features),
+        )
+
+    # ---- publish --------------------------------------------------------------------------------
+
+    def publish(self, image: ImageInfo, settings: AzureSettings, disk: DiskImage, ctx: Context) -> Published:
+        plan = self.plan(image, settings, ctx)
+        if plan.conflict and not ctx.replace:
+            raise ImageConflictError(ctx.target, f"{plan.conflict}; re-run with --replace to overwrite it")
+        published = Published(ctx.target, self.name, changed=not plan.up_to_date)
+        if plan.up_to_date:
+            published.artifacts = self.status(image, settings, ctx).artifacts
+            return published
+        clients, caller = self._parts(settings, ctx)
+        names = names_for(image, settings)
+        generation = generation_for(image, settings)
+        tags = identity_tags(image, ctx.digest, settings.tags)
+        images = ManagedImages(clients, caller)
+        uploads = VhdUploads(clients, caller, ctx.progress, ctx.journal)
+        kinds = {a.resource.split(" ", 1)[0] for a in plan.actions}
+        replace = {a.resource for a in plan.actions if a.kind == "replace"}
+        needs_upload = any(a.kind == "upload" for a in plan.actions)
+
+        if f"image {names.image}" in replace:
+            ctx.progress.note(f"replacing image {names.image}")
+            images.delete(names.image)
+        gal = settings.gallery
+        gallery = GalleryImages(clients, caller, gal) if gal else None
+        version_ref = f"{gal.name}/{names.definition}/{names.version}" if gal else ""
+        if (
+            gallery
+            and f"gallery image version {version_ref}" in replace
+            and names.definition
+            and names.version
+        ):
+            ctx.progress.note(f"replacing gallery image version {version_ref}")
+            gallery.delete_version(names.definition, names.version)
+
+        source: UploadedVhd | None = None
+        if needs_upload:
+            source, stats = uploads.upload(disk, ctx.digest, names.image, generation, tags)
+            ctx.journal.set(
+                "upload_stats",
+                {
+                    "pages_sent": stats.pages_sent,
+                    "bytes_sent": stats.bytes_sent,
+                    "pages_present": stats.pages_present,
+                },
+            )
+        image_id: str | None = None
+        if settings.managed_image:
+            if any(
+                a.kind in ("create", "replace") and a.resource == f"image {names.image}" for a in plan.actions
+            ):
+                assert source is not None
+                ctx.progress.stage(f"create image {names.image}")
+                created = images.create(names.image, source, generation, tags)
+                image_id = created.id
+            else:
+                image_id = clients.compute_id(f"images/{names.image}")
+            ctx.journal.set("image_id", image_id)
+        if gallery and gal and names.definition and names.version:
+            self._ensure_definition(gallery, image, settings, names, kinds, ctx)
+            wants_version = any(
+                a.resource == f"gallery image version {version_ref}"
+                and a.kind in ("create", "replace", "copy")
+                for a in plan.actions
+            )
+            if wants_version:
+                version_source: UploadedVhd | str
+                if image_id:
+                    version_source = image_id
+                else:
+                    assert source is not None or not needs_upload
+                    version_source = source or uploads.planned(names.image)
+                body = gallery.version_body(version_source, tags)
+                ctx.progress.stage(f"create gallery image version {version_ref}")
+                _, states = gallery.put_version(names.definition, names.version, body, ctx.progress)
+                published.warnings.extend(_replication_warnings(version_ref, states))
+        leftover = source or uploads.pending()
+        if leftover is not None and not settings.keep_upload:
+            ctx.progress.stage(f"remove temporary {leftover.kind} {leftover.name}")
+            uploads.remove(leftover)
+        published.artifacts = self.status(image, settings, ctx).artifacts
+        return published
+
+    def _ensure_definition(
+        self,
+        gallery: GalleryImages,
+        image: ImageInfo,
+        settings: AzureSettings,
+        names: Names,
+        kinds: set[str],
+        ctx: Context,
+    ) -> None:
+        spec = self._spec(image, settings, names)
+        if gallery.find_gallery() is None:
+            ctx.progress.stage(f"create gallery {gallery.gallery.name}")
+            gallery.create_gallery()
+        existing = gallery.find_definition(spec.name)
+        if existing is None:
+            ctx.progress.stage(f"create image definition {spec.name}")
+            gallery.create_definition(spec)
+        else:
+            gallery.check_definition(existing, spec)
+
+    # ---- status ---------------------------------------------------------------------------------
+
+    def status(self, image: ImageInfo, settings: AzureSettings, ctx: Context) -> Status:
+        clients, caller = self._parts(settings, ctx)
+        names = names_for(image, settings)
+        status = Status(ctx.target, self.name)
+        if settings.managed_image:
+            found = ManagedImages(clients, caller).find(names.image)
+            if found is None:
+                status.drift.append(f"image {names.image} is missing")
+            else:
+                digest = digest_of(found)
+                status.artifacts.append(
+                    Artifact(
+                        "image",
+                        str(found.id),
+                        settings.location,
+                        extra={"digest": digest, "name": names.image},
+                    )
+                )
+                if digest != ctx.digest:
+                    status.drift.append(f"image {names.image} has digest {digest}, expected {ctx.digest}")
+        gal = settings.gallery
+        if gal and names.definition and names.version:
+            ref = f"{gal.name}/{names.definition}/{names.version}"
+            gallery = GalleryImages(clients, caller, gal)
+            version = gallery.find_definition(names.definition) and gallery.find_version(
+                names.definition, names.version
+            )
+            if not version:
+                status.drift.append(f"gallery image version {ref} is missing")
+            else:
+                digest = digest_of(version)
+                states = replication_states(version)
+                status.artifacts.append(
+                    Artifact(
+                        "gallery-image-version",
+                        str(version.id),
+                        settings.location,
+                        extra={"digest": digest, "regions": {s.region: s.state for s in states}},
+                    )
+                )
+                if digest != ctx.digest:
+                    status.drift.append(
+                        f"gallery image version {ref} has digest {digest}, expected {ctx.digest}"
+                    )
+                for region in self._missing_regions(settings, version):
+                    status.drift.append(f"gallery image version {ref} is not replicated to {region}")
+                status.drift.extend(_replication_warnings(ref, states))
+        return status
+
+
+def _architecture(image: ImageInfo) -> str:
+    return "Arm64" if image.arch == "arm64" else "x64"
+
+
+def _norm(region: str | None) -> str:
+    return (region or "").replace(" ", "").lower()
+
+
+def _replication_warnings(ref: str, states: list[RegionState]) -> list[str]:
+    return [
+        f"gallery image version {ref}: replication to {s.region} failed: {s.details or 'no details'}"
+        for s in states
+        if s.state.lower() == "failed"
+    ]
