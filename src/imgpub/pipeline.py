@@ -113,8 +113,10 @@ def _prepare(manifest: Manifest, state_dir: Path, progress: Progress) -> Iterato
     path = source_path(manifest, state_dir, progress)
     fmt = manifest.image.format
     with open_image(path, fmt) as disk:
-        progress.stage("digest", disk.allocation.data_bytes)
-        digest = DigestCache(state_dir).content_digest(path, fmt, disk)
+        cache = DigestCache(state_dir)
+        if cache.get(path, f"content:{fmt}") is None:
+            progress.stage("digest", disk.allocation.data_bytes)
+        digest = cache.content_digest(path, fmt, disk)
         yield _Prepared(path, _image_info(manifest, disk, digest))
 
 

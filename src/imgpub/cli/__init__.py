@@ -1,0 +1,62 @@
+"""The `imgpub` command: a thin typer layer over the library (one module per command, lazy imports).
+
+Only this package prints or exits: an ImgpubError or DiskError becomes one `imgpub: error: ...`
+line on stderr and its exit code (0 ok, 1 a target failed, 2 bad input).
+"""
+
+from __future__ import annotations
+
+import typer
+
+from imgpub.cli import console
+from imgpub.cli.convert import convert
+from imgpub.cli.inspect import inspect
+from imgpub.cli.plan import plan
+from imgpub.cli.providers import providers
+from imgpub.cli.publish import publish
+from imgpub.cli.schema import schema
+from imgpub.cli.status import status
+from imgpub.cli.validate import validate
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="imgpub",
+    help="Publish golden VM images to AWS, GCP, Azure and local folders from one manifest.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from imgpub import __version__
+
+        typer.echo(f"imgpub {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks (also IMGPUB_DEBUG=1)."),
+) -> None:
+    console.set_debug(debug)
+
+
+app.command("validate")(validate)
+app.command("plan")(plan)
+app.command("publish")(publish)
+app.command("status")(status)
+app.command("convert")(convert)
+app.command("inspect")(inspect)
+app.command("schema")(schema)
+app.command("providers")(providers)
+
+
+def main() -> None:
+    app()

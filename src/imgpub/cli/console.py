@@ -1,0 +1,169 @@
+"""Everything the CLI shows: progress (rich bars on a terminal, periodic log lines otherwise) and
+the one-line error. The library only sees the Progress protocol."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import IO, Any
+
+import typer
+
+from imgpub.progress import Progress
+
+__all__ = ["Board", "debug_enabled", "error_line", "guarded", "human_size", "out"]
+
+PLAIN_INTERVAL = 5.0
+"""Seconds between log lines of one target when stderr is not a terminal (CI logs)."""
+
+_state = {"debug": False}
+
+
+def set_debug(on: bool) -> None:
+    _state["debug"] = on
+
+
+def debug_enabled() -> bool:
+    return _state["debug"] or os.environ.get("IMGPUB_DEBUG", "") not in ("", "0")
+
+
+def out(text: str = "") -> None:
+    typer.echo(text)
+
+
+def error_line(message: str) -> None:
+    typer.echo(f"imgpub: error: {message}", err=True)
+
+
+@contextlib.contextmanager
+def guarded() -> Iterator[None]:
+    """Turn any imgpub error into one line on stderr and its exit code (tracebacks only with --debug)."""
+    from imgpub.disk.errors import DiskError
+    from imgpub.errors import ImgpubError
+
+    try:
+        yield
+    except (ImgpubError, DiskError) as exc:
+        if debug_enabled():
+            raise
+        error_line(str(exc))
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        error_line("interrupted")
+        raise typer.Exit(130) from None
+    except OSError as exc:
+        if debug_enabled():
+            raise
+        error_line(str(exc))
+        raise typer.Exit(1) from None
+
+
+def human_size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+class _RichTask:
+    def __init__(self, board: Any, name: str) -> None:
+        self.bars, self.name = board, name
+        self.task = board.add_task(name or "image", total=None, stage="")
+
+    def stage(self, name: str, total: int | None = None) -> None:
+        self.bars.reset(self.task, total=total, completed=0, stage=name)
+
+    def advance(self, amount: int) -> None:
+        self.bars.advance(self.task, amount)
+
+    def note(self, message: str) -> None:
+        self.bars.console.print(f"{self.name or 'image'}: {message}", markup=False, highlight=False)
+
+
+class _PlainTask:
+    """Log lines: one when a stage starts, then at most one per PLAIN_INTERVAL seconds."""
+
+    def __init__(self, stream: IO[str], name: str) -> None:
+        self.stream, self.name = stream, name or "image"
+        self.lock = threading.Lock()
+        self.stage_name, self.done = "", 0
+        self.total: int | None = None
+        self.started = self.last = time.monotonic()
+
+    def _line(self, text: str) -> None:
+        self.stream.write(f"imgpub: {self.name}: {text}\n")
+        self.stream.flush()
+
+    def stage(self, name: str, total: int | None = None) -> None:
+        with self.lock:
+            self.stage_name, self.total, self.done = name, total, 0
+            self.started = self.last = time.monotonic()
+            self._line(f"{name}" + (f" ({human_size(total)})" if total else ""))
+
+    def advance(self, amount: int) -> None:
+        with self.lock:
+            self.done += amount
+            now = time.monotonic()
+            if now - self.last < PLAIN_INTERVAL:
+                return
+            self.last = now
+            rate = self.done / max(now - self.started, 1e-6)
+            pct = f"{100 * self.done / self.total:.0f}% " if self.total else ""
+            self._line(f"{self.stage_name} {pct}{human_size(self.done)} at {human_size(rate)}/s")
+
+    def note(self, message: str) -> None:
+        with self.lock:
+            self._line(message)
+
+
+class Board:
+    """One progress line per target (and one for the image), rich on a terminal, plain otherwise."""
+
+    def __init__(self, *, enabled: bool = True, stream: IO[str] | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.enabled = enabled
+        self.rich = enabled and self.stream.isatty()
+        self._bars: Any = None
+
+    def __enter__(self) -> Board:
+        if self.rich:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                TextColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+            from rich.progress import Progress as RichProgress
+
+            self._bars = RichProgress(
+                TextColumn("{task.description:<16}"),
+                TextColumn("{task.fields[stage]:<22}"),
+                BarColumn(),
+                DownloadColumn(binary_units=True),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                console=Console(file=self.stream),
+                transient=False,
+            )
+            self._bars.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bars is not None:
+            self._bars.__exit__(None, None, None)
+
+    def factory(self, name: str) -> Progress:
+        from imgpub.progress import NullProgress
+
+        if not self.enabled:
+            return NullProgress()
+        if self._bars is not None:
+            return _RichTask(self._bars, name)
+        return _PlainTask(self.stream, name)

@@ -1,0 +1,32 @@
+"""`imgpub plan MANIFEST`: what publish would do on every target."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from imgpub.cli import options
+from imgpub.cli.console import Board, guarded
+
+
+def plan(
+    manifest: Path = options.MANIFEST,
+    target: list[str] | None = options.TARGETS,
+    json_: bool = options.JSON,
+    concurrency: int = options.CONCURRENCY,
+) -> None:
+    """Show what publish would create, copy or replace on each target. Changes nothing."""
+    with guarded():
+        from imgpub.cli.render import render
+        from imgpub.pipeline import plan as run
+        from imgpub.report import build_report, report_json
+
+        with Board(enabled=not json_) as board:
+            result = run(manifest, target or None, concurrency=concurrency, progress=board.factory)
+        if json_:
+            typer.echo(report_json(build_report(result)), nl=False)
+        else:
+            render(result)
+        if result.exit_code:
+            raise typer.Exit(result.exit_code)

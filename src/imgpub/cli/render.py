@@ -1,0 +1,51 @@
+"""Human text for a run (the --json output is the report itself)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from imgpub.cli.console import out
+
+if TYPE_CHECKING:
+    from imgpub.pipeline import RunResult, TargetResult
+
+
+def _where(a_region: str | None) -> str:
+    return f" [{a_region}]" if a_region else ""
+
+
+def _head(t: TargetResult, state: str) -> None:
+    out(f"{t.target} ({t.provider}): {state}")
+
+
+def render(result: RunResult) -> None:
+    image = result.image
+    out(f"{image.name} {image.version}  content {image.content_digest[:16]}  ({result.command})")
+    for t in result.targets:
+        if not t.ok:
+            _head(t, f"FAILED: {t.error}")
+            continue
+        if t.status is not None:
+            _head(t, "drifted" if t.status.drift else "published")
+            for a in t.status.artifacts:
+                out(f"  {a.kind:<10} {a.id}{_where(a.region)}")
+            for d in t.status.drift:
+                out(f"  ! {d}")
+        elif t.published is not None:
+            _head(t, "published" if t.published.changed else "unchanged (already published)")
+            for a in t.published.artifacts:
+                out(f"  {a.kind:<10} {a.id}{_where(a.region)}")
+            for w in t.published.warnings:
+                out(f"  warning: {w}")
+        elif t.plan is not None:
+            if t.plan.conflict:
+                _head(t, f"CONFLICT: {t.plan.conflict} (publish --replace to overwrite)")
+            else:
+                _head(t, "up to date" if t.plan.up_to_date else f"{len(t.plan.actions)} action(s)")
+            for act in t.plan.actions:
+                out(f"  + {act.kind:<8} {act.resource}{_where(act.region)}  ({act.detail})")
+            for a in t.plan.existing if t.plan.up_to_date else []:
+                out(f"  = {a.kind:<8} {a.id}{_where(a.region)}")
+    failed = [t.target for t in result.targets if not t.ok]
+    if failed:
+        out(f"{len(failed)} of {len(result.targets)} target(s) failed: {', '.join(failed)}")
