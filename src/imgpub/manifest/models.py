@@ -3,6 +3,7 @@ settings, discriminated on `provider`. The core never names a provider's own fie
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
@@ -70,7 +71,7 @@ class ImageSpec(BaseModel):
                 raise ValueError("a URL source must use https://")
             return value
         base = (info.context or {}).get("base_dir")
-        return value if base is None else str(Path(base) / value)
+        return value if base is None else os.path.normpath(Path(base) / value)
 
     @model_validator(mode="after")
     def _url_needs_sha256(self) -> ImageSpec:
