@@ -26,6 +26,7 @@ Example, a complete (if useless) provider::
 from __future__ import annotations
 
 import logging
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -64,7 +65,7 @@ BootMode = Literal["bios", "uefi", "uefi-preferred"]
 
 def _relative_to_manifest(value: Path, info: ValidationInfo) -> Path:
     base = (info.context or {}).get("base_dir")
-    return value if value.is_absolute() or base is None else Path(base) / value
+    return value if value.is_absolute() or base is None else Path(os.path.normpath(Path(base) / value))
 
 
 ManifestPath = Annotated[Path, AfterValidator(_relative_to_manifest)]
