@@ -32,7 +32,7 @@ def test_sparse_and_dense_copies_agree(source: Path, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("fmt", "options"),
-    [("qcow2", ()), ("qcow2", ("-c",)), ("vmdk", ("subformat=streamOptimized",)),
+    [("qcow2", ()), ("qcow2", ("-c", "compression_type=zlib")), ("vmdk", ("subformat=streamOptimized",)),
      ("vpc", ("subformat=fixed", "force_size=on")), ("vpc", ("subformat=dynamic", "force_size=on"))],
 )  # fmt: skip
 def test_other_formats_agree(source: Path, tmp_path: Path, fmt: str, options: tuple[str, ...]) -> None:
