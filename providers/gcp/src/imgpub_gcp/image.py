@@ -6,6 +6,7 @@ ExtendedOperation polls through a client built without our client_options (emula
 
 from __future__ import annotations
 
+import base64
 import time
 import uuid
 from dataclasses import dataclass
@@ -78,7 +79,8 @@ def _file_buffer(path: Path) -> compute_v1.FileContentBuffer:
             f"shielded_instance_initial_state: cannot read {path}: {exc.strerror}"
         ) from exc
     kind = "X509" if path.suffix.lower() in X509_SUFFIXES else "BIN"
-    return compute_v1.FileContentBuffer(content=content, file_type=kind)
+    # FileContentBuffer.content is a proto string carrying base64 (discovery format "byte").
+    return compute_v1.FileContentBuffer(content=base64.b64encode(content).decode(), file_type=kind)
 
 
 def image_body(image: ImageInfo, settings: GcpSettings, digest: str, source: str) -> compute_v1.Image:

@@ -28,7 +28,7 @@ from imgpub.provider import (
 )
 from imgpub_gcp.clients import GcpClients
 from imgpub_gcp.errors import call
-from imgpub_gcp.gcs_upload import GcsUpload, UploadResult
+from imgpub_gcp.gcs_upload import CHUNK, GcsUpload, UploadResult
 from imgpub_gcp.image import GceImages, image_body, image_name, source_url, wanted_labels
 from imgpub_gcp.labels import labels_problems, name_problem
 from imgpub_gcp.settings import UEFI_ONLY_FEATURES, GcpSettings
@@ -61,8 +61,10 @@ class GcpProvider(Provider[GcpSettings]):
     name: ClassVar[str] = "gcp"
     settings_model: ClassVar[type[GcpSettings]] = GcpSettings
 
-    def __init__(self, tar_stream: TarStream | None = None) -> None:
+    def __init__(self, tar_stream: TarStream | None = None, upload_chunk: int = CHUNK) -> None:
+        """`tar_stream` and `upload_chunk` are for tests and benchmarks; the defaults are the product."""
         self._tar_stream = tar_stream or _default_tar_stream
+        self._upload_chunk = upload_chunk
 
     # -- validate ---------------------------------------------------------------------------
 
@@ -169,7 +171,7 @@ class GcpProvider(Provider[GcpSettings]):
         ctx: Context,
     ) -> UploadResult:
         ctx.progress.stage("upload", disk.allocation.data_bytes)
-        uploader = GcsUpload(clients, ctx.target, ctx.journal, ctx.retry, ctx.progress)
+        uploader = GcsUpload(clients, ctx.target, ctx.journal, ctx.retry, ctx.progress, self._upload_chunk)
         metadata = {
             LABEL_DIGEST: ctx.digest,
             LABEL_NAME: label_safe(image.name),

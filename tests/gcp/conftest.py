@@ -1,0 +1,139 @@
+"""GCP test stack: gcp-storage-emulator (in memory, subprocess) for GCS and tests/fakes/gce.py for Compute."""
+
+from __future__ import annotations
+
+import itertools
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fakes.gce import FakeGce
+from gcp.stack import PROJECT
+from imaging import MiB, mixed_raw
+from imgpub.disk import DiskImage, open_image
+from imgpub.journal import Journal
+from imgpub_gcp import GcpSettings
+
+_buckets = itertools.count(1)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def gcs_endpoint() -> Iterator[str]:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gcp_storage_emulator",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--in-memory",
+            "-q",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"gcp-storage-emulator did not start on {url}") from None
+                time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="session")
+def _gce_server(gcs_endpoint: str) -> Iterator[FakeGce]:
+    fake = FakeGce(gcs_endpoint).start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def gce(_gce_server: FakeGce) -> Iterator[FakeGce]:
+    _gce_server.reset()
+    yield _gce_server
+    assert _gce_server.state.crashes == [], "the GCE fake crashed"
+
+
+@pytest.fixture
+def storage_client(gcs_endpoint: str) -> Any:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    return storage.Client(
+        project=PROJECT, credentials=AnonymousCredentials(), client_options={"api_endpoint": gcs_endpoint}
+    )
+
+
+@pytest.fixture
+def bucket(storage_client: Any) -> str:
+    name = f"imgpub-test-{next(_buckets)}"
+    storage_client.create_bucket(name)
+    return name
+
+
+@pytest.fixture
+def make_settings(
+    gcs_endpoint: str, gce: FakeGce, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., GcpSettings]:
+    """Settings pointed at the local stack; anonymous credentials by the documented rule."""
+    monkeypatch.setenv("IMGPUB_GCP_ANONYMOUS", "1")
+
+    def make(**overrides: Any) -> GcpSettings:
+        fields: dict[str, Any] = {
+            "name": "gce",
+            "project": PROJECT,
+            "bucket": bucket,
+            "storage_endpoint": gcs_endpoint,
+            "compute_endpoint": gce.url,
+            **overrides,
+        }
+        return GcpSettings.model_validate(fields)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def raw_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return mixed_raw(tmp_path_factory.mktemp("gcp-disk") / "disk.raw", size=48 * MiB, seed=7)
+
+
+@pytest.fixture
+def disk(raw_path: Path) -> Iterator[DiskImage]:
+    with open_image(raw_path) as img:
+        yield img
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Journal:
+    return Journal(tmp_path / "journal.json")
