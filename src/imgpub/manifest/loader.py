@@ -191,7 +191,7 @@ def _strip_tags(data: Any, loc: Loc) -> Loc:
         targets = data.get("targets") if isinstance(data, dict) else None
         if isinstance(targets, list) and loc[1] < len(targets):
             target = targets[loc[1]]
-            if isinstance(target, dict) and loc[2] == target.get("provider") and loc[2] not in target:
+            if isinstance(target, dict) and loc[2] == target.get("provider"):
                 return loc[:2] + loc[3:]
     return loc
 
@@ -216,14 +216,24 @@ def _members(tp: Any) -> list[Any]:
     return [tp]
 
 
+def _discriminated(tp: Any) -> bool:
+    if typing.get_origin(tp) is not typing.Annotated:
+        return False
+    return any(getattr(meta, "discriminator", None) for meta in typing.get_args(tp)[1:])
+
+
 def _step(tp: Any, part: str | int) -> Any:
-    for member in _members(tp):
+    members = _members(tp)
+    models = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)]
+    if _discriminated(tp):  # pydantic puts the member's tag in the location
+        for model in models:
+            provider = model.model_fields.get("provider")
+            if provider is not None and typing.get_args(provider.annotation) == (part,):
+                return model
+    for member in members:
         if isinstance(member, type) and issubclass(member, BaseModel):
             if isinstance(part, str) and part in member.model_fields:
                 return member.model_fields[part].annotation
-            provider = member.model_fields.get("provider")
-            if provider is not None and typing.get_args(provider.annotation) == (part,):
-                return member
         origin, args = typing.get_origin(member), typing.get_args(member)
         if origin in (list, tuple) and isinstance(part, int) and args:
             return args[0]
