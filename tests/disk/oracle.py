@@ -15,8 +15,18 @@ def qemu_info_size(path: Path, fmt: str) -> int:
 
 
 def qemu_data_runs(path: Path, fmt: str) -> list[tuple[int, int]]:
+    """qemu's data ranges as (start, end), touching ranges merged."""
     recs = json.loads(qemu_img("map", "--output=json", "-f", fmt, path))
-    return [(int(r["start"]), int(r["start"]) + int(r["length"])) for r in recs if r["data"]]
+    runs: list[tuple[int, int]] = []
+    for r in recs:
+        if not r["data"]:
+            continue
+        start, end = int(r["start"]), int(r["start"]) + int(r["length"])
+        if runs and runs[-1][1] == start:
+            runs[-1] = (runs[-1][0], end)
+        else:
+            runs.append((start, end))
+    return runs
 
 
 def assert_matches_qemu(path: Path, fmt: str, tmp: Path, cls: type[DiskImage]) -> None:

@@ -57,6 +57,7 @@ class BlockMappedImage(DiskImage):
     format: ClassVar[str]
     block_size: int = 0
     hosts: array[int]  # host byte offset of each block's data, 0 if absent
+    prefix: int = 0  # per-block metadata stored just before the data (the VHD sector bitmap)
 
     def _error(self, structure: str, offset: int | None, what: str) -> ImageFormatError:
         return ImageFormatError(self.path, self.format, structure, offset, what)
@@ -81,11 +82,11 @@ class BlockMappedImage(DiskImage):
                     where,
                     f"block {i} at byte {host:#x} runs past the end of the data area ({end_of_data:#x})",
                 )
-            if host < prev_end:
+            if host - self.prefix < prev_end:
                 raise self._error(
                     "block table entry", where, f"block {i} at byte {host:#x} overlaps block {prev_i}"
                 )
-            while k < len(limits) and limits[k][1] <= host:
+            while k < len(limits) and limits[k][1] <= host - self.prefix:
                 k += 1
             if k < len(limits) and limits[k][0] < host + length:
                 raise self._error(
@@ -209,7 +210,7 @@ class VhdImage(BlockMappedImage):
         self.block_size = bs
         bat = read_be_u32(self.pread(table, entries * 4, "block allocation table"))
         bitmap = -(-(-(-bs // SECTOR) // 8) // SECTOR) * SECTOR  # one bit per sector, whole sectors
-        self.bitmap_size = bitmap
+        self.prefix = bitmap
         self.hosts = array("Q", (0 if e == UNALLOCATED else e * SECTOR + bitmap for e in bat))
         bat_end = table + -(-entries * 4 // SECTOR) * SECTOR
         meta = [(0, SECTOR), (where, where + 1024), (table, bat_end)]
