@@ -11,6 +11,7 @@ from imgpub.errors import ConfigurationError
 from imgpub.progress import NullProgress, Progress
 from imgpub_azure.clients import AzureClients
 from imgpub_azure.errors import Caller
+from imgpub_azure.names import text
 from imgpub_azure.settings import GallerySettings
 from imgpub_azure.upload_source import UploadedVhd
 
@@ -54,7 +55,7 @@ def replication_states(version: GalleryImageVersion) -> list[RegionState]:
     """Per-region replication state of a version read with expand=ReplicationStatus."""
     status = version.properties.replication_status if version.properties else None
     return [
-        RegionState(s.region or "?", str(s.state or "Unknown"), int(s.progress or 0), s.details or "")
+        RegionState(s.region or "?", text(s.state or "Unknown"), int(s.progress or 0), s.details or "")
         for s in (status.summary or [] if status else [])
     ]
 
@@ -120,10 +121,10 @@ class GalleryImages:
         """An existing definition must match the image: these fields cannot change."""
         props = existing.properties
         have = {
-            "os_type": str(props.os_type) if props else None,
-            "os_state": str(props.os_state) if props else None,
-            "hyper_v_generation": str(props.hyper_v_generation or "V1") if props else None,
-            "architecture": str(props.architecture or "x64") if props else None,
+            "os_type": text(props.os_type) if props else None,
+            "os_state": text(props.os_state) if props else None,
+            "hyper_v_generation": text(props.hyper_v_generation or "V1") if props else None,
+            "architecture": text(props.architecture or "x64") if props else None,
         }
         want = {
             "os_type": spec.os_type,

@@ -12,6 +12,7 @@ __all__ = [
     "default_definition",
     "default_image_name",
     "gallery_version_problem",
+    "text",
     "upload_disk_name",
 ]
 
@@ -58,3 +59,9 @@ def gallery_version_problem(version: str) -> str | None:
     if any(int(part) > _INT32_MAX for part in match.groups()):
         return f"{version!r}: each part must be at most {_INT32_MAX}"
     return None
+
+
+def text(value: object) -> str:
+    """An SDK enum or string as the service spells it ('Linux', not 'OperatingSystemTypes.LINUX')."""
+    inner = getattr(value, "value", value)
+    return "" if inner is None else str(inner)

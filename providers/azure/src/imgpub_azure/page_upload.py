@@ -22,6 +22,7 @@ from imgpub.errors import CloudError, ImgpubError
 from imgpub.progress import NullProgress, Progress
 from imgpub.retry import RetryPolicy
 from imgpub_azure.errors import call
+from imgpub_azure.names import text
 
 if TYPE_CHECKING:
     from azure.storage.blob import BlobClient
@@ -124,7 +125,7 @@ class PageUploader:
             props = self._call("read the upload blob", self.blob.get_blob_properties)
             meta = props.metadata or {}
             if (
-                str(props.blob_type).endswith("PageBlob")
+                text(props.blob_type) == "PageBlob"
                 and props.size == size
                 and meta.get(META_DIGEST) == digest
             ):

@@ -69,7 +69,7 @@ class AzureSettings(TargetSettings):
     storage_account: str | None = Field(
         default=None, description="Storage account of the temporary page blob (upload: page-blob)."
     )
-    container: str = Field(default="vhds", pattern=r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$")
+    container: str = Field(default="vhds", pattern=r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
     blob_endpoint: str | None = Field(
         default=None,
         description="Blob service URL; defaults to https://<storage_account>.blob.core.windows.net.",
