@@ -290,6 +290,8 @@ def _target(
             result.published = provider.publish(info, settings, disk, ctx)
     except (ImgpubError, DiskError) as exc:
         result.ok, result.error, result.exit_code = False, str(exc), exc.exit_code
+    except OSError as exc:
+        result.ok, result.error, result.exit_code = False, f"target {settings.name}: {exc}", 1
     except Exception as exc:  # a provider bug must not take the other targets down
         log.debug("target %s failed", settings.name, exc_info=True)
         result.ok, result.error, result.exit_code = False, f"unexpected {type(exc).__name__}: {exc}", 1

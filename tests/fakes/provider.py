@@ -34,6 +34,7 @@ class FakeSettings(TargetSettings):
     behaviour: Behaviour = "ok"
     regions: list[str] = Field(default_factory=lambda: ["r1"])
     rendezvous: int = Field(default=0, description="Wait until this many targets are publishing at once.")
+    wait: float = 10.0
     max_size: int | None = None
 
 
@@ -71,7 +72,7 @@ class FakeProvider(Provider[FakeSettings]):
                 barrier = self.barriers.setdefault(
                     settings.rendezvous, threading.Barrier(settings.rendezvous)
                 )
-            barrier.wait(timeout=10)
+            barrier.wait(timeout=settings.wait)
         if settings.behaviour == "fail":
             time.sleep(0.05)
             raise CloudError(

@@ -1,0 +1,85 @@
+"""The local target: valid artifacts, an index, idempotent re-runs, conflicts and --replace."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from imaging import qemu_img, sha256_file
+from imgpub.pipeline import publish, status
+
+LOCAL = "- name: out\n  provider: local\n  path: out\n"
+
+
+def test_artifacts_are_valid(write_manifest, disk: Path, tmp_path: Path) -> None:
+    result = publish(write_manifest(LOCAL))
+    assert result.exit_code == 0, result.targets[0].error
+    folder = tmp_path / "out" / "demo" / "1.0.0"
+    assert sorted(p.name for p in folder.iterdir()) == ["SHA256SUMS", "disk.raw", "disk.raw.tar.gz", "disk.vhd"]
+    qemu_img("compare", "-f", "raw", "-F", "raw", disk, folder / "disk.raw")
+    qemu_img("compare", "-f", "raw", "-F", "vpc", disk, folder / "disk.vhd")
+    unpacked = tmp_path / "unpacked"
+    unpacked.mkdir()
+    subprocess.run(["tar", "-xSzf", folder / "disk.raw.tar.gz", "-C", unpacked], check=True)
+    qemu_img("compare", "-f", "raw", "-F", "raw", disk, unpacked / "disk.raw")
+    assert (folder / "disk.raw").stat().st_blocks * 512 < 1 << 20  # sparse
+    sums = dict(reversed(line.split("  ")) for line in (folder / "SHA256SUMS").read_text().splitlines())
+    assert sums == {p: sha256_file(folder / p) for p in ("disk.raw", "disk.vhd", "disk.raw.tar.gz")}
+    kinds = {a.kind: a.id for a in result.targets[0].published.artifacts}  # type: ignore[union-attr]
+    assert kinds == {k: str(folder / f) for k, f in (("raw", "disk.raw"), ("vhd", "disk.vhd"), ("gce", "disk.raw.tar.gz"))}
+
+
+def test_rerun_is_a_no_op_and_new_version_adds(write_manifest, tmp_path: Path) -> None:
+    path = write_manifest(LOCAL)
+    assert publish(path).targets[0].published.changed  # type: ignore[union-attr]
+    raw = tmp_path / "out" / "demo" / "1.0.0" / "disk.raw"
+    mtime = raw.stat().st_mtime_ns
+    again = publish(path).targets[0]
+    assert again.published is not None and not again.published.changed
+    assert again.plan is not None and again.plan.up_to_date
+    assert raw.stat().st_mtime_ns == mtime
+    publish(write_manifest(LOCAL, version="1.1.0"))
+    index = json.loads((tmp_path / "out" / "index.json").read_text())
+    assert [(e["name"], e["version"]) for e in index["images"]] == [("demo", "1.0.0"), ("demo", "1.1.0")]
+    assert {f["name"] for f in index["images"][1]["files"]} == {"disk.raw", "disk.vhd", "disk.raw.tar.gz"}
+
+
+def test_changed_image_same_version_conflicts(write_manifest, disk: Path, tmp_path: Path) -> None:
+    path = write_manifest(LOCAL)
+    publish(path)
+    with disk.open("r+b") as f:
+        f.write(b"changed")
+    result = publish(path)
+    assert result.exit_code == 1
+    assert "demo 1.0.0 is already in" in str(result.targets[0].error)
+    assert "--replace" in str(result.targets[0].error)
+    raw = tmp_path / "out" / "demo" / "1.0.0" / "disk.raw"
+    assert raw.read_bytes()[:7] != b"changed"
+    replaced = publish(path, replace=True)
+    assert replaced.exit_code == 0 and raw.read_bytes()[:7] == b"changed"
+    index = json.loads((tmp_path / "out" / "index.json").read_text())
+    assert len(index["images"]) == 1 and index["images"][0]["digest"] == replaced.targets[0].digest
+
+
+def test_failure_leaves_no_partial_version(write_manifest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import imgpub.disk.write_gce
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(imgpub.disk.write_gce, "write_gce_tar", full_disk)  # after raw and vhd are written
+    result = publish(write_manifest(LOCAL))
+    assert not result.targets[0].ok and result.targets[0].error == "target out: [Errno 28] No space left on device"
+    assert list((tmp_path / "out" / "demo").iterdir()) == []
+    assert not (tmp_path / "out" / "index.json").exists()
+
+
+def test_formats_and_status(write_manifest, tmp_path: Path) -> None:
+    path = write_manifest(LOCAL + "  formats: [vhd]\n")
+    assert status(path).targets[0].status.drift == [f"demo 1.0.0 is not published in {tmp_path / 'out'}"]  # type: ignore[union-attr]
+    publish(path)
+    assert [p.name for p in (tmp_path / "out" / "demo" / "1.0.0").iterdir() if p.name.startswith("disk")] == ["disk.vhd"]
+    assert status(path).targets[0].status.drift == []  # type: ignore[union-attr]
