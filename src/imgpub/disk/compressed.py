@@ -175,19 +175,34 @@ def check_zstd_frames(path: Path, fd: int) -> None:
             raise ImageFormatError(path, "zstd", "frame checksum", size, "the compressed stream is truncated")
 
 
+class _TrackedInput:
+    """A file-like view of `fd` that remembers where its last read started (for error offsets)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd, self.pos, self.last = fd, 0, 0
+
+    def read(self, n: int = READ) -> bytes:
+        data = os.pread(self.fd, n if n >= 0 else 1 << 30, self.pos)
+        self.last = self.pos
+        self.pos += len(data)
+        return data
+
+
 def _zstd(path: Path, fd: int, fmt: str, sink: _SparseSink) -> None:
     import zstandard
 
     check_zstd_frames(path, fd)
-    with open(fd, "rb", closefd=False) as f:
-        reader = zstandard.ZstdDecompressor().stream_reader(f, read_size=READ, read_across_frames=True)
-        try:
-            while out := reader.read(OUT):
-                sink.write(out)
-        except zstandard.ZstdError as exc:
-            raise ImageFormatError(
-                path, fmt, "stream", f.tell(), f"corrupt compressed data ({exc})"
-            ) from None
+    source = _TrackedInput(fd)
+    reader = zstandard.ZstdDecompressor().stream_reader(
+        source,  # type: ignore[arg-type]  # any object with read() will do
+        read_size=READ,
+        read_across_frames=True,
+    )
+    try:
+        while out := reader.read(OUT):
+            sink.write(out)
+    except zstandard.ZstdError as exc:
+        raise ImageFormatError(path, fmt, "stream", source.last, f"corrupt compressed data ({exc})") from None
 
 
 class DecompressedImage(RawImage):
