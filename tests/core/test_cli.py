@@ -1,0 +1,174 @@
+"""The command line: exit codes, one-line errors, JSON output, GitHub outputs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from imaging import qemu_img
+from imgpub.cli import app
+
+LOCAL = "- name: out\n  provider: local\n  path: out\n"
+
+
+def run(*args: str | Path, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    return CliRunner().invoke(app, [str(a) for a in args], env=env)
+
+
+def test_manifest_error_is_one_line_and_exit_2(write_manifest) -> None:
+    path = write_manifest(LOCAL + "  formts: [raw]\n")
+    result = run("validate", path)
+    assert result.exit_code == 2
+    assert result.stderr == f"imgpub: error: {path}:9:5: targets[0].formts: unknown field 'formts'; did you mean 'formats'?\n"
+    assert result.stdout == ""
+
+
+def test_validate_ok(write_manifest) -> None:
+    path = write_manifest(LOCAL)
+    result = run("validate", path)
+    assert result.exit_code == 0 and result.stdout == f"{path}: ok: demo 1.0.0 -> out (local)\n"
+
+
+def test_unset_variable_through_the_cli(write_manifest) -> None:
+    path = write_manifest(LOCAL, version="${IMGPUB_TEST_VERSION}")
+    result = run("plan", path)
+    assert result.exit_code == 2 and f"{path}:3:12: image.version: environment variable IMGPUB_TEST_VERSION" in result.stderr
+    result = run("plan", path, env={"IMGPUB_TEST_VERSION": "9.9"})
+    assert result.exit_code == 0 and "demo 9.9" in result.stdout
+
+
+def test_publish_twice_and_json(write_manifest, tmp_path: Path) -> None:
+    path = write_manifest(LOCAL)
+    first = run("publish", path)
+    assert first.exit_code == 0, first.stderr
+    assert "out (local): published" in first.stdout and str(tmp_path / "out" / "demo" / "1.0.0" / "disk.raw") in first.stdout
+    second = run("publish", path, "--json")
+    assert second.exit_code == 0
+    report = json.loads(second.stdout)
+    assert report["targets"][0]["status"] == "unchanged" and report["targets"][0]["changed"] is False
+
+
+def test_failed_target_exit_1_with_report(write_manifest, fake_provider, tmp_path: Path) -> None:
+    path = write_manifest("- name: good\n  provider: fake\n- name: bad\n  provider: fake\n  behaviour: fail\n")
+    result = run("publish", path, "--report", tmp_path / "report.json")
+    assert result.exit_code == 1
+    assert "bad (fake): FAILED: target bad: CreateImage in r1 failed [Quota]: quota exceeded" in result.stdout
+    assert "good (fake): published" in result.stdout
+    assert [t["status"] for t in json.loads((tmp_path / "report.json").read_text())["targets"]] == ["published", "failed"]
+
+
+def test_github_actions_outputs(write_manifest, fake_provider, tmp_path: Path) -> None:
+    out, summary = tmp_path / "gh_out", tmp_path / "gh_summary"
+    env = {"GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(out), "GITHUB_STEP_SUMMARY": str(summary), "RUNNER_TEMP": str(tmp_path)}
+    result = run("publish", write_manifest("- name: good\n  provider: fake\n"), env=env)
+    assert result.exit_code == 0, result.stderr
+    lines = out.read_text().splitlines()
+    assert "good_image_r1=img-good-r1" in lines and f"report={tmp_path / 'imgpub-report.json'}" in lines
+    assert json.loads((tmp_path / "imgpub-report.json").read_text())["ok"] is True
+    assert "| good | fake | published | r1 |" in summary.read_text()
+
+
+def test_conflict_then_replace(write_manifest, disk: Path) -> None:
+    path = write_manifest(LOCAL)
+    assert run("publish", path).exit_code == 0
+    with disk.open("r+b") as f:
+        f.write(b"other")
+    plan = run("plan", path)
+    assert plan.exit_code == 0 and "CONFLICT" in plan.stdout
+    assert run("publish", path).exit_code == 1
+    assert run("publish", path, "--replace").exit_code == 0
+
+
+def test_dry_run_changes_nothing(write_manifest, tmp_path: Path) -> None:
+    result = run("publish", write_manifest(LOCAL), "--dry-run")
+    assert result.exit_code == 0 and "+ create" in result.stdout
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_image_is_exit_2(write_manifest, disk: Path) -> None:
+    disk.write_bytes(b"QFI\xfb" + bytes(100))
+    result = run("publish", write_manifest(LOCAL))
+    assert result.exit_code == 2 and result.stderr.startswith("imgpub: error: ") and result.stderr.count("\n") == 1
+
+
+def test_unknown_target_and_usage_errors(write_manifest) -> None:
+    result = run("plan", write_manifest(LOCAL), "--target", "nope")
+    assert result.exit_code == 2 and "no target named 'nope'" in result.stderr
+    assert run("publish").exit_code == 2
+    assert run("publish", "x.yaml", "--concurrency", "0").exit_code == 2
+
+
+def test_status_json(write_manifest) -> None:
+    path = write_manifest(LOCAL)
+    result = run("status", path, "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["targets"][0]["status"] == "drifted"
+
+
+def test_convert_and_inspect(disk: Path, tmp_path: Path) -> None:
+    qcow2 = tmp_path / "d.qcow2"
+    qemu_img("convert", "-f", "raw", "-O", "qcow2", disk, qcow2)
+    for to, fmt in (("raw", "raw"), ("vhd", "vpc")):
+        out = tmp_path / f"o.{to}"
+        result = run("convert", qcow2, "--to", to, "-o", out)
+        assert result.exit_code == 0, result.stderr
+        qemu_img("compare", "-f", "raw", "-F", fmt, disk, out)
+    assert run("convert", qcow2, "--to", "gce-tar", "-o", tmp_path / "d.tar.gz", "--compression-level", "6").exit_code == 0
+    data = json.loads(run("inspect", qcow2, "--json").stdout)
+    assert data["format"] == "qcow2" and data["virtual_size"] == 4 << 20
+    assert data["data_extents"][0]["offset"] == 0 and data["partition_table"] == "none"
+
+
+def test_inspect_quickstart_disk() -> None:
+    disk = Path(__file__).resolve().parents[2] / "examples" / "quickstart" / "disk.qcow2"
+    result = run("inspect", disk)
+    assert result.exit_code == 0
+    assert "partitions      gpt" in result.stdout and "suggested boot  uefi" in result.stdout
+
+
+def test_missing_image_is_one_line(tmp_path: Path) -> None:
+    result = run("inspect", tmp_path / "nope.qcow2")
+    assert result.exit_code == 2 and result.stderr == f"imgpub: error: {tmp_path / 'nope.qcow2'}: image file: no such file\n"
+
+
+def test_version_and_providers() -> None:
+    from imgpub import __version__
+
+    assert run("--version").stdout == f"imgpub {__version__}\n"
+    result = run("providers", "--json")
+    assert {"name": "local", "distribution": "imgpub", "version": __version__, "entry_point": "imgpub.local:LocalProvider"} in json.loads(result.stdout)
+
+
+def test_providers_allow_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    from imgpub import plugins
+
+    monkeypatch.setenv("IMGPUB_PROVIDERS", "local")
+    plugins.available.cache_clear()
+    try:
+        assert [p["name"] for p in json.loads(run("providers", "--json").stdout)] == ["local"]
+    finally:
+        monkeypatch.delenv("IMGPUB_PROVIDERS")
+        plugins.available.cache_clear()
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    result = run("--debug", "inspect", tmp_path / "nope.qcow2")
+    assert result.exit_code == 1 and result.exception is not None and type(result.exception).__name__ == "ImageFormatError"
+
+
+def test_help_imports_no_cloud_sdk() -> None:
+    code = (
+        "import sys\n"
+        "sys.argv = ['imgpub', '--help']\n"
+        "from imgpub.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('boto3', 'botocore', 'google', 'azure', 'imgpub_aws', 'imgpub_gcp', 'imgpub_azure', 'pydantic'))\n"
+        "print(bad)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
