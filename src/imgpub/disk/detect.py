@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,10 +33,15 @@ def detect_format(path: Path, fd: int) -> str:
         return "zstd"
     if size >= 512 and os.pread(fd, 8, size - 512) == b"conectix":
         return "vhd"  # fixed VHD: footer only at the end
+    if size == 0:
+        raise ImageFormatError(path, "image", "file", None, "the file is empty")
     if size % 512 == 0:
         return "raw"
     raise ImageFormatError(
-        path, "image", "header", 0,
+        path,
+        "image",
+        "header",
+        0,
         f"no known magic (starts {head[:8].hex()}) and the size {size} is not a whole number of "
         "512-byte sectors, so it is not a raw disk either",
     )
@@ -85,6 +91,8 @@ def open_image(path: str | os.PathLike[str], fmt: str = "auto") -> DiskImage:
     except PermissionError:
         raise ImageFormatError(p, "image", "file", None, "permission denied") from None
     try:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):  # Linux opens directories read-only without complaint
+            raise ImageFormatError(p, "image", "file", None, "is a directory, not a disk image")
         detected = detect_format(p, fd)
         name = detected if fmt == "auto" else fmt
         opener = _opener(name)
