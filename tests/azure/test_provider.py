@@ -15,7 +15,9 @@ from imgpub.identity import TAG_DIGEST
 
 def _download_vhd(stack, name: str, dest: Path) -> Path:
     blob = BlobClient.from_connection_string(
-        __import__("os").environ["AZURE_STORAGE_CONNECTION_STRING"], stack.container, name,
+        __import__("os").environ["AZURE_STORAGE_CONNECTION_STRING"],
+        stack.container,
+        name,
         api_version="2025-11-05",
     )
     with open(dest, "wb") as f:
@@ -38,11 +40,13 @@ def test_publish_managed_image_from_sparse_page_blob(stack, disk, info, raw_disk
     assert blob_uri.endswith(f"/{stack.container}/golden-1.2.3.vhd") and "sig=" not in blob_uri
     vhd = _download_vhd(stack, "golden-1.2.3.vhd", tmp_path / "blob.vhd")
     assert vhd.stat().st_size == vhd_disk_size(disk.virtual_size) + 512
-    info_out = subprocess.run(["qemu-img", "info", "-f", "vpc", "--output=json", vhd],
-                              check=True, capture_output=True, text=True).stdout
+    info_out = subprocess.run(
+        ["qemu-img", "info", "-f", "vpc", "--output=json", vhd], check=True, capture_output=True, text=True
+    ).stdout
     assert f'"virtual-size": {vhd_disk_size(disk.virtual_size)}' in info_out
-    subprocess.run(["qemu-img", "compare", "-f", "vpc", "-F", "raw", vhd, raw_disk], check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["qemu-img", "compare", "-f", "vpc", "-F", "raw", vhd, raw_disk], check=True, capture_output=True
+    )
     # Only non-zero pages went over the wire: the explicit MiB of zeros at 9 MiB and the holes did not.
     pages = stack.proxy.pages()
     assert pages and all(p.length <= 4 << 20 for p in pages)
@@ -78,7 +82,9 @@ def test_temporary_blob_removed_after_image(stack, disk, info):
     provider = stack.provider()
     provider.publish(image, settings, disk, stack.context(settings, image))
     blob = BlobClient.from_connection_string(
-        __import__("os").environ["AZURE_STORAGE_CONNECTION_STRING"], stack.container, "golden-1.2.3.vhd",
+        __import__("os").environ["AZURE_STORAGE_CONNECTION_STRING"],
+        stack.container,
+        "golden-1.2.3.vhd",
         api_version="2025-11-05",
     )
     assert not blob.exists()
@@ -105,10 +111,13 @@ def test_conflict_needs_replace(stack, disk, info):
 def test_gallery_created_with_definition_and_version(stack, disk, info):
     settings = stack.settings(
         managed_image=False,
-        gallery={"name": "golden_gallery", "features": {"SecurityType": "TrustedLaunchSupported",
-                                                          "DiskControllerTypes": "SCSI,NVMe"},
-                 "target_regions": [{"name": "westeurope"}, {"name": "westus", "replica_count": 2}],
-                 "exclude_from_latest": True, "end_of_life": "2030-01-01"},
+        gallery={
+            "name": "golden_gallery",
+            "features": {"SecurityType": "TrustedLaunchSupported", "DiskControllerTypes": "SCSI,NVMe"},
+            "target_regions": [{"name": "westeurope"}, {"name": "westus", "replica_count": 2}],
+            "exclude_from_latest": True,
+            "end_of_life": "2030-01-01",
+        },
     )
     image = info()
     ctx = stack.context(settings, image)
@@ -167,7 +176,9 @@ def test_missing_gallery_without_create_if_missing(stack, disk, info):
 
 
 def test_managed_disk_upload(stack, disk, info, raw_disk, tmp_path):
-    settings = stack.settings(upload="managed-disk", storage_account=None, blob_endpoint=None, keep_upload=True)
+    settings = stack.settings(
+        upload="managed-disk", storage_account=None, blob_endpoint=None, keep_upload=True
+    )
     image = info()
     ctx = stack.context(settings, image)
 

@@ -124,11 +124,7 @@ class PageUploader:
         if self._call("check the upload blob", self.blob.exists):
             props = self._call("read the upload blob", self.blob.get_blob_properties)
             meta = props.metadata or {}
-            if (
-                text(props.blob_type) == "PageBlob"
-                and props.size == size
-                and meta.get(META_DIGEST) == digest
-            ):
+            if text(props.blob_type) == "PageBlob" and props.size == size and meta.get(META_DIGEST) == digest:
                 if meta.get(META_COMPLETE) == "true":
                     return None
                 present = self._present()

@@ -1,0 +1,130 @@
+"""AzureSettings validation, identity, and the provider's semantic checks (names, versions, boot mode)."""
+
+from __future__ import annotations
+
+import pytest
+from azure.mgmt.compute import models as m
+from pydantic import ValidationError
+
+from fakes.arm import unknown_fields
+from imgpub.provider import ImageInfo
+from imgpub_azure import AzureProvider, AzureSettings
+from imgpub_azure.names import default_definition, default_image_name, gallery_version_problem
+
+BASE = {
+    "name": "az",
+    "subscription_id": "s",
+    "resource_group": "rg",
+    "location": "westeurope",
+    "storage_account": "acct",
+}
+
+
+def _image(**kw) -> ImageInfo:
+    values = {
+        "name": "golden",
+        "version": "1.2.3",
+        "arch": "x86_64",
+        "boot": "uefi",
+        "virtual_size": 1 << 30,
+        "content_digest": "c",
+    }
+    values.update(kw)
+    return ImageInfo(**values)
+
+
+def _settings(**kw) -> AzureSettings:
+    return AzureSettings.model_validate({**BASE, **kw})
+
+
+def _fields(problems):
+    return {p.field for p in problems}
+
+
+def test_identity_leaves_out_regions_replicas_tags_and_transport():
+    a = _settings(
+        tags={"team": "a"},
+        concurrency=2,
+        gallery={"name": "g", "target_regions": [{"name": "westus"}], "replica_count": 3},
+    )
+    b = _settings(
+        tags={"team": "b"},
+        concurrency=9,
+        storage_api_version="2025-11-05",
+        gallery={"name": "g", "target_regions": [{"name": "eastus"}], "replica_count": 1},
+    )
+    assert a.identity() == b.identity()
+    assert _settings(os_type="Windows").identity() != _settings().identity()
+
+
+def test_settings_refuse_nothing_to_publish_and_missing_storage_account():
+    with pytest.raises(ValidationError, match="nothing to publish"):
+        _settings(managed_image=False)
+    with pytest.raises(ValidationError, match="storage_account is required"):
+        AzureSettings.model_validate({**BASE, "storage_account": None})
+    assert _settings(upload="managed-disk", storage_account=None).upload == "managed-disk"
+    with pytest.raises(ValidationError):
+        _settings(unknown_field=1)
+
+
+def test_gallery_version_must_be_major_minor_patch():
+    problems = AzureProvider().check(_image(version="2024.05-rc1"), _settings(gallery={"name": "g"}))
+    assert "gallery.version" in _fields(problems)
+    assert gallery_version_problem("1.2.3") is None
+    assert "MAJOR.MINOR.PATCH" in (gallery_version_problem("1.2") or "")
+    assert "at most" in (gallery_version_problem("1.2.4294967296") or "")
+    with pytest.raises(ValidationError, match="MAJOR.MINOR.PATCH"):
+        _settings(gallery={"name": "g", "version": "1.2"})
+
+
+def test_names_follow_azure_rules():
+    assert default_image_name("My Image!", "1.0 beta") == "My-Image-1.0-beta"
+    assert default_definition("__odd name__") == "odd-name"
+    problems = AzureProvider().check(_image(), _settings(image_name="-bad", gallery={"name": "has-hyphen"}))
+    assert {"image_name", "gallery.name"} <= _fields(problems)
+
+
+def test_hyper_v_generation_against_boot_mode():
+    provider = AzureProvider()
+    assert "hyper_v_generation" in _fields(
+        provider.check(_image(boot="bios"), _settings(hyper_v_generation="V2"))
+    )
+    assert "hyper_v_generation" in _fields(
+        provider.check(_image(boot="uefi"), _settings(hyper_v_generation="V1"))
+    )
+    assert not provider.check(_image(boot="uefi-preferred"), _settings(hyper_v_generation="V1"))
+    assert not provider.check(_image(boot="bios"), _settings())
+
+
+def test_arm64_needs_gallery_and_v2():
+    provider = AzureProvider()
+    problems = _fields(provider.check(_image(arch="arm64"), _settings()))
+    assert {"gallery", "managed_image"} <= problems
+    ok = _settings(managed_image=False, gallery={"name": "g"})
+    assert not provider.check(_image(arch="arm64"), ok)
+    assert "hyper_v_generation" in _fields(
+        provider.check(_image(arch="arm64"), ok.model_copy(update={"hyper_v_generation": "V1"}))
+    )
+
+
+def test_fake_arm_rejects_members_the_sdk_models_do_not_have():
+    body = {
+        "location": "x",
+        "properties": {"storageProfile": {"osDisk": {"osTyp": "Linux"}}},
+        "tags": {"any": "thing"},
+    }
+    assert unknown_fields(body, m.Image) == ["properties.storageProfile.osDisk.osTyp"]
+    version = {
+        "location": "x",
+        "properties": {"publishingProfile": {"targetRegions": [{"name": "a", "bogus": 1}]}},
+    }
+    assert unknown_fields(version, m.GalleryImageVersion) == [
+        "properties.publishingProfile.targetRegions[0].bogus"
+    ]
+
+
+def test_exports():
+    import imgpub_azure
+
+    assert imgpub_azure.__all__ == ["AzureProvider", "AzureSettings"]
+    assert AzureProvider.name == "azure" == AzureSettings.model_fields["provider"].default
