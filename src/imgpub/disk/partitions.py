@@ -126,7 +126,7 @@ def _logical(img: DiskImage, ext_lba: int, ext_count: int) -> list[Partition]:
                 raise _error(img, "EBR", where + 446, f"logical partition {start}+{count} is outside")
             parts.append(Partition(5 + len(parts), start * 512, count * 512, f"{kind:#04x}"))
         ebr = ext_lba + nrel if nkind else 0
-        if ebr and not ext_lba < ebr < ext_lba + ext_count:
+        if ebr and not ext_lba <= ebr < ext_lba + ext_count:
             raise _error(img, "EBR", where + 462, f"next EBR at sector {ebr} leaves the extended partition")
     return parts
 
