@@ -73,7 +73,7 @@ def test_gallery_version_must_be_major_minor_patch():
     assert gallery_version_problem("1.2.3") is None
     assert "MAJOR.MINOR.PATCH" in (gallery_version_problem("1.2") or "")
     assert "at most" in (gallery_version_problem("1.2.4294967296") or "")
-    with pytest.raises(ValidationError, match="MAJOR.MINOR.PATCH"):
+    with pytest.raises(ValidationError, match=r"MAJOR\.MINOR\.PATCH"):
         _settings(gallery={"name": "g", "version": "1.2"})
 
 

@@ -73,7 +73,7 @@ class AzureProvider(Provider[AzureSettings]):
     settings_model: ClassVar[type[AzureSettings]] = AzureSettings
 
     def __init__(self, credential: TokenCredential | None = None) -> None:
-        """`credential`: ARM identity (and storage, without a storage secret); default DefaultAzureCredential."""
+        """`credential`: the ARM (and fallback storage) identity; DefaultAzureCredential if None."""
         self.credential = credential
 
     # ---- validate -------------------------------------------------------------------------------
