@@ -8,15 +8,13 @@ from typing import Any
 from imgpub.manifest.loader import load_providers
 from imgpub.manifest.models import manifest_model
 
-__all__ = ["SCHEMA_ID", "json_schema", "schema_text"]
-
-SCHEMA_ID = "https://imgpub.dev/schema/imgpub.schema.json"
+__all__ = ["json_schema", "schema_text"]
 
 
 def json_schema() -> dict[str, Any]:
     """JSON Schema (draft 2020-12) of a manifest, covering every installed provider's settings."""
     schema = manifest_model(load_providers()).model_json_schema()
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID, **schema}
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
 
 
 def schema_text() -> str:
