@@ -63,7 +63,10 @@ def load(name: str) -> type[Provider]:  # type: ignore[type-arg]
             f"no provider named {name!r} is installed (installed: {known}); "
             f"try: pip install 'imgpub[{name}]'"
         )
-    cls = entry.load() if isinstance(entry, EntryPoint) else entry
+    try:
+        cls = entry.load() if isinstance(entry, EntryPoint) else entry
+    except Exception as exc:  # a broken plugin is one clear line, not a traceback
+        raise ConfigurationError(f"provider {name!r} failed to load: {type(exc).__name__}: {exc}") from exc
     if not (isinstance(cls, type) and issubclass(cls, Provider)) or cls.name != name:
         raise ConfigurationError(f"entry point {name!r} does not name a Provider whose name is {name!r}")
     return cls
