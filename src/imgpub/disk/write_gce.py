@@ -16,7 +16,6 @@ sparse map (4 entries in the header, 21 in each extension block), so the map is 
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -200,7 +199,11 @@ def gce_tar_stream(
     isal's fastest useful level: ~3% larger than gzip -6). Memory stays a few MiB per thread.
     """
     yield from gzip_chunks(
-        tar_stream(img, on_progress=on_progress, mtime=int(time.time())), level=level, threads=threads
+        # mtime from the source file, not the clock: the same input gives the same bytes, which a
+        # resumed upload relies on when it regenerates the stream and skips what the cloud holds.
+        tar_stream(img, on_progress=on_progress, mtime=int(os.fstat(img.fd).st_mtime)),
+        level=level,
+        threads=threads,
     )
 
 
