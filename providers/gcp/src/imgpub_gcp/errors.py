@@ -75,7 +75,7 @@ def gcp_errors(target: str, operation: str) -> Iterator[None]:
     try:
         yield
     except auth_exc.DefaultCredentialsError as exc:
-        raise CredentialsError(target, f"no Google credentials found ({CREDENTIALS_HINT})") from exc
+        raise CredentialsError(target, f"no usable Google credentials: {exc} ({CREDENTIALS_HINT})") from exc
     except auth_exc.RefreshError as exc:
         raise CredentialsError(
             target, f"Google credentials were refused: {exc} ({CREDENTIALS_HINT})"

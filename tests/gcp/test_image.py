@@ -1,0 +1,87 @@
+"""The images.insert body as the GCE fake (schema-checked against compute v1) receives it."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from pathlib import Path
+
+from fakes.gce import FakeGce
+from gcp.stack import PROJECT, context, image_info
+from imgpub.disk import DiskImage
+from imgpub.journal import Journal
+from imgpub.progress import NullProgress
+from imgpub.retry import FAST
+from imgpub_gcp import GcpProvider, GcpSettings
+from imgpub_gcp.clients import GcpClients
+from imgpub_gcp.image import GceImages, request_id
+
+
+def test_arm64_image_with_secure_boot_keys_kms_and_licenses(
+    make_settings: Callable[..., GcpSettings], gce: FakeGce, disk: DiskImage, journal: Journal, tmp_path: Path
+) -> None:
+    (tmp_path / "pk.der").write_bytes(b"\x30\x82platform-key")
+    (tmp_path / "db.esl").write_bytes(b"signature-list")
+    license_url = "https://compute.googleapis.com/compute/v1/projects/vm-options/global/licenses/enable-vmx"
+    settings = make_settings(
+        image_name="demo-arm",
+        description="arm build",
+        guest_os_features=["IDPF"],
+        licenses=[license_url],
+        kms_key="projects/p/locations/global/keyRings/r/cryptoKeys/k",
+        shielded_instance_initial_state={"pk": str(tmp_path / "pk.der"), "dbs": [str(tmp_path / "db.esl")]},
+    )
+    info = image_info(disk, arch="arm64", boot="uefi")
+
+    GcpProvider().publish(info, settings, disk, context(settings, info, journal))
+
+    image = gce.image(PROJECT, "demo-arm")
+    assert image is not None
+    assert image["architecture"] == "ARM64" and image["description"] == "arm build"
+    assert sorted(f["type"] for f in image["guestOsFeatures"]) == ["GVNIC", "IDPF", "UEFI_COMPATIBLE"]
+    assert image["licenses"] == [license_url]
+    assert image["imageEncryptionKey"] == {
+        "kmsKeyName": "projects/p/locations/global/keyRings/r/cryptoKeys/k"
+    }
+    state = image["shieldedInstanceInitialState"]
+    assert state["pk"] == {"content": base64.b64encode(b"\x30\x82platform-key").decode(), "fileType": "X509"}
+    assert state["dbs"] == [{"content": base64.b64encode(b"signature-list").decode(), "fileType": "BIN"}]
+
+
+def test_bios_image_gets_no_uefi_feature(
+    make_settings: Callable[..., GcpSettings], gce: FakeGce, disk: DiskImage, journal: Journal
+) -> None:
+    settings = make_settings()
+    info = image_info(disk, boot="bios")
+    GcpProvider().publish(info, settings, disk, context(settings, info, journal))
+    image = gce.image(PROJECT, "demo-linux-1-2-3")
+    assert image is not None and [f["type"] for f in image["guestOsFeatures"]] == ["GVNIC"]
+
+
+def test_insert_sends_a_request_id_derived_from_the_digest(
+    make_settings: Callable[..., GcpSettings], gce: FakeGce, disk: DiskImage, journal: Journal
+) -> None:
+    settings = make_settings()
+    info = image_info(disk)
+    ctx = context(settings, info, journal)
+    GcpProvider().publish(info, settings, disk, ctx)
+    (insert,) = gce.calls("POST", "/global/images?")
+    assert insert.endswith(f"requestId={request_id(ctx.digest, 'insert')}")
+    assert request_id(ctx.digest, "insert") == request_id(ctx.digest, "insert") != request_id("x", "insert")
+
+
+def test_waiting_polls_until_done_and_reports_progress(
+    make_settings: Callable[..., GcpSettings], gce: FakeGce, disk: DiskImage, journal: Journal
+) -> None:
+    settings = make_settings()
+    gce.polls_per_operation = 3
+    try:
+        gce.add_image(PROJECT, "old", labels={"a": "b"})
+        images = GceImages(GcpClients(settings, "gce"), settings, "gce", FAST, NullProgress())
+        found = images.get("old")
+        assert found is not None
+        images.set_labels(found, {"a": "c"})
+    finally:
+        gce.polls_per_operation = 1
+    assert len(gce.calls("POST", "/wait")) == 3
+    assert gce.image(PROJECT, "old")["labels"] == {"a": "c"}  # type: ignore[index]
