@@ -74,8 +74,10 @@ def test_retry_after_header_is_read():
 
 def test_redact_removes_signatures_and_keys(monkeypatch):
     monkeypatch.setenv("AZURE_STORAGE_KEY", "c2VjcmV0LWtleS12YWx1ZQ==")
-    text = "https://a.blob.core.windows.net/c/b?sv=1&sig=abc%2Bdef&se=2 "
+    text = (
+        "https://a.blob.core.windows.net/c/b?sv=1&sig=abc%2Bdef&se=2 "
         "AccountKey=xyz; key c2VjcmV0LWtleS12YWx1ZQ=="
+    )
     out = redact(text)
     assert "abc%2Bdef" not in out and "xyz" not in out and "c2VjcmV0" not in out
     assert "sv=1" in out
