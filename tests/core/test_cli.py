@@ -24,7 +24,10 @@ def test_manifest_error_is_one_line_and_exit_2(write_manifest) -> None:
     path = write_manifest(LOCAL + "  formts: [raw]\n")
     result = run("validate", path)
     assert result.exit_code == 2
-    assert result.stderr == f"imgpub: error: {path}:9:5: targets[0].formts: unknown field 'formts'; did you mean 'formats'?\n"
+    assert (
+        result.stderr
+        == f"imgpub: error: {path}:9:5: targets[0].formts: unknown field 'formts'; did you mean 'formats'?\n"
+    )
     assert result.stdout == ""
 
 
@@ -37,7 +40,10 @@ def test_validate_ok(write_manifest) -> None:
 def test_unset_variable_through_the_cli(write_manifest) -> None:
     path = write_manifest(LOCAL, version="${IMGPUB_TEST_VERSION}")
     result = run("plan", path)
-    assert result.exit_code == 2 and f"{path}:3:12: image.version: environment variable IMGPUB_TEST_VERSION" in result.stderr
+    assert (
+        result.exit_code == 2
+        and f"{path}:3:12: image.version: environment variable IMGPUB_TEST_VERSION" in result.stderr
+    )
     result = run("plan", path, env={"IMGPUB_TEST_VERSION": "9.9"})
     assert result.exit_code == 0 and "demo 9.9" in result.stdout
 
@@ -46,7 +52,10 @@ def test_publish_twice_and_json(write_manifest, tmp_path: Path) -> None:
     path = write_manifest(LOCAL)
     first = run("publish", path)
     assert first.exit_code == 0, first.stderr
-    assert "out (local): published" in first.stdout and str(tmp_path / "out" / "demo" / "1.0.0" / "disk.raw") in first.stdout
+    assert (
+        "out (local): published" in first.stdout
+        and str(tmp_path / "out" / "demo" / "1.0.0" / "disk.raw") in first.stdout
+    )
     second = run("publish", path, "--json")
     assert second.exit_code == 0
     report = json.loads(second.stdout)
@@ -54,17 +63,27 @@ def test_publish_twice_and_json(write_manifest, tmp_path: Path) -> None:
 
 
 def test_failed_target_exit_1_with_report(write_manifest, fake_provider, tmp_path: Path) -> None:
-    path = write_manifest("- name: good\n  provider: fake\n- name: bad\n  provider: fake\n  behaviour: fail\n")
+    path = write_manifest(
+        "- name: good\n  provider: fake\n- name: bad\n  provider: fake\n  behaviour: fail\n"
+    )
     result = run("publish", path, "--report", tmp_path / "report.json")
     assert result.exit_code == 1
     assert "bad (fake): FAILED: target bad: CreateImage in r1 failed [Quota]: quota exceeded" in result.stdout
     assert "good (fake): published" in result.stdout
-    assert [t["status"] for t in json.loads((tmp_path / "report.json").read_text())["targets"]] == ["published", "failed"]
+    assert [t["status"] for t in json.loads((tmp_path / "report.json").read_text())["targets"]] == [
+        "published",
+        "failed",
+    ]
 
 
 def test_github_actions_outputs(write_manifest, fake_provider, tmp_path: Path) -> None:
     out, summary = tmp_path / "gh_out", tmp_path / "gh_summary"
-    env = {"GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(out), "GITHUB_STEP_SUMMARY": str(summary), "RUNNER_TEMP": str(tmp_path)}
+    env = {
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_OUTPUT": str(out),
+        "GITHUB_STEP_SUMMARY": str(summary),
+        "RUNNER_TEMP": str(tmp_path),
+    }
     result = run("publish", write_manifest("- name: good\n  provider: fake\n"), env=env)
     assert result.exit_code == 0, result.stderr
     lines = out.read_text().splitlines()
@@ -93,7 +112,11 @@ def test_dry_run_changes_nothing(write_manifest, tmp_path: Path) -> None:
 def test_bad_image_is_exit_2(write_manifest, disk: Path) -> None:
     disk.write_bytes(b"QFI\xfb" + bytes(100))
     result = run("publish", write_manifest(LOCAL))
-    assert result.exit_code == 2 and result.stderr.startswith("imgpub: error: ") and result.stderr.count("\n") == 1
+    assert (
+        result.exit_code == 2
+        and result.stderr.startswith("imgpub: error: ")
+        and result.stderr.count("\n") == 1
+    )
 
 
 def test_unknown_target_and_usage_errors(write_manifest) -> None:
@@ -117,7 +140,12 @@ def test_convert_and_inspect(disk: Path, tmp_path: Path) -> None:
         result = run("convert", qcow2, "--to", to, "-o", out)
         assert result.exit_code == 0, result.stderr
         qemu_img("compare", "-f", "raw", "-F", fmt, disk, out)
-    assert run("convert", qcow2, "--to", "gce-tar", "-o", tmp_path / "d.tar.gz", "--compression-level", "6").exit_code == 0
+    assert (
+        run(
+            "convert", qcow2, "--to", "gce-tar", "-o", tmp_path / "d.tar.gz", "--compression-level", "6"
+        ).exit_code
+        == 0
+    )
     data = json.loads(run("inspect", qcow2, "--json").stdout)
     assert data["format"] == "qcow2" and data["virtual_size"] == 4 << 20
     assert data["data_extents"][0]["offset"] == 0 and data["partition_table"] == "none"
@@ -132,7 +160,10 @@ def test_inspect_quickstart_disk() -> None:
 
 def test_missing_image_is_one_line(tmp_path: Path) -> None:
     result = run("inspect", tmp_path / "nope.qcow2")
-    assert result.exit_code == 2 and result.stderr == f"imgpub: error: {tmp_path / 'nope.qcow2'}: image file: no such file\n"
+    assert (
+        result.exit_code == 2
+        and result.stderr == f"imgpub: error: {tmp_path / 'nope.qcow2'}: image file: no such file\n"
+    )
 
 
 def test_version_and_providers() -> None:
@@ -140,7 +171,12 @@ def test_version_and_providers() -> None:
 
     assert run("--version").stdout == f"imgpub {__version__}\n"
     result = run("providers", "--json")
-    assert {"name": "local", "distribution": "imgpub", "version": __version__, "entry_point": "imgpub.local:LocalProvider"} in json.loads(result.stdout)
+    assert {
+        "name": "local",
+        "distribution": "imgpub",
+        "version": __version__,
+        "entry_point": "imgpub.local:LocalProvider",
+    } in json.loads(result.stdout)
 
 
 def test_providers_allow_list(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -157,7 +193,11 @@ def test_providers_allow_list(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     result = run("--debug", "inspect", tmp_path / "nope.qcow2")
-    assert result.exit_code == 1 and result.exception is not None and type(result.exception).__name__ == "ImageFormatError"
+    assert (
+        result.exit_code == 1
+        and result.exception is not None
+        and type(result.exception).__name__ == "ImageFormatError"
+    )
 
 
 def test_help_imports_no_cloud_sdk() -> None:

@@ -18,7 +18,12 @@ def test_artifacts_are_valid(write_manifest, disk: Path, tmp_path: Path) -> None
     result = publish(write_manifest(LOCAL))
     assert result.exit_code == 0, result.targets[0].error
     folder = tmp_path / "out" / "demo" / "1.0.0"
-    assert sorted(p.name for p in folder.iterdir()) == ["SHA256SUMS", "disk.raw", "disk.raw.tar.gz", "disk.vhd"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "SHA256SUMS",
+        "disk.raw",
+        "disk.raw.tar.gz",
+        "disk.vhd",
+    ]
     qemu_img("compare", "-f", "raw", "-F", "raw", disk, folder / "disk.raw")
     qemu_img("compare", "-f", "raw", "-F", "vpc", disk, folder / "disk.vhd")
     unpacked = tmp_path / "unpacked"
@@ -29,7 +34,9 @@ def test_artifacts_are_valid(write_manifest, disk: Path, tmp_path: Path) -> None
     sums = dict(reversed(line.split("  ")) for line in (folder / "SHA256SUMS").read_text().splitlines())
     assert sums == {p: sha256_file(folder / p) for p in ("disk.raw", "disk.vhd", "disk.raw.tar.gz")}
     kinds = {a.kind: a.id for a in result.targets[0].published.artifacts}  # type: ignore[union-attr]
-    assert kinds == {k: str(folder / f) for k, f in (("raw", "disk.raw"), ("vhd", "disk.vhd"), ("gce", "disk.raw.tar.gz"))}
+    assert kinds == {
+        k: str(folder / f) for k, f in (("raw", "disk.raw"), ("vhd", "disk.vhd"), ("gce", "disk.raw.tar.gz"))
+    }
 
 
 def test_rerun_is_a_no_op_and_new_version_adds(write_manifest, tmp_path: Path) -> None:
@@ -64,7 +71,9 @@ def test_changed_image_same_version_conflicts(write_manifest, disk: Path, tmp_pa
     assert len(index["images"]) == 1 and index["images"][0]["digest"] == replaced.targets[0].digest
 
 
-def test_failure_leaves_no_partial_version(write_manifest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failure_leaves_no_partial_version(
+    write_manifest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import imgpub.disk.write_gce
 
     def full_disk(*args: object, **kwargs: object) -> None:
@@ -72,7 +81,10 @@ def test_failure_leaves_no_partial_version(write_manifest, tmp_path: Path, monke
 
     monkeypatch.setattr(imgpub.disk.write_gce, "write_gce_tar", full_disk)  # after raw and vhd are written
     result = publish(write_manifest(LOCAL))
-    assert not result.targets[0].ok and result.targets[0].error == "target out: [Errno 28] No space left on device"
+    assert (
+        not result.targets[0].ok
+        and result.targets[0].error == "target out: [Errno 28] No space left on device"
+    )
     assert list((tmp_path / "out" / "demo").iterdir()) == []
     assert not (tmp_path / "out" / "index.json").exists()
 
@@ -81,5 +93,7 @@ def test_formats_and_status(write_manifest, tmp_path: Path) -> None:
     path = write_manifest(LOCAL + "  formats: [vhd]\n")
     assert status(path).targets[0].status.drift == [f"demo 1.0.0 is not published in {tmp_path / 'out'}"]  # type: ignore[union-attr]
     publish(path)
-    assert [p.name for p in (tmp_path / "out" / "demo" / "1.0.0").iterdir() if p.name.startswith("disk")] == ["disk.vhd"]
+    assert [p.name for p in (tmp_path / "out" / "demo" / "1.0.0").iterdir() if p.name.startswith("disk")] == [
+        "disk.vhd"
+    ]
     assert status(path).targets[0].status.drift == []  # type: ignore[union-attr]

@@ -66,7 +66,8 @@ def test_env_expansion_and_default(write_manifest) -> None:
 def test_unset_variable_is_an_error_at_its_column(write_manifest) -> None:
     path = write_manifest(LOCAL, version="1.${BUILD}")
     assert error_of(path) == (
-        f"{path}:3:14: image.version: environment variable BUILD is not set (use ${{BUILD:-default}} for a default)"
+        f"{path}:3:14: image.version: environment variable BUILD is not set "
+        "(use ${BUILD:-default} for a default)"
     )
 
 

@@ -33,7 +33,9 @@ def test_one_failing_target_does_not_stop_the_other(write_manifest, fake_provide
 
 
 def test_a_crashing_provider_is_isolated(write_manifest, fake_provider) -> None:
-    result = publish(write_manifest("- name: a\n  provider: fake\n  behaviour: crash\n- name: b\n  provider: fake\n"))
+    result = publish(
+        write_manifest("- name: a\n  provider: fake\n  behaviour: crash\n- name: b\n  provider: fake\n")
+    )
     assert [t.ok for t in result.targets] == [False, True]
     assert result.targets[0].error == "unexpected RuntimeError: provider bug"
 

@@ -35,7 +35,9 @@ def test_valid(path: Path) -> None:
 @pytest.mark.parametrize("path", INVALID, ids=lambda p: p.name)
 def test_invalid(path: Path) -> None:
     expected = next(line for line in path.read_text().splitlines() if line.startswith("# error: "))
-    expected = expected.removeprefix("# error: ").replace("{file}", str(path)).replace("{dir}", str(path.parent))
+    expected = (
+        expected.removeprefix("# error: ").replace("{file}", str(path)).replace("{dir}", str(path.parent))
+    )
     with pytest.raises(ManifestError) as err:
         validate(load_manifest(path, env={}))
     assert str(err.value) == expected

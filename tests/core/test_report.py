@@ -8,17 +8,24 @@ from pathlib import Path
 from imgpub.pipeline import publish
 from imgpub.report import build_report, github_outputs, markdown_summary, write_github, write_report
 
-TWO = "- name: good\n  provider: fake\n  regions: [r1, r2]\n- name: bad\n  provider: fake\n  behaviour: fail\n"
+TWO = (
+    "- name: good\n  provider: fake\n  regions: [r1, r2]\n- name: bad\n  provider: fake\n  behaviour: fail\n"
+)
 
 
-def test_report_lists_every_artifact_per_target_and_region(write_manifest, fake_provider, tmp_path: Path) -> None:
+def test_report_lists_every_artifact_per_target_and_region(
+    write_manifest, fake_provider, tmp_path: Path
+) -> None:
     result = publish(write_manifest(TWO))
     report = build_report(result)
     assert report["ok"] is False and report["exit_code"] == 1 and report["command"] == "publish"
     assert report["image"]["content_digest"] == result.image.content_digest
     good, bad = report["targets"]
     assert good["status"] == "published" and good["digest"] == result.targets[0].digest
-    assert [(a["region"], a["id"]) for a in good["artifacts"]] == [("r1", "img-good-r1"), ("r2", "img-good-r2")]
+    assert [(a["region"], a["id"]) for a in good["artifacts"]] == [
+        ("r1", "img-good-r1"),
+        ("r2", "img-good-r2"),
+    ]
     assert bad["status"] == "failed" and bad["error"].endswith("quota exceeded") and bad["artifacts"] == []
     assert isinstance(good["seconds"], float) and good["started"]
     write_report(report, tmp_path / "r" / "report.json")
@@ -33,7 +40,9 @@ def test_github_outputs_and_summary(write_manifest, fake_provider, tmp_path: Pat
     assert lines[-2:] == ["ok=false", f"report={tmp_path / 'report.json'}"]
     out, summary = tmp_path / "out.txt", tmp_path / "summary.md"
     out.write_text("earlier=1\n")
-    write_github(report, {"GITHUB_OUTPUT": str(out), "GITHUB_STEP_SUMMARY": str(summary)}, tmp_path / "report.json")
+    write_github(
+        report, {"GITHUB_OUTPUT": str(out), "GITHUB_STEP_SUMMARY": str(summary)}, tmp_path / "report.json"
+    )
     assert out.read_text().splitlines() == ["earlier=1", *lines]
     table = summary.read_text()
     assert table == markdown_summary(report)

@@ -229,9 +229,10 @@ def _step(tp: Any, part: str | int) -> Any:
             if provider is not None and typing.get_args(provider.annotation) == (part,):
                 return model
     for member in members:
-        if isinstance(member, type) and issubclass(member, BaseModel):
-            if isinstance(part, str) and part in member.model_fields:
-                return member.model_fields[part].annotation
+        if isinstance(member, type) and issubclass(member, BaseModel) and isinstance(part, str):
+            field = member.model_fields.get(part)
+            if field is not None:
+                return field.annotation
         origin, args = typing.get_origin(member), typing.get_args(member)
         if origin in (list, tuple) and isinstance(part, int) and args:
             return args[0]
