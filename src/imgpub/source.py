@@ -27,6 +27,8 @@ from imgpub.progress import NullProgress, Progress
 __all__ = ["DigestCache", "download", "file_sha256", "local_source"]
 
 CHUNK = 1 << 20
+GRAIN = 64 << 10
+"""Zero runs shorter than this inside a downloaded chunk are written; longer ones become holes."""
 TIMEOUT = 60.0
 """Seconds without a byte before a download gives up."""
 
@@ -140,8 +142,7 @@ def _stream(url: str, fd: int, progress: Progress) -> tuple[str, int]:
             progress.stage("download", int(length) if length and length.isdigit() else None)
             while chunk := resp.read(CHUNK):
                 h.update(chunk)
-                if not is_zero(chunk):
-                    os.pwrite(fd, chunk, pos)
+                _write_nonzero(fd, chunk, pos)
                 pos += len(chunk)
                 progress.advance(len(chunk))
             if length and length.isdigit() and pos != int(length):
@@ -154,3 +155,17 @@ def _stream(url: str, fd: int, progress: Progress) -> tuple[str, int]:
     except (TimeoutError, ConnectionError) as exc:
         raise ImgpubError(f"{url}: download failed: {exc}") from None
     return h.hexdigest(), pos
+
+
+def _write_nonzero(fd: int, chunk: bytes, pos: int) -> None:
+    view = memoryview(chunk)
+    start = -1
+    for off in range(0, len(chunk), GRAIN):
+        zero = is_zero(chunk, off, min(off + GRAIN, len(chunk)))
+        if not zero and start < 0:
+            start = off
+        elif zero and start >= 0:
+            os.pwrite(fd, view[start:off], pos + start)
+            start = -1
+    if start >= 0:
+        os.pwrite(fd, view[start:], pos + start)
