@@ -71,15 +71,21 @@ def human_size(n: float) -> str:
 
 
 class _RichTask:
+    """A bar that appears at the target's first stage (a cached or up-to-date step shows nothing)."""
+
     def __init__(self, board: Any, name: str) -> None:
         self.bars, self.name = board, name
-        self.task = board.add_task(name or "image", total=None, stage="")
+        self.task: Any = None
 
     def stage(self, name: str, total: int | None = None) -> None:
-        self.bars.reset(self.task, total=total, completed=0, stage=name)
+        if self.task is None:
+            self.task = self.bars.add_task(self.name or "image", total=total, stage=name)
+        else:
+            self.bars.reset(self.task, total=total, completed=0, stage=name)
 
     def advance(self, amount: int) -> None:
-        self.bars.advance(self.task, amount)
+        if self.task is not None:
+            self.bars.advance(self.task, amount)
 
     def note(self, message: str) -> None:
         self.bars.console.print(f"{self.name or 'image'}: {message}", markup=False, highlight=False)
@@ -143,9 +149,9 @@ class Board:
             from rich.progress import Progress as RichProgress
 
             self._bars = RichProgress(
-                TextColumn("{task.description:<16}"),
-                TextColumn("{task.fields[stage]:<22}"),
-                BarColumn(),
+                TextColumn("{task.description:<12}"),
+                TextColumn("{task.fields[stage]:<20}"),
+                BarColumn(bar_width=24),
                 DownloadColumn(binary_units=True),
                 TransferSpeedColumn(),
                 TimeRemainingColumn(),
