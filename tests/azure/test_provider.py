@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from imgpub.identity import TAG_DIGEST
 
 def _download_vhd(stack, name: str, dest: Path) -> Path:
     blob = BlobClient.from_connection_string(
-        __import__("os").environ["AZURE_STORAGE_CONNECTION_STRING"],
+        os.environ["AZURE_STORAGE_CONNECTION_STRING"],
         stack.container,
         name,
         api_version="2025-11-05",
@@ -82,7 +83,7 @@ def test_temporary_blob_removed_after_image(stack, disk, info):
     provider = stack.provider()
     provider.publish(image, settings, disk, stack.context(settings, image))
     blob = BlobClient.from_connection_string(
-        __import__("os").environ["AZURE_STORAGE_CONNECTION_STRING"],
+        os.environ["AZURE_STORAGE_CONNECTION_STRING"],
         stack.container,
         "golden-1.2.3.vhd",
         api_version="2025-11-05",
@@ -191,3 +192,71 @@ def test_managed_disk_upload(stack, disk, info, raw_disk, tmp_path):
     assert upload_disk["properties"]["diskState"] == "Unattached"
     size = upload_disk["properties"]["creationData"]["uploadSizeBytes"]
     assert size == vhd_disk_size(disk.virtual_size) + 512
+    assert "sig=" not in ctx.journal.path.read_text()
+    compare_blob = BlobClient.from_connection_string(
+        os.environ["AZURE_STORAGE_CONNECTION_STRING"],
+        "fakedisks",
+        "golden-1.2.3-upload.vhd",
+        api_version="2025-11-05",
+    )
+    dest = tmp_path / "disk.vhd"
+    with open(dest, "wb") as f:
+        compare_blob.download_blob().readinto(f)
+    subprocess.run(["qemu-img", "compare", "-f", "vpc", "-F", "raw", dest, raw_disk], check=True)
+
+
+def test_new_region_updates_the_version_without_upload(stack, disk, info):
+    gallery = {"name": "g1", "target_regions": [{"name": "westeurope"}]}
+    settings = stack.settings(managed_image=False, gallery=gallery)
+    image = info()
+    provider = stack.provider()
+    provider.publish(image, settings, disk, stack.context(settings, image))
+    pages = len(stack.proxy.pages())
+
+    wider = stack.settings(
+        managed_image=False,
+        gallery={**gallery, "target_regions": [{"name": "westeurope"}, {"name": "northeurope"}]},
+    )
+    ctx = stack.context(wider, image)
+    assert ctx.digest == stack.context(settings, image).digest  # regions are not part of the identity
+    plan = provider.plan(image, wider, ctx)
+    assert [(a.kind, a.region) for a in plan.actions] == [("copy", "northeurope")]
+
+    provider.publish(image, wider, disk, ctx)
+
+    version = stack.arm.get("galleries/g1/images/golden/versions/1.2.3")
+    regions = [r["name"] for r in version["properties"]["publishingProfile"]["targetRegions"]]
+    assert regions == ["westeurope", "northeurope"]
+    assert "osDiskImage" in version["properties"]["storageProfile"]
+    assert len(stack.proxy.pages()) == pages
+    assert provider.plan(image, wider, stack.context(wider, image)).up_to_date
+
+
+def test_status_reports_drift(stack, disk, info):
+    settings = stack.settings(gallery={"name": "g1"})
+    image = info()
+    ctx = stack.context(settings, image)
+    before = stack.provider().status(image, settings, ctx)
+    assert {"image golden-1.2.3 is missing", "gallery image version g1/golden/1.2.3 is missing"} <= set(
+        before.drift
+    )
+
+    stack.provider().publish(image, settings, disk, ctx)
+    after = stack.provider().status(image, settings, ctx)
+    assert not after.drift
+    assert [a.kind for a in after.artifacts] == ["image", "gallery-image-version"]
+    assert after.artifacts[1].extra["regions"] == {"westeurope": "Completed"}
+
+
+def test_gallery_version_conflict_and_replace(stack, disk, info):
+    settings = stack.settings(managed_image=False, gallery={"name": "g1"})
+    provider = stack.provider()
+    first = info(content_digest="one")
+    provider.publish(first, settings, disk, stack.context(settings, first))
+    second = info(content_digest="two")
+    with pytest.raises(ImageConflictError, match=r"gallery image version g1/golden/1\.2\.3"):
+        provider.publish(second, settings, disk, stack.context(settings, second))
+    ctx = stack.context(settings, second, replace=True)
+    provider.publish(second, settings, disk, ctx)
+    assert stack.arm.get("galleries/g1/images/golden/versions/1.2.3")["tags"][TAG_DIGEST] == ctx.digest
+    assert stack.arm.count("DELETE", "/versions/1.2.3") == 1

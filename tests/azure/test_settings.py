@@ -128,3 +128,10 @@ def test_exports():
 
     assert imgpub_azure.__all__ == ["AzureProvider", "AzureSettings"]
     assert AzureProvider.name == "azure" == AzureSettings.model_fields["provider"].default
+
+
+def test_entry_point_name_matches_provider_name():
+    from importlib.metadata import entry_points
+
+    (ep,) = [e for e in entry_points(group="imgpub.providers") if e.name == "azure"]
+    assert ep.load() is AzureProvider

@@ -162,7 +162,7 @@ class FakeArm:
         self.server.daemon_threads = True
         self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         self.url = f"https://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
 
     def __enter__(self) -> FakeArm:
         self._thread.start()
@@ -275,7 +275,9 @@ class FakeArm:
             "Microsoft.Compute/galleries/images/versions": self._check_version,
             "Microsoft.Compute/disks": self._check_disk,
         }
-        if rtype in checks:
+        # Updating a version (more regions) keeps its source: the upload may be gone by then.
+        updating_version = key in self.resources and rtype.endswith("versions")
+        if rtype in checks and not updating_version:
             checks[rtype](props, rest)
         existed = key in self.resources
         name = rest.rsplit("/", 1)[1]

@@ -214,6 +214,12 @@ class GalleryImages:
             ),
         )
 
+    def region_update_body(self, existing: GalleryImageVersion, tags: dict[str, str]) -> Any:
+        """The version as it is (same source), with this manifest's regions and publishing settings."""
+        body = self.version_body("unused", tags)
+        body.properties.storage_profile = existing.properties.storage_profile if existing.properties else None
+        return body
+
     def put_version(
         self, definition: str, version: str, body: Any, progress: Progress | None = None
     ) -> tuple[GalleryImageVersion, list[RegionState]]:

@@ -8,7 +8,6 @@ first, so a re-run is a no-op and a stopped run continues.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from imgpub.errors import ConfigurationError, ImageConflictError
@@ -24,18 +23,11 @@ from imgpub.provider import (
     Published,
     Status,
 )
+from imgpub_azure.checks import Names, architecture, generation_for, names_for, problems_for
 from imgpub_azure.clients import AzureClients
 from imgpub_azure.errors import Caller
 from imgpub_azure.gallery import DefinitionSpec, GalleryImages, RegionState, replication_states
 from imgpub_azure.managed_image import ManagedImages
-from imgpub_azure.names import (
-    DEFINITION_NAME,
-    GALLERY_NAME,
-    IMAGE_NAME,
-    default_definition,
-    default_image_name,
-    gallery_version_problem,
-)
 from imgpub_azure.settings import AzureSettings
 from imgpub_azure.tags import digest_of, identity_tags
 from imgpub_azure.upload import VhdUploads
@@ -45,27 +37,6 @@ if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
 __all__ = ["AzureProvider"]
-
-
-def generation_for(image: ImageInfo, settings: AzureSettings) -> str:
-    """Hyper-V generation: the setting, else V1 for bios and V2 for uefi / uefi-preferred."""
-    return settings.hyper_v_generation or ("V1" if image.boot == "bios" else "V2")
-
-
-@dataclass(frozen=True)
-class Names:
-    image: str
-    definition: str | None
-    version: str | None
-
-
-def names_for(image: ImageInfo, settings: AzureSettings) -> Names:
-    gal = settings.gallery
-    return Names(
-        image=settings.image_name or default_image_name(image.name, image.version),
-        definition=(gal.image_definition or default_definition(image.name)) if gal else None,
-        version=(gal.version or image.version) if gal else None,
-    )
 
 
 class AzureProvider(Provider[AzureSettings]):
@@ -79,62 +50,7 @@ class AzureProvider(Provider[AzureSettings]):
     # ---- validate -------------------------------------------------------------------------------
 
     def check(self, image: ImageInfo, settings: AzureSettings) -> list[Problem]:
-        problems: list[Problem] = []
-        names = names_for(image, settings)
-        if not IMAGE_NAME.match(names.image):
-            problems.append(
-                Problem(
-                    "image_name",
-                    f"{names.image!r} is not a valid managed image name "
-                    "(1-80 of A-Z a-z 0-9 _ . -, starting alphanumeric, ending alphanumeric or _)",
-                )
-            )
-        gal = settings.gallery
-        if gal is not None:
-            if not GALLERY_NAME.match(gal.name):
-                problems.append(
-                    Problem(
-                        "gallery.name",
-                        f"{gal.name!r} is not a valid gallery name "
-                        "(1-80 of A-Z a-z 0-9 _ ., alphanumeric at both ends)",
-                    )
-                )
-            if names.definition and not DEFINITION_NAME.match(names.definition):
-                problems.append(
-                    Problem(
-                        "gallery.image_definition",
-                        f"{names.definition!r} is not a valid "
-                        "image definition name (1-80 of A-Z a-z 0-9 - ., alphanumeric at both ends)",
-                    )
-                )
-            why = gallery_version_problem(names.version or "")
-            if why:
-                problems.append(Problem("gallery.version", f"{why}; set gallery.version"))
-        if settings.hyper_v_generation:
-            needed = {"bios": "V1", "uefi": "V2"}.get(image.boot)
-            if needed and settings.hyper_v_generation != needed:
-                problems.append(
-                    Problem(
-                        "hyper_v_generation",
-                        f"{settings.hyper_v_generation} does not boot a {image.boot} image (use {needed})",
-                    )
-                )
-        if image.arch == "arm64":
-            if gal is None:
-                problems.append(
-                    Problem("gallery", "arm64 images need a gallery (managed images are x64 only)")
-                )
-            if generation_for(image, settings) != "V2":
-                problems.append(Problem("hyper_v_generation", "arm64 images need V2"))
-            if image.boot == "bios":
-                problems.append(Problem("hyper_v_generation", "arm64 images boot with UEFI, not bios"))
-            if settings.managed_image:
-                problems.append(
-                    Problem("managed_image", "managed images cannot be arm64; set managed_image: false")
-                )
-        if (image.secure_boot or image.tpm) and generation_for(image, settings) != "V2":
-            problems.append(Problem("hyper_v_generation", "secure boot and vTPM need V2"))
-        return problems
+        return problems_for(image, settings)
 
     # ---- plan -----------------------------------------------------------------------------------
 
@@ -169,7 +85,7 @@ class AzureProvider(Provider[AzureSettings]):
                         Action(
                             "create",
                             f"image definition {gal.name}/{names.definition}",
-                            f"{generation_for(image, settings)} {_architecture(image)}",
+                            f"{generation_for(image, settings)} {architecture(image)}",
                         )
                     )
                     version = None
@@ -260,7 +176,7 @@ class AzureProvider(Provider[AzureSettings]):
         gal = settings.gallery
         assert gal is not None and names.definition is not None
         generation = generation_for(image, settings)
-        arch = _architecture(image)
+        arch = architecture(image)
         return DefinitionSpec(
             name=names.definition,
             os_type=settings.os_type,
@@ -333,22 +249,24 @@ class AzureProvider(Provider[AzureSettings]):
             ctx.journal.set("image_id", image_id)
         if gallery and gal and names.definition and names.version:
             self._ensure_definition(gallery, image, settings, names, kinds, ctx)
-            wants_version = any(
-                a.resource == f"gallery image version {version_ref}"
-                and a.kind in ("create", "replace", "copy")
-                for a in plan.actions
-            )
-            if wants_version:
+            version_actions = {a.kind for a in plan.actions if a.resource == f"gallery image version {version_ref}"}
+            if version_actions & {"create", "replace"}:
                 version_source: UploadedVhd | str
                 if image_id:
                     version_source = image_id
                 else:
-                    assert source is not None or not needs_upload
                     version_source = source or uploads.planned(names.image)
                 body = gallery.version_body(version_source, tags)
                 ctx.progress.stage(f"create gallery image version {version_ref}")
                 _, states = gallery.put_version(names.definition, names.version, body, ctx.progress)
                 published.warnings.extend(_replication_warnings(version_ref, states))
+            elif "copy" in version_actions:
+                existing = gallery.find_version(names.definition, names.version)
+                if existing is not None:
+                    ctx.progress.stage(f"replicate gallery image version {version_ref} to more regions")
+                    body = gallery.region_update_body(existing, tags)
+                    _, states = gallery.put_version(names.definition, names.version, body, ctx.progress)
+                    published.warnings.extend(_replication_warnings(version_ref, states))
         leftover = source or uploads.pending()
         if leftover is not None and not settings.keep_upload:
             ctx.progress.stage(f"remove temporary {leftover.kind} {leftover.name}")
@@ -426,10 +344,6 @@ class AzureProvider(Provider[AzureSettings]):
                     status.drift.append(f"gallery image version {ref} is not replicated to {region}")
                 status.drift.extend(_replication_warnings(ref, states))
         return status
-
-
-def _architecture(image: ImageInfo) -> str:
-    return "Arm64" if image.arch == "arm64" else "x64"
 
 
 def _norm(region: str | None) -> str:
