@@ -384,3 +384,19 @@ def test_compressed_cluster_past_eof(compressed: Path) -> None:
     l2, entry = compressed_entry(compressed)
     put(compressed, l2, ">Q", (entry & ~((1 << 54) - 1)) | (1 << 50))
     broken(compressed, "L2 entry", l2, "outside the file")
+
+
+def test_mapping_denser_than_the_file_is_refused(tmp_path: Path) -> None:
+    """Every L2 entry pointing at one host cluster: memory must stay bounded by the file's size."""
+    img = tmp_path / "dense.qcow2"
+    qemu_img("create", "-f", "qcow2", "-o", "cluster_size=512", img, "8M")
+    qemu_io(img, *(f"write -P 1 {i * 32}k 512" for i in range(256)))
+    data = bytearray(img.read_bytes())
+    l1, l1_size = get(img, 40, ">Q"), get(img, 36, ">I")
+    target = struct.unpack_from(">Q", data, struct.unpack_from(">Q", data, l1)[0] & 0xFFFF_FFFF_FE00)[0]
+    for i in range(l1_size):
+        l2 = struct.unpack_from(">Q", data, l1 + 8 * i)[0] & 0x00FF_FFFF_FFFF_FE00
+        for j in range(64):
+            struct.pack_into(">Q", data, l2 + 8 * j, target)
+    img.write_bytes(data)
+    broken(img, "L2 table", None, "separate clusters")

@@ -71,6 +71,7 @@ class Qcow2Image(DiskImage):
         self._csize = array("Q")
         self._kind = array("B")
         self._cache: tuple[int, bytes] = (-1, b"")
+        self._max_segments = self.file_size // 32 + 1024  # bounds memory by the file's own size
         self._walk_tables()
         self.allocation = AllocationMap.from_runs(
             self.virtual_size, zip(self._start, self._length, strict=True)
@@ -284,6 +285,11 @@ class Qcow2Image(DiskImage):
             run[:] = [0, 0, 0]
 
     def _append(self, start: int, length: int, kind: int, host: int, csize: int) -> None:
+        if len(self._start) >= self._max_segments:  # only a crafted file maps clusters this densely
+            raise self._bad(
+                "L2 table", None, f"maps more than {self._max_segments} separate clusters, more than a "
+                f"{self.file_size}-byte file can hold",
+            )  # fmt: skip
         self._start.append(start)
         self._length.append(length)
         self._kind.append(kind)
