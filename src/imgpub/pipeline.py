@@ -261,11 +261,8 @@ def _target(
     clock = time.monotonic()
     try:
         result.digest = target_digest(info, settings)
-        journal = (
-            Journal(None)
-            if dry_run
-            else Journal.for_target(state_dir, settings.image_name or info.name, info.version, settings.name)
-        )
+        # Plans and dry runs may read what an earlier run recorded; providers write only in publish.
+        journal = Journal.for_target(state_dir, settings.image_name or info.name, info.version, settings.name)
         ctx = Context(
             target=settings.name,
             digest=result.digest,

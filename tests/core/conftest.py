@@ -62,7 +62,7 @@ def fake_provider() -> Iterator[type]:
 
 
 @pytest.fixture
-def catalog_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def catalog_plugin(tmp_path: Path) -> Iterator[str]:
     """The example third-party provider, installed the light way: its src on sys.path and a
     .dist-info with its entry point, so discovery goes through importlib.metadata like pip's."""
     site = tmp_path / "site"
@@ -70,14 +70,14 @@ def catalog_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     info.mkdir(parents=True)
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: imgpub-catalog\nVersion: 0.1.0\n")
     (info / "entry_points.txt").write_text("[imgpub.providers]\ncatalog = imgpub_catalog:CatalogProvider\n")
-    monkeypatch.syspath_prepend(str(site))
-    monkeypatch.syspath_prepend(str(EXAMPLE_PLUGIN / "src"))
-    plugins._entry_points.cache_clear()
-    plugins.available.cache_clear()
-    try:
-        yield "catalog"
-    finally:
-        sys.modules.pop("imgpub_catalog", None)
-        monkeypatch.undo()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(site))
+        mp.syspath_prepend(str(EXAMPLE_PLUGIN / "src"))
         plugins._entry_points.cache_clear()
         plugins.available.cache_clear()
+        try:
+            yield "catalog"
+        finally:
+            sys.modules.pop("imgpub_catalog", None)
+    plugins._entry_points.cache_clear()
+    plugins.available.cache_clear()

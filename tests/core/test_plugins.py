@@ -63,24 +63,22 @@ def test_duplicate_provider_names_are_refused(fake_provider: type) -> None:
         plugins.register(clash)
 
 
-def test_broken_plugin_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, write_manifest) -> None:
+def test_broken_plugin_is_one_line(tmp_path: Path, write_manifest) -> None:
     site = tmp_path / "broken"
     info = site / "imgpub_broken-0.1.dist-info"
     info.mkdir(parents=True)
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: imgpub-broken\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text("[imgpub.providers]\nbroken = imgpub_broken_missing:Provider\n")
-    monkeypatch.syspath_prepend(str(site))
-    plugins._entry_points.cache_clear()
-    plugins.available.cache_clear()
-    try:
-        path = write_manifest("- name: b\n  provider: broken\n")
-        result = CliRunner().invoke(app, ["validate", str(path)])
-        assert result.exit_code == 2
-        assert result.stderr.startswith(
-            f"imgpub: error: {path}:7:15: targets[0].provider: provider 'broken' failed to load: "
-        )
-        assert result.stderr.count("\n") == 1
-    finally:
-        monkeypatch.undo()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(site))
         plugins._entry_points.cache_clear()
         plugins.available.cache_clear()
+        path = write_manifest("- name: b\n  provider: broken\n")
+        result = CliRunner().invoke(app, ["validate", str(path)])
+    plugins._entry_points.cache_clear()
+    plugins.available.cache_clear()
+    assert result.exit_code == 2
+    assert result.stderr.startswith(
+        f"imgpub: error: {path}:7:15: targets[0].provider: provider 'broken' failed to load: "
+    )
+    assert result.stderr.count("\n") == 1

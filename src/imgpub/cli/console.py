@@ -60,6 +60,11 @@ def guarded() -> Iterator[None]:
             raise
         error_line(str(exc))
         raise typer.Exit(1) from None
+    except Exception as exc:  # a bug: still one line at 2 a.m., the traceback on request
+        if debug_enabled():
+            raise
+        error_line(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)")
+        raise typer.Exit(1) from None
 
 
 def human_size(n: float) -> str:
