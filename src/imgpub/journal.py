@@ -76,7 +76,7 @@ class Journal:
         try:
             with os.fdopen(fd, "w") as f:
                 json.dump(self._data, f, sort_keys=True)
-            os.replace(tmp, self.path)
+            Path(tmp).replace(self.path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise

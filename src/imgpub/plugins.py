@@ -60,8 +60,7 @@ def load(name: str) -> type[Provider]:  # type: ignore[type-arg]
     if entry is None:
         known = ", ".join(available()) or "none"
         raise ConfigurationError(
-            f"no provider named {name!r} is installed (installed: {known}); "
-            f"try: pip install 'imgpub[{name}]'"
+            f"no provider named {name!r} is installed (installed: {known}); try: pip install 'imgpub[{name}]'"
         )
     try:
         cls = entry.load() if isinstance(entry, EntryPoint) else entry

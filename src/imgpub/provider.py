@@ -87,7 +87,8 @@ class TargetSettings(BaseModel):
     provider: str = Field(description="Which provider publishes this target.")
     image_name: str | None = Field(
         default=None,
-        description="Name of the image on this target, when the manifest's image name does not suit this cloud.",
+        description="Name of the image on this target, when the manifest's image name does not suit "
+        "this cloud.",
     )
 
     def identity(self) -> dict[str, Any]:
