@@ -57,7 +57,8 @@ def problem_loc(base: Loc, problem: Problem) -> Loc:
 
 
 def _earliest(manifest: Manifest, problems: list[tuple[Loc, str]]) -> ManifestError:
-    errors = [manifest.error(loc, message) for loc, message in problems]
+    # A label's problem is its key's; everything else points at the value.
+    errors = [manifest.error(loc, message, key=loc[:2] == ("image", "labels")) for loc, message in problems]
     return min(errors, key=lambda e: (e.line or 0, e.column or 0))
 
 

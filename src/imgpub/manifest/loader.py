@@ -52,8 +52,8 @@ class Manifest:
                 raise ManifestError(self.path, "", f"no target named {name!r}{suggest(name, known)}")
         return tuple(t for t in self.targets if t.name in names)
 
-    def error(self, loc: Loc, message: str) -> ManifestError:
-        return self.document.error(loc, message)
+    def error(self, loc: Loc, message: str, *, key: bool = False) -> ManifestError:
+        return self.document.error(loc, message, key=key)
 
     def target_loc(self, target: str) -> Loc:
         return ("targets", next(i for i, t in enumerate(self.targets) if t.name == target))
