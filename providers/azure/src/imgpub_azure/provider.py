@@ -8,6 +8,7 @@ first, so a re-run is a no-op and a stopped run continues.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from imgpub.errors import ConfigurationError, ImageConflictError
@@ -196,103 +197,16 @@ class AzureProvider(Provider[AzureSettings]):
         if plan.conflict and not ctx.replace:
             raise ImageConflictError(ctx.target, f"{plan.conflict}; re-run with --replace to overwrite it")
         published = Published(ctx.target, self.name, changed=not plan.up_to_date)
-        if plan.up_to_date:
-            published.artifacts = self.status(image, settings, ctx).artifacts
-            return published
-        clients, caller = self._parts(settings, ctx)
-        names = names_for(image, settings)
-        generation = generation_for(image, settings)
-        tags = identity_tags(image, ctx.digest, settings.tags)
-        images = ManagedImages(clients, caller)
-        uploads = VhdUploads(clients, caller, ctx.progress, ctx.journal)
-        kinds = {a.resource.split(" ", 1)[0] for a in plan.actions}
-        replace = {a.resource for a in plan.actions if a.kind == "replace"}
-        needs_upload = any(a.kind == "upload" for a in plan.actions)
-
-        if f"image {names.image}" in replace:
-            ctx.progress.note(f"replacing image {names.image}")
-            images.delete(names.image)
-        gal = settings.gallery
-        gallery = GalleryImages(clients, caller, gal) if gal else None
-        version_ref = f"{gal.name}/{names.definition}/{names.version}" if gal else ""
-        if (
-            gallery
-            and f"gallery image version {version_ref}" in replace
-            and names.definition
-            and names.version
-        ):
-            ctx.progress.note(f"replacing gallery image version {version_ref}")
-            gallery.delete_version(names.definition, names.version)
-
-        source: UploadedVhd | None = None
-        if needs_upload:
-            source, stats = uploads.upload(disk, ctx.digest, names.image, generation, tags)
-            ctx.journal.set(
-                "upload_stats",
-                {
-                    "pages_sent": stats.pages_sent,
-                    "bytes_sent": stats.bytes_sent,
-                    "pages_present": stats.pages_present,
-                },
-            )
-        image_id: str | None = None
-        if settings.managed_image:
-            if any(
-                a.kind in ("create", "replace") and a.resource == f"image {names.image}" for a in plan.actions
-            ):
-                assert source is not None
-                ctx.progress.stage(f"create image {names.image}")
-                created = images.create(names.image, source, generation, tags)
-                image_id = created.id
-            else:
-                image_id = clients.compute_id(f"images/{names.image}")
-            ctx.journal.set("image_id", image_id)
-        if gallery and gal and names.definition and names.version:
-            self._ensure_definition(gallery, image, settings, names, kinds, ctx)
-            version_actions = {a.kind for a in plan.actions if a.resource == f"gallery image version {version_ref}"}
-            if version_actions & {"create", "replace"}:
-                version_source: UploadedVhd | str
-                if image_id:
-                    version_source = image_id
-                else:
-                    version_source = source or uploads.planned(names.image)
-                body = gallery.version_body(version_source, tags)
-                ctx.progress.stage(f"create gallery image version {version_ref}")
-                _, states = gallery.put_version(names.definition, names.version, body, ctx.progress)
-                published.warnings.extend(_replication_warnings(version_ref, states))
-            elif "copy" in version_actions:
-                existing = gallery.find_version(names.definition, names.version)
-                if existing is not None:
-                    ctx.progress.stage(f"replicate gallery image version {version_ref} to more regions")
-                    body = gallery.region_update_body(existing, tags)
-                    _, states = gallery.put_version(names.definition, names.version, body, ctx.progress)
-                    published.warnings.extend(_replication_warnings(version_ref, states))
-        leftover = source or uploads.pending()
-        if leftover is not None and not settings.keep_upload:
-            ctx.progress.stage(f"remove temporary {leftover.kind} {leftover.name}")
-            uploads.remove(leftover)
+        if not plan.up_to_date:
+            job = _Job.start(self, image, settings, ctx, plan)
+            job.replace_conflicts()
+            source = job.upload(disk) if plan_has(plan, "upload") else None
+            image_id = job.managed_image(source) if settings.managed_image else None
+            if settings.gallery is not None:
+                published.warnings += job.gallery_version(source, image_id)
+            job.remove_upload(source)
         published.artifacts = self.status(image, settings, ctx).artifacts
         return published
-
-    def _ensure_definition(
-        self,
-        gallery: GalleryImages,
-        image: ImageInfo,
-        settings: AzureSettings,
-        names: Names,
-        kinds: set[str],
-        ctx: Context,
-    ) -> None:
-        spec = self._spec(image, settings, names)
-        if gallery.find_gallery() is None:
-            ctx.progress.stage(f"create gallery {gallery.gallery.name}")
-            gallery.create_gallery()
-        existing = gallery.find_definition(spec.name)
-        if existing is None:
-            ctx.progress.stage(f"create image definition {spec.name}")
-            gallery.create_definition(spec)
-        else:
-            gallery.check_definition(existing, spec)
 
     # ---- status ---------------------------------------------------------------------------------
 
@@ -356,3 +270,120 @@ def _replication_warnings(ref: str, states: list[RegionState]) -> list[str]:
         for s in states
         if s.state.lower() == "failed"
     ]
+
+
+def plan_has(plan: Plan, kind: str, resource: str | None = None) -> bool:
+    return any(a.kind == kind and (resource is None or a.resource == resource) for a in plan.actions)
+
+
+@dataclass
+class _Job:
+    """One publish run: the plan's actions carried out in order."""
+
+    provider: AzureProvider
+    image: ImageInfo
+    settings: AzureSettings
+    ctx: Context
+    plan: Plan
+    clients: AzureClients
+    caller: Caller
+    names: Names
+    tags: dict[str, str]
+
+    @classmethod
+    def start(
+        cls, provider: AzureProvider, image: ImageInfo, settings: AzureSettings, ctx: Context, plan: Plan
+    ) -> _Job:
+        clients, caller = provider._parts(settings, ctx)
+        tags = identity_tags(image, ctx.digest, settings.tags)
+        return cls(provider, image, settings, ctx, plan, clients, caller, names_for(image, settings), tags)
+
+    @property
+    def generation(self) -> str:
+        return generation_for(self.image, self.settings)
+
+    @property
+    def uploads(self) -> VhdUploads:
+        return VhdUploads(self.clients, self.caller, self.ctx.progress, self.ctx.journal)
+
+    @property
+    def version_ref(self) -> str:
+        gal = self.settings.gallery
+        return f"{gal.name if gal else ''}/{self.names.definition}/{self.names.version}"
+
+    def gallery(self) -> GalleryImages:
+        assert self.settings.gallery is not None
+        return GalleryImages(self.clients, self.caller, self.settings.gallery)
+
+    def replace_conflicts(self) -> None:
+        """Delete what exists with another digest (publish got here only with --replace)."""
+        if plan_has(self.plan, "replace", f"image {self.names.image}"):
+            self.ctx.progress.note(f"replacing image {self.names.image}")
+            ManagedImages(self.clients, self.caller).delete(self.names.image)
+        if plan_has(self.plan, "replace", f"gallery image version {self.version_ref}"):
+            assert self.names.definition and self.names.version
+            self.ctx.progress.note(f"replacing gallery image version {self.version_ref}")
+            self.gallery().delete_version(self.names.definition, self.names.version)
+
+    def upload(self, disk: DiskImage) -> UploadedVhd:
+        source, stats = self.uploads.upload(
+            disk, self.ctx.digest, self.names.image, self.generation, self.tags
+        )
+        self.ctx.journal.set(
+            "upload_stats",
+            {
+                "pages_sent": stats.pages_sent,
+                "bytes_sent": stats.bytes_sent,
+                "pages_present": stats.pages_present,
+            },
+        )
+        return source
+
+    def managed_image(self, source: UploadedVhd | None) -> str:
+        name = self.names.image
+        image_id: str | None = self.clients.compute_id(f"images/{name}")
+        if plan_has(self.plan, "create", f"image {name}") or plan_has(self.plan, "replace", f"image {name}"):
+            assert source is not None
+            self.ctx.progress.stage(f"create image {name}")
+            image_id = (
+                ManagedImages(self.clients, self.caller).create(name, source, self.generation, self.tags).id
+            )
+        self.ctx.journal.set("image_id", image_id)
+        return str(image_id)
+
+    def gallery_version(self, source: UploadedVhd | None, image_id: str | None) -> list[str]:
+        """Create the version (or widen its regions); returns replication warnings."""
+        gallery, names = self.gallery(), self.names
+        assert names.definition and names.version
+        self._ensure_definition(gallery)
+        resource = f"gallery image version {self.version_ref}"
+        kinds = {a.kind for a in self.plan.actions if a.resource == resource}
+        if kinds & {"create", "replace"}:
+            body = gallery.version_body(image_id or source or self.uploads.planned(names.image), self.tags)
+            self.ctx.progress.stage(f"create {resource}")
+        elif "copy" in kinds and (existing := gallery.find_version(names.definition, names.version)):
+            body = gallery.region_update_body(existing, self.tags)
+            self.ctx.progress.stage(f"replicate {resource} to more regions")
+        else:
+            return []
+        _, states = gallery.put_version(names.definition, names.version, body, self.ctx.progress)
+        return _replication_warnings(self.version_ref, states)
+
+    def _ensure_definition(self, gallery: GalleryImages) -> None:
+        spec = self.provider._spec(self.image, self.settings, self.names)
+        if gallery.find_gallery() is None:
+            self.ctx.progress.stage(f"create gallery {gallery.gallery.name}")
+            gallery.create_gallery()
+        existing = gallery.find_definition(spec.name)
+        if existing is None:
+            self.ctx.progress.stage(f"create image definition {spec.name}")
+            gallery.create_definition(spec)
+        else:
+            gallery.check_definition(existing, spec)
+
+    def remove_upload(self, source: UploadedVhd | None) -> None:
+        """The temporary blob or disk goes once the images exist (unless keep_upload)."""
+        leftover = source or self.uploads.pending()
+        if leftover is not None and not self.settings.keep_upload:
+            self.ctx.progress.stage(f"remove temporary {leftover.kind} {leftover.name}")
+            self.uploads.remove(leftover)
