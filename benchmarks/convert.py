@@ -1,0 +1,234 @@
+"""imgpub's disk writers against qemu-img and GNU tar (+ gzip/pigz), in one table.
+
+    uv run --no-sync python benchmarks/convert.py [--size-gib 8] [--data-gib 1] [--runs 3] [--quick]
+
+Cases: raw, qcow2, qcow2 -c and VMDK streamOptimized sources (see corpus.py) converted to a
+sparse raw file, to a fixed VHD (Azure), and to the GCE tarball. Every run is a fresh process;
+the output is deleted and `sync` run before each (so no run pays for the previous one's
+writeback), and the sources are read once first (warm page cache). imgpub's time is that of the
+library call (open_image + write_*), measured inside its process, whose peak RSS is reported;
+interpreter start-up and imports (about 0.1 s) are left out, as the library is what is compared.
+The raw and VHD outputs of imgpub are checked against the source by content digest (untimed).
+Baselines are timed from outside: `qemu-img convert -W` (raw, vpc fixed force_size),
+`tar --format=oldgnu -Sczf` (the GCE docs' command; skipped by --quick, ~45 s a run) and
+`tar --format=oldgnu -S -cf - disk.raw | pigz -1 -p 2`; for compressed sources the tarball
+baseline is qemu-img to a raw temp file, then tar | pigz.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from corpus import bench_dir, ensure_corpus
+
+MiB = 1 << 20
+QEMU_FMT = {"raw": "raw", "qcow2": "qcow2", "qcow2c": "qcow2", "vmdk": "vmdk"}
+LABEL = {"raw": "raw", "qcow2": "qcow2", "qcow2c": "qcow2 -c", "vmdk": "vmdk stream"}
+
+
+@dataclass
+class Result:
+    case: str
+    tool: str
+    times: list[float] = field(default_factory=list)
+    rss: list[float] = field(default_factory=list)
+    apparent: float = 0.0
+    allocated: float = 0.0
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times)
+
+
+def child(target: str, src: str, out: str) -> None:
+    """One imgpub conversion in this process; prints {"seconds", "rss_mib"} as JSON."""
+    from imgpub.disk import open_image
+    from imgpub.disk.write_gce import write_gce_tar
+    from imgpub.disk.write_raw import write_raw
+    from imgpub.disk.write_vhd import write_vhd
+
+    start = time.perf_counter()
+    with open_image(src) as img:
+        if target == "raw":
+            write_raw(img, Path(out))
+        elif target == "vhd":
+            write_vhd(img, Path(out))
+        else:
+            write_gce_tar(img, Path(out))
+    seconds = time.perf_counter() - start
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": seconds, "rss_mib": rss}))
+
+
+def warm(path: Path) -> None:
+    """Read the data extents of `path` once, so every tool starts from a warm page cache."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        pos = 0
+        while pos < size:
+            try:
+                start = os.lseek(fd, pos, os.SEEK_DATA)
+            except OSError:
+                break
+            end = os.lseek(fd, start, os.SEEK_HOLE)
+            for off in range(start, end, 16 * MiB):
+                os.pread(fd, min(16 * MiB, end - off), off)
+            pos = end
+    finally:
+        os.close(fd)
+
+
+def fresh(out: Path) -> None:
+    if out.is_dir():
+        shutil.rmtree(out)
+    out.unlink(missing_ok=True)
+    os.sync()
+
+
+def run_shell(cmd: str, cwd: Path) -> tuple[float, float]:
+    start = time.perf_counter()
+    proc = subprocess.Popen(["bash", "-o", "pipefail", "-c", cmd], cwd=cwd)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise SystemExit(f"baseline failed ({proc.returncode}): {cmd}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def run_imgpub(target: str, src: Path, out: Path) -> tuple[float, float]:
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", target, str(src), str(out)],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    data = json.loads(proc.stdout)
+    return data["seconds"], data["rss_mib"]
+
+
+def measure(result: Result, runs: int, out: Path, go: Callable[[], tuple[float, float]]) -> Result:
+    for _ in range(runs):
+        fresh(out)
+        seconds, rss = go()
+        result.times.append(seconds)
+        result.rss.append(rss)
+    target = out / "disk.tar.gz" if out.is_dir() else out
+    st = target.stat()
+    result.apparent, result.allocated = st.st_size / MiB, st.st_blocks * 512 / MiB
+    return result
+
+
+def verify(src: Path, out: Path) -> None:
+    """The output holds the source's guest content (same content digest), or the run is void."""
+    from imgpub.disk import open_image
+    from imgpub.disk.digest import content_digest
+
+    with open_image(src) as a, open_image(out) as b:
+        if content_digest(a) != content_digest(b):
+            raise SystemExit(f"imgpub output {out} differs from {src}")
+
+
+def cases(args: argparse.Namespace) -> list[list[Result]]:
+    work = bench_dir() / "out"
+    work.mkdir(exist_ok=True)
+    srcs = {k: ensure_corpus(k, args.size_gib, args.data_gib) for k in ("raw", "qcow2", "qcow2c", "vmdk")}
+    for path in srcs.values():
+        warm(path)
+    gce_dir = work / "gce-src"
+    gce_dir.mkdir(exist_ok=True)
+    (gce_dir / "disk.raw").unlink(missing_ok=True)
+    os.link(srcs["raw"], gce_dir / "disk.raw")  # GCE wants the member named disk.raw
+    groups: list[list[Result]] = []
+    n = args.runs
+    for target in ("raw", "vhd"):
+        for kind, src in srcs.items():
+            case = f"{LABEL[kind]} -> {'raw' if target == 'raw' else 'fixed VHD'}"
+            out = work / f"out.{target}"
+            ours = measure(Result(case, "imgpub"), n, out, lambda t=target, s=src, o=out: run_imgpub(t, s, o))
+            if not args.no_verify:
+                verify(src, out)
+            opts = "-O raw" if target == "raw" else "-O vpc -o subformat=fixed,force_size=on"
+            cmd = f"qemu-img convert -W -f {QEMU_FMT[kind]} {opts} {src} {out}"
+            theirs = measure(Result(case, f"`qemu-img convert -W {opts}`"), n, out,
+                             lambda c=cmd: run_shell(c, work))  # fmt: skip
+            groups.append([ours, theirs])
+            print(f"{case}: imgpub {ours.median:.2f}s, qemu-img {theirs.median:.2f}s", file=sys.stderr)
+    for kind in ("raw", "qcow2c", "vmdk"):
+        src = srcs[kind]
+        case = f"{LABEL[kind]} -> GCE tar.gz"
+        out = work / "out.tar.gz"
+        group = [measure(Result(case, "imgpub (level 1)"), n, out,
+                         lambda s=src, o=out: run_imgpub("gce", s, o))]  # fmt: skip
+        pigz = f"tar --format=oldgnu -S -cf - disk.raw | pigz -1 -p 2 > {out}"
+        if kind == "raw":
+            if not args.quick:
+                cmd = f"tar --format=oldgnu -Sczf {out} disk.raw"
+                group.append(measure(Result(case, "`tar --format=oldgnu -Sczf`"), n, out,
+                                     lambda c=cmd: run_shell(c, gce_dir)))  # fmt: skip
+            group.append(measure(Result(case, "`tar -S | pigz -1 -p 2`"), n, out,
+                                 lambda c=pigz: run_shell(c, gce_dir)))  # fmt: skip
+        else:
+            tmp = work / "tmp-raw"
+            cmd = (f"rm -rf {tmp} && mkdir {tmp} && qemu-img convert -W -f {QEMU_FMT[kind]} -O raw {src} "
+                   f"{tmp}/disk.raw && cd {tmp} && {pigz} && rm -rf {tmp}")  # fmt: skip
+            group.append(measure(Result(case, "`qemu-img convert` + `tar -S | pigz -1 -p 2`"), n, out,
+                                 lambda c=cmd: run_shell(c, work)))  # fmt: skip
+        groups.append(group)
+        print(f"{case}: " + ", ".join(f"{r.tool} {r.median:.2f}s" for r in group), file=sys.stderr)
+    (gce_dir / "disk.raw").unlink()
+    return groups
+
+
+def table(groups: list[list[Result]]) -> str:
+    lines = [
+        "| case | tool | median s | range s | output MiB (apparent / allocated) | peak RSS MiB "
+        "| imgpub speed-up |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for group in groups:
+        ours = group[0]
+        for r in group:
+            speed = "" if r is ours else f"**{r.median / ours.median:.1f}x**"
+            if r is not ours and "pigz" in r.tool:
+                speed += f" (size {ours.apparent / r.apparent:.3f}x)"
+            lines.append(
+                f"| {r.case} | {r.tool} | {r.median:.2f} | {min(r.times):.2f}–{max(r.times):.2f} | "
+                f"{r.apparent:.1f} / {r.allocated:.1f} | {max(r.rss):.0f} | {speed} |"
+            )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    raw_help = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=raw_help)
+    parser.add_argument("--size-gib", type=int, default=8)
+    parser.add_argument("--data-gib", type=float, default=1.0)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="skip the slow `tar -Sczf` baseline")
+    parser.add_argument("--no-verify", action="store_true", help="skip the content check of raw/VHD outputs")
+    parser.add_argument("--child", nargs=3, metavar=("TARGET", "SRC", "OUT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(*args.child)
+        return
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    groups = cases(args)
+    print(f"corpus {args.size_gib} GiB virtual, {args.data_gib:g} GiB data; {args.runs} runs; "
+          f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f}; {started}\n")  # fmt: skip
+    print(table(groups))
+
+
+if __name__ == "__main__":
+    main()
