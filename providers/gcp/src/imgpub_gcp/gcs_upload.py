@@ -5,20 +5,26 @@ journalled session and ask GCS how many bytes it holds; regenerate the (determin
 hash and skip that many bytes, then PUT the rest in CHUNK pieces, journalling each confirmed
 offset; the last PUT names the total. Finally compare GCS's CRC32C/MD5/size with what was sent.
 
-Sequential resumable upload, not parallel composed parts: the stream is produced by one gzip
-compressor (a single gzip member, which GCE is known to accept), so parts could only be byte
-ranges of one stream and upload parallelism cannot outrun the compressor; compose would also
-drop the object's MD5. benchmarks/gcp_upload.py has the measurements.
+One sequential resumable upload, pipelined (a worker thread compresses and hashes the next chunks
+while one is in flight), not parallel composed parts. Measured with benchmarks/gcp_upload.py
+(2 GiB corpus, 203 MiB tarball, in-memory gcp-storage-emulator on this loaded 2-core machine):
+stream 8.7 s, stream cut into 64 MiB parts + 4 upload threads + compose 5.5 s, tar -Sczf + upload
+17.7 s. Compose wins against the emulator, whose per-chunk work is CPU-bound Python sharing the
+two cores with the compressor; real GCS takes one stream faster than gzip on a small machine
+produces it. Sequential keeps the object's MD5 (composites have none), resume is one offset,
+and there are no part objects to clean up or compose permissions to need.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import queue
 import re
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import google_crc32c
 
@@ -34,8 +40,11 @@ QUANTUM = 256 * 1024
 CHUNK = 64 * QUANTUM
 """16 MiB per PUT: per-request overhead is negligible, a failed PUT costs little to resend."""
 CONTENT_TYPE = "application/gzip"
+PREFETCH = 2
+"""Chunks compressed ahead of the one in flight: compression overlaps the network, memory stays 3 chunks."""
 JOURNAL_KEY = "gcs_upload"
 _RANGE = re.compile(r"bytes=0-(\d+)")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -117,51 +126,22 @@ class GcsUpload:
         expected: tuple[int, str] | None,
         stream: Callable[[], Iterable[bytes]],
     ) -> UploadResult:
+        """PUT chunks while a worker thread compresses and hashes the next ones."""
         hashes = _Hashes()
-        marks = {offset} | ({expected[0]} if expected else set())
-        buffer = bytearray()
-        start, sent = offset, 0
-        for piece in _split(stream(), marks):
-            if hashes.length < offset:
-                hashes.update(piece)
-                if expected and hashes.length == expected[0] and hashes.crc32c() != expected[1]:
-                    raise _SessionGone("the regenerated stream differs from the uploaded prefix")
-                continue
-            buffer += piece
-            while len(buffer) >= self._chunk + 1:
-                start, sent = self._confirm(session, start, buffer, hashes, sent, final=False, name=name)
-        if hashes.length < offset:
-            raise _SessionGone("the stream is shorter than what GCS already holds")
-        start, sent = self._confirm(session, start, buffer, hashes, sent, final=True, name=name)
+        position, sent, carry = offset, 0, b""
+        for data, final, crc in _prefetch(_chunks(stream(), offset, expected, self._chunk, hashes), PREFETCH):
+            body = carry + data if carry else data
+            persisted, put = self._put_chunk(session, position, body, final)
+            sent += put
+            carry, position = body[persisted - position :], persisted
+            state = {"object": name, "session": session, "confirmed": position}
+            self._journal.set(JOURNAL_KEY, state if carry else {**state, "crc32c": crc})
         result = UploadResult(bucket, name, hashes.length, hashes.crc32c(), hashes.md5_b64(), sent, offset)
         self._verify(result)
         self._journal.set(
             JOURNAL_KEY, {"object": name, "done": True, "size": result.size, "crc32c": result.crc32c}
         )
         return result
-
-    def _confirm(
-        self,
-        session: str,
-        start: int,
-        buffer: bytearray,
-        hashes: _Hashes,
-        sent: int,
-        *,
-        final: bool,
-        name: str,
-    ) -> tuple[int, int]:
-        """PUT one chunk (or the rest, when final), drop what GCS persisted, journal the new offset."""
-        data = bytes(buffer) if final else bytes(buffer[: self._chunk])
-        persisted, put = self._put_chunk(session, start, data, final)
-        kept = persisted - start
-        hashes.update(memoryview(buffer)[:kept])
-        del buffer[:kept]
-        self._journal.set(
-            JOURNAL_KEY,
-            {"object": name, "session": session, "confirmed": persisted, "crc32c": hashes.crc32c()},
-        )
-        return persisted, sent + put
 
     # -- one method per API call -------------------------------------------------------------
 
@@ -306,3 +286,77 @@ def _split(pieces: Iterable[bytes], marks: set[int]) -> Iterator[bytes]:
         if len(view):
             yield bytes(view)
             position += len(view)
+
+
+def _chunks(
+    pieces: Iterable[bytes], offset: int, expected: tuple[int, str] | None, size: int, hashes: _Hashes
+) -> Iterator[tuple[bytes, bool, str]]:
+    """(chunk, final, CRC32C of the stream up to the chunk's end) for the bytes after `offset`.
+
+    The first `offset` bytes are only hashed; the journalled CRC at `expected[0]` must match, or the
+    stream is not the one GCS holds the start of. A chunk is cut only once a byte follows it,
+    so the last chunk (maybe empty) is always the one that names the total.
+    """
+    marks = {offset} | ({expected[0]} if expected else set())
+    buffer = bytearray()
+    for piece in _split(pieces, marks):
+        if hashes.length < offset:
+            hashes.update(piece)
+            if expected and hashes.length == expected[0] and hashes.crc32c() != expected[1]:
+                raise _SessionGone("the regenerated stream differs from the uploaded prefix")
+            continue
+        buffer += piece
+        while len(buffer) > size:
+            chunk = bytes(memoryview(buffer)[:size])
+            del buffer[:size]
+            hashes.update(chunk)
+            yield chunk, False, hashes.crc32c()
+    if hashes.length < offset:
+        raise _SessionGone("the stream is shorter than what GCS already holds")
+    chunk = bytes(buffer)
+    hashes.update(chunk)
+    yield chunk, True, hashes.crc32c()
+
+
+_DONE = object()
+
+
+def _prefetch(items: Iterator[T], depth: int) -> Iterator[T]:
+    """`items` produced by a worker thread up to `depth` ahead; its exceptions re-raised here."""
+    ready: queue.Queue[Any] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def offer(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for item in items:
+                if not offer((item, None)):
+                    return
+            offer((_DONE, None))
+        except BaseException as exc:  # handed to the consumer, which raises it
+            offer((None, exc))
+
+    worker = threading.Thread(target=work, name="gcs-upload-producer", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, error = ready.get()
+            if error is not None:
+                raise error
+            if item is _DONE:
+                return
+            yield item
+    finally:
+        stop.set()
+        worker.join()
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
