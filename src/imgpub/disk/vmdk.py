@@ -13,6 +13,7 @@ from collections import OrderedDict, deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ FLAG_NL_TEST = 0x1
 MARKER_FOOTER, MARKER_EOS = 3, 0
 _HEADER = struct.Struct("<4sIIQQQQIQQQB4sH")
 _MARKER = struct.Struct("<QII")
+_GRAIN_MARKER = struct.Struct("<QI")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +90,7 @@ class VmdkSparseImage(DiskImage):
         self._gt_cache: OrderedDict[int, array[int]] = OrderedDict()
         self._lock = threading.Lock()
         self._min_sector = hdr.overhead if hdr.overhead > 0 else 1
+        self._limit = self.grain_bytes + (self.grain_bytes >> 3) + 1024  # largest plausible compressed grain
         self.allocation = self._build_map()
 
     def _error(self, structure: str, offset: int, what: str) -> ImageFormatError:
@@ -239,15 +242,31 @@ class VmdkSparseImage(DiskImage):
     def _grain_len(self, grain: int) -> int:
         return min(self.grain_bytes, self.virtual_size - grain * self.grain_bytes)
 
-    def _inflate_grain(self, grain: int, sector: int) -> bytes:
+    def _window(self, plan: list[tuple[int, int]]) -> tuple[int, bytes] | None:
+        """Host bytes of a run of compressed grains stored in ascending order, read in one pread."""
+        if len(plan) < 2 or any(b[1] <= a[1] for a, b in pairwise(plan)):
+            return None
+        first, last = plan[0][1] * SECTOR, plan[-1][1] * SECTOR
+        if last - first > len(plan) * self._limit:
+            return None
+        return first, os.pread(
+            self.fd, max(0, min(last - first + 12 + self._limit, self.file_size - first)), first
+        )
+
+    def _inflate_grain(self, grain: int, sector: int, window: tuple[int, bytes] | None = None) -> bytes:
         want = self._grain_len(grain)
         off = sector * SECTOR
-        limit = self.grain_bytes + (self.grain_bytes >> 3) + 1024
+        limit = self._limit
+        n = max(0, min(limit + (12 if self.markers else 0), self.file_size - off))
+        if window and window[0] <= off and off + n <= window[0] + len(window[1]):
+            buf: bytes | memoryview = memoryview(window[1])[off - window[0] : off - window[0] + n]
+        else:
+            buf = memoryview(os.pread(self.fd, n, off))
+        data = buf
         if self.markers:
-            buf = os.pread(self.fd, min(12 + limit, self.file_size - off), off)
             if len(buf) < 12:
                 raise self._error("grain marker", off, "truncated grain marker")
-            lba, size, _ = _MARKER.unpack_from(buf + bytes(4))
+            lba, size = _GRAIN_MARKER.unpack_from(buf)
             if lba != grain * self.header.grain_sectors or not 0 < size <= limit:
                 raise self._error(
                     "grain marker",
@@ -257,9 +276,7 @@ class VmdkSparseImage(DiskImage):
                 )
             if 12 + size > len(buf):
                 raise self._error("grain", off, f"{size}-byte grain runs past the end of the file")
-            data: bytes | memoryview = memoryview(buf)[12 : 12 + size]
-        else:
-            data = os.pread(self.fd, min(limit, self.file_size - off), off)
+            data = buf[12 : 12 + size]
         try:
             return inflate_zlib(data, want)
         except InflateError as exc:
@@ -283,12 +300,13 @@ class VmdkSparseImage(DiskImage):
         gb = self.grain_bytes
         view = memoryview(out)
         end = offset + len(out)
+        window = self._window(plan) if self.compressed else None
         k = 0
         while k < len(plan):
             grain, sector = plan[k]
             lo = max(offset, grain * gb)
             if self.compressed:
-                data = self._inflate_grain(grain, sector)
+                data = self._inflate_grain(grain, sector, window)
                 hi = min(end, grain * gb + len(data))
                 view[lo - offset : hi - offset] = data[lo - grain * gb : hi - grain * gb]
                 k += 1
@@ -330,13 +348,10 @@ class VmdkSparseImage(DiskImage):
         self, group: list[int], bs: int, start: int, stop: int, plan: list[tuple[int, int]], skip_zero: bool
     ) -> list[tuple[int, bytes]]:
         gb = self.grain_bytes
-        if (
-            len(group) == 1
-            and len(plan) == 1
-            and plan[0][0] * gb == start
-            and self._grain_len(plan[0][0]) == stop - start
-        ):
-            data = self._inflate_grain(*plan[0])
+        whole = start % gb == 0 and len(plan) == -(-(stop - start) // gb) and plan[0][0] * gb == start
+        if len(group) == 1 and whole and all(g == plan[0][0] + k for k, (g, _) in enumerate(plan)):
+            window = self._window(plan)  # the block is whole grains, all stored: join them, one copy
+            data = b"".join([self._inflate_grain(g, sector, window) for g, sector in plan])
             return [] if skip_zero and is_zero(data) else [(group[0], data)]
         buf = bytearray(stop - start)
         self._fill(buf, start, plan)
