@@ -66,7 +66,8 @@ class Journal:
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
-            return json.loads(json.dumps(self._data))
+            copy: dict[str, Any] = json.loads(json.dumps(self._data))
+            return copy
 
     def _flush(self) -> None:
         if self.path is None:
