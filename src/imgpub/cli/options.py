@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
 MANIFEST = typer.Argument(..., exists=False, dir_okay=False, help="The manifest (imgpub.yaml).")
 TARGETS = typer.Option(None, "--target", "-t", help="Only this target (repeatable).")
 JSON = typer.Option(False, "--json", help="Print the JSON report on stdout instead of text.")
 CONCURRENCY = typer.Option(4, "--concurrency", "-j", min=1, max=64, help="Targets worked on at once.")
-
-
-def manifest_path(path: Path) -> Path:
-    return path
