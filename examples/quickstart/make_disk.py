@@ -34,19 +34,44 @@ def gpt(disk: bytearray) -> None:
     entries = bytearray(128 * 128)
     for i, (ptype, name, first, end) in enumerate(PARTS):
         unique = uuid.uuid5(NS, f"imgpub-quickstart-{i}")
-        struct.pack_into("<16s16sQQQ72s", entries, i * 128, ptype.bytes_le, unique.bytes_le, first, end, 0,
-                         name.encode("utf-16-le"))
+        struct.pack_into(
+            "<16s16sQQQ72s",
+            entries,
+            i * 128,
+            ptype.bytes_le,
+            unique.bytes_le,
+            first,
+            end,
+            0,
+            name.encode("utf-16-le"),
+        )
     entries_crc = zlib.crc32(entries)
 
     def header(current: int, backup: int, entries_lba: int) -> bytes:
-        fields = [b"EFI PART", 0x00010000, 92, 0, 0, current, backup, 34, last - 33,
-                  uuid.uuid5(NS, "imgpub-quickstart-disk").bytes_le, entries_lba, 128, 128, entries_crc]
+        fields = [
+            b"EFI PART",
+            0x00010000,
+            92,
+            0,
+            0,
+            current,
+            backup,
+            34,
+            last - 33,
+            uuid.uuid5(NS, "imgpub-quickstart-disk").bytes_le,
+            entries_lba,
+            128,
+            128,
+            entries_crc,
+        ]
         raw = struct.pack("<8sIIIIQQQQ16sQIII", *fields)
         fields[3] = zlib.crc32(raw)
         return struct.pack("<8sIIIIQQQQ16sQIII", *fields)
 
     mbr = bytearray(SECTOR)
-    struct.pack_into("<B3sB3sII", mbr, 446, 0, b"\x00\x02\x00", 0xEE, b"\xff\xff\xff", 1, min(last, 0xFFFFFFFF))
+    struct.pack_into(
+        "<B3sB3sII", mbr, 446, 0, b"\x00\x02\x00", 0xEE, b"\xff\xff\xff", 1, min(last, 0xFFFFFFFF)
+    )
     mbr[510:512] = b"\x55\xaa"
     disk[0:SECTOR] = mbr
     disk[SECTOR : 2 * SECTOR] = header(1, last, 2).ljust(SECTOR, b"\0")
@@ -59,8 +84,25 @@ def fat16(disk: bytearray, first_lba: int, sectors: int) -> None:
     """An empty-but-valid FAT16 volume labelled EFI with one README.TXT in the root directory."""
     reserved, fats, root_entries, per_cluster, fat_sectors = 4, 2, 512, 4, 64
     boot = bytearray(SECTOR)
-    struct.pack_into("<3s8sHBHBHHBHHHII", boot, 0, b"\xeb\x3c\x90", b"IMGPUB  ", SECTOR, per_cluster, reserved,
-                     fats, root_entries, 0, 0xF8, fat_sectors, 32, 64, first_lba, sectors)
+    struct.pack_into(
+        "<3s8sHBHBHHBHHHII",
+        boot,
+        0,
+        b"\xeb\x3c\x90",
+        b"IMGPUB  ",
+        SECTOR,
+        per_cluster,
+        reserved,
+        fats,
+        root_entries,
+        0,
+        0xF8,
+        fat_sectors,
+        32,
+        64,
+        first_lba,
+        sectors,
+    )
     struct.pack_into("<BBBI11s8s", boot, 36, 0x80, 0, 0x29, 0x1D6E5B07, b"EFI        ", b"FAT16   ")
     boot[510:512] = b"\x55\xaa"
     base = first_lba * SECTOR
@@ -97,7 +139,9 @@ def main() -> None:
         raw = Path(tmp) / "disk.raw"
         raw.write_bytes(disk)
         out = here / "disk.qcow2"
-        subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", "-c", str(raw), str(out)], check=True)
+        subprocess.run(
+            ["qemu-img", "convert", "-f", "raw", "-O", "qcow2", "-c", str(raw), str(out)], check=True
+        )
     print(f"{out}: {out.stat().st_size} bytes")
 
 
