@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import struct
 import sys
+import threading
 from array import array
 from bisect import bisect_right
 from collections import deque
@@ -70,7 +71,7 @@ class Qcow2Image(DiskImage):
         self._host = array("Q")
         self._csize = array("Q")
         self._kind = array("B")
-        self._cache: tuple[int, bytes] = (-1, b"")
+        self._local = threading.local()  # per thread: the last inflated cluster, as (host, data)
         self._max_segments = self.file_size // 32 + 1024  # bounds memory by the file's own size
         self._walk_tables()
         self.allocation = AllocationMap.from_runs(
@@ -301,8 +302,8 @@ class Qcow2Image(DiskImage):
     def _cluster(self, i: int) -> bytes:
         """The inflated guest bytes of compressed segment i (the last one read is cached)."""
         host = self._host[i]
-        cached = self._cache
-        if cached[0] == host:
+        cached: tuple[int, bytes] | None = getattr(self._local, "cluster", None)
+        if cached is not None and cached[0] == host:
             return cached[1]
         raw = os.pread(self.fd, self._csize[i], host)
         try:
@@ -312,7 +313,7 @@ class Qcow2Image(DiskImage):
                 data = zstd_decompress(raw, self.cluster_size)
         except InflateError as exc:
             raise self._bad("compressed cluster", host, f"{exc} (guest offset {self._start[i]:#x})") from None
-        self._cache = (host, data)
+        self._local.cluster = (host, data)
         return data
 
     def read(self, offset: int, length: int) -> bytes:
@@ -380,15 +381,13 @@ class Qcow2Image(DiskImage):
             pool.shutdown(wait=True)
 
     def _unit(self, first: int, n: int, block_size: int, skip_zero: bool) -> list[tuple[int, bytes]]:
-        data = self.read(first * block_size, n * block_size)
+        """Blocks first..first+n-1, each read on its own (no slicing copies); the thread-local
+        cluster cache means a compressed cluster spanning several blocks is inflated once."""
         out: list[tuple[int, bytes]] = []
-        for k in range(n):
-            lo = k * block_size
-            if lo >= len(data):
-                break
-            if skip_zero and is_zero(data, lo, min(lo + block_size, len(data))):
-                continue
-            out.append((first + k, data if n == 1 else data[lo : lo + block_size]))
+        for index in range(first, first + n):
+            data = self.read(index * block_size, block_size)
+            if data and not (skip_zero and is_zero(data)):
+                out.append((index, data))
         return out
 
     def info(self) -> dict[str, Any]:
