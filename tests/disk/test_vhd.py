@@ -202,3 +202,12 @@ def test_fixed_vhd_is_detected_by_its_footer(source: Path, tmp_path: Path) -> No
     with open_image(path) as img:
         assert isinstance(img, VhdImage)
         assert img.virtual_size == SIZE
+
+
+def test_more_stored_blocks_than_the_file_holds(source: Path, tmp_path: Path) -> None:
+    path, dyn, bat = _dyn(source, tmp_path)
+    entries = struct.unpack_from(">I", path.read_bytes(), dyn + 28)[0]
+    first = struct.unpack_from(">I", path.read_bytes(), bat)[0]
+    _patch(path, bat, struct.pack(f">{entries}I", *[first] * entries))
+    with pytest.raises(ImageFormatError, match=f"table at byte {bat:#x}: {entries} stored blocks cannot fit"):
+        open_image(path)

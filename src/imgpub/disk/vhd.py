@@ -67,6 +67,9 @@ class BlockMappedImage(DiskImage):
     ) -> None:
         """Check every stored block against the file and the metadata, then build the allocation map."""
         bs = self.block_size
+        stored = len(self.hosts) - self.hosts.count(0)
+        if (stored - 1) * (bs + self.prefix) > end_of_data:  # bounds memory before sorting
+            raise self._error("block table", entry_at(0), f"{stored} stored blocks cannot fit in the file")
         used = sorted((h, i) for i, h in enumerate(self.hosts) if h)
         limits = sorted(forbidden)
         prev_end, prev_i = 0, -1

@@ -15,7 +15,7 @@ from imgpub.disk.vhd import BlockMappedImage
 KiB, MiB = 1 << 10, 1 << 20
 HEADER_OFFSETS = (64 * KiB, 128 * KiB)
 REGION_OFFSETS = (192 * KiB, 256 * KiB)
-MAX_BAT_ENTRIES = 1 << 23  # 64 MiB of BAT
+MAX_BAT_ENTRIES = 1 << 22  # 32 MiB of BAT: 4 TiB in 1 MiB blocks, 128 TiB in 32 MiB blocks
 MAX_VIRTUAL_SIZE = 64 << 40  # the VHDX limit
 BAT_GUID = uuid.UUID("2dc27766-f623-4200-9d64-115e9bfd4a08")
 METADATA_GUID = uuid.UUID("8b7ca206-4790-4b9a-b8fe-575f050f886e")
