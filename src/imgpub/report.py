@@ -134,6 +134,7 @@ def github_outputs(report: Mapping[str, Any], report_path: Path | None = None) -
     lines = []
     for t in report["targets"]:
         lines.append(f"{_key(t['name'], 'status')}={t['status']}")
+        lines.append(f"{_key(t['name'], 'digest')}={t['digest']}")
         for a in t["artifacts"]:
             lines.append(f"{_key(t['name'], a['kind'], a['region'])}={a['id']}")
     lines.append(f"ok={'true' if report['ok'] else 'false'}")

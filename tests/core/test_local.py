@@ -97,3 +97,20 @@ def test_formats_and_status(write_manifest, tmp_path: Path) -> None:
         "disk.vhd"
     ]
     assert status(path).targets[0].status.drift == []  # type: ignore[union-attr]
+
+
+def test_path_that_is_a_file_is_a_manifest_error(write_manifest, tmp_path: Path) -> None:
+    from imgpub.errors import ManifestError
+
+    (tmp_path / "out").write_text("not a folder")
+    with pytest.raises(ManifestError) as err:
+        publish(write_manifest(LOCAL))
+    assert str(err.value).endswith(f":8:11: targets[0].path: {tmp_path / 'out'} is a file, not a folder")
+
+
+def test_image_name_override(write_manifest, tmp_path: Path) -> None:
+    result = publish(write_manifest(LOCAL + "  image_name: other-name\n"))
+    assert result.exit_code == 0
+    assert (tmp_path / "out" / "other-name" / "1.0.0" / "disk.raw").is_file()
+    index = json.loads((tmp_path / "out" / "index.json").read_text())
+    assert [(e["name"], e["path"]) for e in index["images"]] == [("other-name", "other-name/1.0.0")]

@@ -37,6 +37,7 @@ def test_github_outputs_and_summary(write_manifest, fake_provider, tmp_path: Pat
     lines = github_outputs(report, tmp_path / "report.json")
     assert "good_image_r1=img-good-r1" in lines and "good_image_r2=img-good-r2" in lines
     assert "good_status=published" in lines and "bad_status=failed" in lines
+    assert f"good_digest={report['targets'][0]['digest']}" in lines
     assert lines[-2:] == ["ok=false", f"report={tmp_path / 'report.json'}"]
     out, summary = tmp_path / "out.txt", tmp_path / "summary.md"
     out.write_text("earlier=1\n")

@@ -26,6 +26,7 @@ from imgpub.provider import (
     ImageInfo,
     ManifestPath,
     Plan,
+    Problem,
     Provider,
     Published,
     Status,
@@ -58,6 +59,11 @@ class LocalSettings(TargetSettings):
 class LocalProvider(Provider[LocalSettings]):
     name = "local"
     settings_model = LocalSettings
+
+    def check(self, image: ImageInfo, settings: LocalSettings) -> list[Problem]:
+        if settings.path.exists() and not settings.path.is_dir():
+            return [Problem("path", f"{settings.path} is a file, not a folder")]
+        return []
 
     def plan(self, image: ImageInfo, settings: LocalSettings, ctx: Context) -> Plan:
         name = settings.image_name or image.name
