@@ -17,6 +17,7 @@ from imgpub.errors import CloudError, ImageConflictError
 from imgpub.identity import LABEL_DIGEST, LABEL_NAME, LABEL_VERSION
 from imgpub.journal import Journal
 from imgpub.progress import RecordingProgress
+from imgpub.retry import FAST
 from imgpub_gcp import GcpProvider, GcpSettings
 from imgpub_gcp.gcs_upload import QUANTUM
 
@@ -156,7 +157,9 @@ def test_stopped_after_upload_continues_with_the_image(
     gce.fail(503, times=99, method="POST", path="/global/images")
     with pytest.raises(CloudError, match=r"create image demo-linux-1-2-3 failed \[503"):
         GcpProvider().publish(info, settings, disk, ctx)
+    assert len(gce.calls("POST", "/global/images?")) == FAST.attempts  # ctx.retry's budget, no SDK retries
     gce.reset()
+    assert [a.kind for a in GcpProvider().plan(info, settings, ctx).actions] == ["create", "delete"]
 
     published = GcpProvider().publish(info, settings, disk, context(settings, info, Journal(journal.path)))
 

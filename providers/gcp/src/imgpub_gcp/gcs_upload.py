@@ -150,7 +150,7 @@ class GcsUpload:
             self._target,
             "get object",
             self._retry,
-            lambda: self._clients.storage.bucket(bucket).get_blob(name),
+            lambda: self._clients.storage.bucket(bucket).get_blob(name, retry=None),
         )
         if blob is None or any((blob.metadata or {}).get(k) != v for k, v in metadata.items()):
             return None
@@ -183,7 +183,9 @@ class GcsUpload:
             self._target,
             f"start upload of gs://{bucket}/{name}",
             self._retry,
-            lambda: blob.create_resumable_upload_session(content_type=CONTENT_TYPE, timeout=REQUEST_TIMEOUT),
+            lambda: blob.create_resumable_upload_session(
+                content_type=CONTENT_TYPE, timeout=REQUEST_TIMEOUT, retry=None
+            ),
         )
         self._journal.set(JOURNAL_KEY, {"object": name, "session": url, "confirmed": 0})
         return url
@@ -244,7 +246,7 @@ class GcsUpload:
             self._target,
             "get uploaded object",
             self._retry,
-            lambda: self._clients.storage.bucket(result.bucket).get_blob(result.name),
+            lambda: self._clients.storage.bucket(result.bucket).get_blob(result.name, retry=None),
         )
         where = f"gs://{result.bucket}/{result.name}"
         if blob is None:

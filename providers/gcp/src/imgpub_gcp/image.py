@@ -133,7 +133,7 @@ class GceImages:
 
         def get() -> compute_v1.Image | None:
             try:
-                return self.clients.images.get(project=self.project, image=name)
+                return self.clients.images.get(project=self.project, image=name, retry=None)
             except NotFound:
                 return None
 
@@ -152,7 +152,10 @@ class GceImages:
 
         request = compute_v1.ListImagesRequest(project=self.project, filter=filter_)
         return call(
-            self.target, "list images", self.retry, lambda: list(self.clients.images.list(request=request))
+            self.target,
+            "list images",
+            self.retry,
+            lambda: list(self.clients.images.list(request=request, retry=None)),
         )
 
     def insert(self, body: compute_v1.Image, digest: str) -> compute_v1.Image:
@@ -165,7 +168,7 @@ class GceImages:
             self.target,
             f"create image {body.name}",
             self.retry,
-            lambda: self.clients.images.insert_unary(request=request),
+            lambda: self.clients.images.insert_unary(request=request, retry=None),
         )
         self.wait(op, f"create image {body.name}")
         found = self.get(body.name)
@@ -185,7 +188,7 @@ class GceImages:
             self.target,
             f"delete image {name}",
             self.retry,
-            lambda: self.clients.images.delete_unary(request=request),
+            lambda: self.clients.images.delete_unary(request=request, retry=None),
         )
         self.wait(op, f"delete image {name}")
 
@@ -202,7 +205,7 @@ class GceImages:
             f"deprecate image {name}",
             self.retry,
             lambda: self.clients.images.deprecate_unary(
-                project=self.project, image=name, deprecation_status_resource=status
+                project=self.project, image=name, deprecation_status_resource=status, retry=None
             ),
         )
         self.wait(op, f"deprecate image {name}")
@@ -216,13 +219,16 @@ class GceImages:
             f"set labels of image {found.name}",
             self.retry,
             lambda: self.clients.images.set_labels_unary(
-                project=self.project, resource=found.name, global_set_labels_request_resource=request
+                project=self.project,
+                resource=found.name,
+                global_set_labels_request_resource=request,
+                retry=None,
             ),
         )
         self.wait(op, f"set labels of image {found.name}")
 
     def _wait_once(self, name: str) -> compute_v1.Operation:
-        return self.clients.operations.wait(project=self.project, operation=name)
+        return self.clients.operations.wait(project=self.project, operation=name, retry=None)
 
     def wait(self, op: compute_v1.Operation, what: str) -> None:
         """Long-poll globalOperations.wait until DONE, then raise the operation's errors in full."""

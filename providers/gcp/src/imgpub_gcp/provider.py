@@ -112,7 +112,8 @@ class GcpProvider(Provider[GcpSettings]):
             for old in survey.conflicts:
                 plan.actions.append(Action("replace", old.name, "delete and create again (--replace)"))
         if survey.current is None:
-            plan.actions.append(Action("upload", f"gs://{bucket}/{obj}", "sparse tar.gz of disk.raw"))
+            if not self._uploaded(clients, bucket, obj, ctx):
+                plan.actions.append(Action("upload", f"gs://{bucket}/{obj}", "sparse tar.gz of disk.raw"))
             plan.actions.append(Action("create", survey.name, f"GCE image in {settings.project}"))
             if settings.share_members:
                 plan.actions.append(Action("share", survey.name, ", ".join(settings.share_members)))
@@ -303,12 +304,20 @@ class GcpProvider(Provider[GcpSettings]):
             and _timestamp(old.creation_timestamp) <= born
         ]
 
+    @staticmethod
+    def _uploaded(clients: GcpClients, bucket: str, obj: str, ctx: Context) -> bool:
+        def get() -> bool:
+            blob = clients.storage.bucket(bucket).get_blob(obj, retry=None)
+            return blob is not None and (blob.metadata or {}).get(LABEL_DIGEST) == ctx.digest
+
+        return call(ctx.target, f"get gs://{bucket}/{obj}", ctx.retry, get)
+
     def _delete_upload(self, clients: GcpClients, settings: GcpSettings, obj: str, ctx: Context) -> None:
         from google.api_core.exceptions import NotFound
 
         def delete() -> None:
             try:
-                clients.storage.bucket(settings.bucket).delete_blob(obj)
+                clients.storage.bucket(settings.bucket).delete_blob(obj, retry=None)
             except NotFound:
                 return
 

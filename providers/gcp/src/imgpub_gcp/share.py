@@ -46,7 +46,7 @@ class ImageSharing:
             f"share image {image}",
             self.retry,
             lambda: self.clients.images.set_iam_policy(
-                project=self.project, resource=image, global_set_policy_request_resource=request
+                project=self.project, resource=image, global_set_policy_request_resource=request, retry=None
             ),
         )
         return added
@@ -56,7 +56,7 @@ class ImageSharing:
             self.target,
             f"get IAM policy of image {image}",
             self.retry,
-            lambda: self.clients.images.get_iam_policy(project=self.project, resource=image),
+            lambda: self.clients.images.get_iam_policy(project=self.project, resource=image, retry=None),
         )
 
 
