@@ -234,8 +234,9 @@ def container(azurite: str) -> str:
 
 
 @pytest.fixture
-def arm(azurite: str, tmp_path: Path) -> Iterator[FakeArm]:
-    with FakeArm(connection_string(azurite), tmp_path / "ca", polls=2) as fake:
+def arm(proxy: StorageProxy, tmp_path: Path) -> Iterator[FakeArm]:
+    """The fake ARM; its disk SAS URLs point at the storage proxy, so disk uploads are recorded too."""
+    with FakeArm(connection_string(proxy.url), tmp_path / "ca", polls=2) as fake:
         yield fake
 
 

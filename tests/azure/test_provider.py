@@ -10,7 +10,7 @@ import pytest
 from azure.storage.blob import BlobClient
 
 from imgpub.disk.write_vhd import vhd_disk_size
-from imgpub.errors import ConfigurationError, ImageConflictError
+from imgpub.errors import CloudError, ConfigurationError, ImageConflictError
 from imgpub.identity import TAG_DIGEST
 
 
@@ -195,7 +195,7 @@ def test_managed_disk_upload(stack, disk, info, raw_disk, tmp_path):
     assert "sig=" not in ctx.journal.path.read_text()
     compare_blob = BlobClient.from_connection_string(
         os.environ["AZURE_STORAGE_CONNECTION_STRING"],
-        "fakedisks",
+        stack.arm.disk_container,
         "golden-1.2.3-upload.vhd",
         api_version="2025-11-05",
     )
@@ -260,3 +260,54 @@ def test_gallery_version_conflict_and_replace(stack, disk, info):
     provider.publish(second, settings, disk, ctx)
     assert stack.arm.get("galleries/g1/images/golden/versions/1.2.3")["tags"][TAG_DIGEST] == ctx.digest
     assert stack.arm.count("DELETE", "/versions/1.2.3") == 1
+
+
+def test_managed_disk_upload_resumes_after_interruption(stack, disk, info, raw_disk, tmp_path):
+    settings = stack.settings(upload="managed-disk", storage_account=None, blob_endpoint=None, concurrency=1)
+    image = info()
+    provider = stack.provider()
+    stack.proxy.fail("PUT", "comp=page", 500, times=1000, after=2, code="InternalError")
+    with pytest.raises(CloudError, match=r"page\(s\) failed"):
+        provider.publish(image, settings, disk, stack.context(settings, image))
+    assert stack.arm.get("disks/golden-1.2.3-upload")["properties"]["diskState"] == "ActiveUpload"
+    first = {r.range for r in stack.proxy.pages()}
+    assert len(first) == 2
+
+    stack.proxy.rules.clear()
+    stack.proxy.requests.clear()
+    provider.publish(image, settings, disk, stack.context(settings, image))
+
+    second = {r.range for r in stack.proxy.pages()}
+    assert second and not (first & second)
+    assert stack.arm.get("images/golden-1.2.3") is not None
+    assert stack.arm.get("disks/golden-1.2.3-upload") is None  # removed once the image exists
+    assert stack.arm.count("POST", "/beginGetAccess") == 2
+
+
+def test_stopped_run_continues_without_uploading_again(stack, disk, info):
+    settings = stack.settings(gallery={"name": "g1"})
+    image = info()
+    provider = stack.provider()
+    stack.arm.inject("PUT", r"/versions/", 500, times=1000)
+    with pytest.raises(CloudError, match="create image version"):
+        provider.publish(image, settings, disk, stack.context(settings, image))
+    assert stack.arm.get("images/golden-1.2.3") is not None
+    stack.arm.faults.clear()
+    stack.proxy.requests.clear()
+
+    ctx = stack.context(settings, image)
+    plan = provider.plan(image, settings, ctx)
+    assert [a.kind for a in plan.actions] == ["create", "delete"]
+    provider.publish(image, settings, disk, ctx)
+
+    assert stack.proxy.pages() == []
+    assert stack.arm.get("galleries/g1/images/golden/versions/1.2.3") is not None
+    assert not any(r.method == "PUT" and r.path.endswith(".vhd") for r in stack.proxy.requests)
+    assert provider.plan(image, settings, stack.context(settings, image)).up_to_date
+
+
+def test_arm_scope_follows_the_resource_manager_endpoint(stack, disk, info):
+    settings = stack.settings()
+    image = info()
+    stack.provider().plan(image, settings, stack.context(settings, image))
+    assert set(stack.credential.scopes) == {f"{stack.arm.url}/.default"}

@@ -149,6 +149,8 @@ class FakeArm:
         self.faults: list[Fault] = []
         self.fail_replication: dict[str, str] = {}
         self.requests: list[tuple[str, str]] = []
+        self.disk_container = f"{DISK_CONTAINER}{uuid.uuid4().hex[:12]}"
+        """Where upload disks keep their bytes (one container per fake, so tests do not share disks)."""
         self.bodies: list[tuple[str, str, Any]] = []
         self.lock = threading.RLock()
         self._ca = trustme.CA()
@@ -402,8 +404,9 @@ class FakeArm:
                         "OperationNotAllowed",
                         f"cannot grant {doc.get('access')} in {props['diskState']}",
                     )
+                sas_url = self._disk_sas(disk)
                 props["diskState"] = "ActiveUpload"
-                op = self._new_op(disk_path.lower(), "grant", output={"accessSAS": self._disk_sas(disk)})
+                op = self._new_op(disk_path.lower(), "grant", output={"accessSAS": sas_url})
             elif action == "endGetAccess":
                 if props["diskState"] == "ActiveUpload":
                     props["diskState"] = "Unattached"
@@ -416,19 +419,19 @@ class FakeArm:
         size = disk["properties"]["creationData"]["uploadSizeBytes"]
         name = f"{disk['name']}.vhd"
         blob = BlobClient.from_connection_string(
-            self.storage_conn, DISK_CONTAINER, name, api_version=self.storage_api_version
+            self.storage_conn, self.disk_container, name, api_version=self.storage_api_version
         )
         container = ContainerClient.from_connection_string(
-            self.storage_conn, DISK_CONTAINER, api_version=self.storage_api_version
+            self.storage_conn, self.disk_container, api_version=self.storage_api_version
         )
         if not container.exists():
             container.create_container()
-        if not blob.exists():
+        if disk["properties"]["diskState"] == "ReadyToUpload" or not blob.exists():
             blob.create_page_blob(size)
         creds = blob.credential
         sas = generate_blob_sas(
             blob.account_name or "",
-            DISK_CONTAINER,
+            self.disk_container,
             name,
             account_key=creds.account_key,
             permission=BlobSasPermissions(read=True, write=True),
