@@ -6,7 +6,7 @@ import os
 import struct
 import sys
 from array import array
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -96,16 +96,22 @@ class BlockMappedImage(DiskImage):
                     "block table entry", where, f"block {i} at byte {host:#x} overlaps the image metadata"
                 )
             prev_end, prev_i = host + length, i
-        runs: list[list[int]] = []
-        for i, host in enumerate(self.hosts):
-            if not host:
-                continue
-            off = i * bs
-            if runs and runs[-1][1] == off:
-                runs[-1][1] = off + bs
-            else:
-                runs.append([off, off + bs])
-        self.allocation = AllocationMap.from_runs(self.virtual_size, ((a, b - a) for a, b in runs))
+        self.allocation = AllocationMap.from_runs(self.virtual_size, self._data_runs(used))
+
+    def _data_runs(self, used: list[tuple[int, int]]) -> Iterator[tuple[int, int]]:
+        """Guest ranges of stored blocks whose host bytes are not holes of the image file (qemu leaves
+        holes in fixed VHDX payload and in partly written blocks): those read as zeros anyway."""
+        host_runs = sparse_runs(self.fd, self.file_size)
+        j = 0
+        for host, i in used:
+            end = host + min(self.block_size, self.virtual_size - i * self.block_size)
+            while j < len(host_runs) and sum(host_runs[j]) <= host:
+                j += 1
+            k = j
+            while k < len(host_runs) and host_runs[k][0] < end:
+                a, b = max(host, host_runs[k][0]), min(end, sum(host_runs[k]))
+                yield i * self.block_size + a - host, b - a
+                k += 1
 
     def read(self, offset: int, length: int) -> bytes:
         length = max(0, min(length, self.virtual_size - offset))
