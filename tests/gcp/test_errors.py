@@ -9,7 +9,7 @@ from google.auth import exceptions as auth_exc
 
 from imgpub.errors import CloudError, CredentialsError
 from imgpub.retry import FAST
-from imgpub_gcp.errors import HANDLED, call, gcp_errors, is_transient
+from imgpub_gcp.errors import call, gcp_errors, handled, is_transient
 
 CASES: list[tuple[BaseException, type[Exception], str, bool]] = [
     (
@@ -40,6 +40,8 @@ CASES: list[tuple[BaseException, type[Exception], str, bool]] = [
     (auth_exc.TransportError("reset"), CloudError, "TransportError: reset", True),
     (requests.ConnectionError("refused"), CloudError, "ConnectionError: refused", True),
     (requests.Timeout("slow"), CloudError, "Timeout: slow", True),
+    (ConnectionResetError("peer"), CloudError, "ConnectionResetError: peer", True),
+    (TimeoutError("read"), CloudError, "TimeoutError: read", True),
 ]
 
 
@@ -58,7 +60,7 @@ def test_each_family_maps_to_one_clear_error(
 
 
 def test_every_handled_family_has_a_case() -> None:
-    for family in HANDLED:
+    for family in handled():
         assert any(isinstance(raised, family) for raised, *_ in CASES), family
 
 

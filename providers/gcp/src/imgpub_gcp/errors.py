@@ -1,20 +1,21 @@
 """The one boundary where Google SDK and HTTP errors become imgpub errors, and the retry classifier.
 
-Nothing above this module catches a google.api_core, google.auth or requests exception.
+Nothing above this module catches a google.api_core, google.auth or requests exception. The SDK
+modules are imported on first use, so importing the provider (to validate a manifest) stays cheap.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import requests
-from google.api_core import exceptions as gexc
-from google.auth import exceptions as auth_exc
-
-from imgpub.errors import CloudError, CredentialsError
+from imgpub.errors import CloudError, CredentialsError, TargetError
 from imgpub.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    import requests
+    from google.api_core import exceptions as gexc
 
 T = TypeVar("T")
 
@@ -42,6 +43,10 @@ def reasons(exc: gexc.GoogleAPICallError) -> list[str]:
 
 def is_transient(exc: BaseException) -> bool:
     """Throttling, 5xx, timeouts and dropped connections; everything else fails at once."""
+    import requests
+    from google.api_core import exceptions as gexc
+    from google.auth import exceptions as auth_exc
+
     if isinstance(exc, gexc.GoogleAPICallError):
         if exc.code in TRANSIENT_STATUS:
             return True
@@ -69,29 +74,39 @@ def _message(exc: gexc.GoogleAPICallError) -> str:
     return " ".join(str(exc.message).split()) or type(exc).__name__
 
 
+def translate(exc: BaseException, target: str, operation: str) -> TargetError | None:
+    """The imgpub error for a Google/HTTP failure, or None when `exc` is not one of ours to map."""
+    import requests
+    from google.api_core import exceptions as gexc
+    from google.auth import exceptions as auth_exc
+
+    if isinstance(exc, auth_exc.DefaultCredentialsError):
+        return CredentialsError(target, f"no usable Google credentials: {exc} ({CREDENTIALS_HINT})")
+    if isinstance(exc, auth_exc.RefreshError):
+        return CredentialsError(target, f"Google credentials were refused: {exc} ({CREDENTIALS_HINT})")
+    if isinstance(exc, gexc.Unauthenticated):
+        return CredentialsError(
+            target, f"{operation}: not authenticated: {_message(exc)} ({CREDENTIALS_HINT})"
+        )
+    if isinstance(exc, gexc.GoogleAPICallError):
+        return CloudError(target, operation, _message(exc), code=_code(exc), retryable=is_transient(exc))
+    if isinstance(exc, gexc.RetryError):
+        return CloudError(target, operation, f"gave up retrying: {exc.cause or exc}", retryable=True)
+    if isinstance(exc, auth_exc.TransportError | requests.RequestException | ConnectionError | TimeoutError):
+        return CloudError(target, operation, f"{type(exc).__name__}: {exc}", retryable=True)
+    return None
+
+
 @contextmanager
 def gcp_errors(target: str, operation: str) -> Iterator[None]:
     """Map every Google/HTTP failure inside the block to CredentialsError or CloudError (`from exc`)."""
     try:
         yield
-    except auth_exc.DefaultCredentialsError as exc:
-        raise CredentialsError(target, f"no usable Google credentials: {exc} ({CREDENTIALS_HINT})") from exc
-    except auth_exc.RefreshError as exc:
-        raise CredentialsError(
-            target, f"Google credentials were refused: {exc} ({CREDENTIALS_HINT})"
-        ) from exc
-    except gexc.Unauthenticated as exc:
-        raise CredentialsError(
-            target, f"{operation}: not authenticated: {_message(exc)} ({CREDENTIALS_HINT})"
-        ) from exc
-    except gexc.GoogleAPICallError as exc:
-        raise CloudError(
-            target, operation, _message(exc), code=_code(exc), retryable=is_transient(exc)
-        ) from exc
-    except gexc.RetryError as exc:
-        raise CloudError(target, operation, f"gave up retrying: {exc.cause or exc}", retryable=True) from exc
-    except (auth_exc.TransportError, requests.RequestException, ConnectionError, TimeoutError) as exc:
-        raise CloudError(target, operation, f"{type(exc).__name__}: {exc}", retryable=True) from exc
+    except Exception as exc:
+        mapped = translate(exc, target, operation)
+        if mapped is None:
+            raise
+        raise mapped from exc
 
 
 def call(target: str, operation: str, retry: RetryPolicy, fn: Callable[[], T]) -> T:
@@ -102,17 +117,27 @@ def call(target: str, operation: str, retry: RetryPolicy, fn: Callable[[], T]) -
 
 def raise_for_response(response: requests.Response) -> None:
     """Turn a non-2xx/308 raw HTTP response into the matching google.api_core exception."""
+    from google.api_core import exceptions as gexc
+
     if response.status_code >= 400:
         raise gexc.from_http_response(response)  # type: ignore[no-untyped-call]
 
 
-HANDLED = (
-    auth_exc.DefaultCredentialsError,
-    auth_exc.RefreshError,
-    gexc.Unauthenticated,
-    gexc.GoogleAPICallError,
-    gexc.RetryError,
-    auth_exc.TransportError,
-    requests.RequestException,
-)
-"""Every exception family gcp_errors translates (a test raises each one through it)."""
+def handled() -> tuple[type[BaseException], ...]:
+    """Every exception family `translate` maps (a test raises each one through it)."""
+    import requests
+    from google.api_core import exceptions as gexc
+    from google.auth import exceptions as auth_exc
+
+    families: tuple[Any, ...] = (
+        auth_exc.DefaultCredentialsError,
+        auth_exc.RefreshError,
+        gexc.Unauthenticated,
+        gexc.GoogleAPICallError,
+        gexc.RetryError,
+        auth_exc.TransportError,
+        requests.RequestException,
+        ConnectionError,
+        TimeoutError,
+    )
+    return families

@@ -26,8 +26,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import google_crc32c
-
 from imgpub.errors import CloudError
 from imgpub.journal import Journal
 from imgpub.progress import Progress
@@ -60,9 +58,15 @@ class UploadResult:
     reused: bool = False
 
 
+def _crc32c() -> Any:
+    import google_crc32c
+
+    return google_crc32c.Checksum()  # type: ignore[no-untyped-call]
+
+
 @dataclass
 class _Hashes:
-    crc: Any = field(default_factory=google_crc32c.Checksum)
+    crc: Any = field(default_factory=_crc32c)
     md5: Any = field(default_factory=hashlib.md5)
     length: int = 0
 
