@@ -337,3 +337,104 @@ def info(disk: DiskImage) -> Callable[..., ImageInfo]:
         return ImageInfo(**values)
 
     return make
+
+
+@dataclass
+class OAuthAzurite:
+    """Azurite over https with `--oauth basic`: the upload authenticates with a bearer token."""
+
+    url: str
+    ca_path: Path
+
+
+@pytest.fixture(scope="session")
+def azurite_oauth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OAuthAzurite]:
+    import trustme
+
+    folder = tmp_path_factory.mktemp("azurite-oauth")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    ca_path, cert_path, key_path = folder / "ca.pem", folder / "cert.pem", folder / "key.pem"
+    ca.cert_pem.write_to_path(str(ca_path))
+    cert.cert_chain_pems[0].write_to_path(str(cert_path))
+    cert.private_key_pem.write_to_path(str(key_path))
+    binary = os.environ.get("IMGPUB_AZURITE", AZURITE_DEFAULT)
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            "node",
+            binary,
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            str(port),
+            "--inMemoryPersistence",
+            "--extentMemoryLimit",
+            "256",
+            "--disableTelemetry",
+            "--silent",
+            "--oauth",
+            "basic",
+            "--cert",
+            str(cert_path),
+            "--key",
+            str(key_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"Azurite (oauth) did not start ({binary})") from None
+            time.sleep(0.05)
+    yield OAuthAzurite(f"https://127.0.0.1:{port}", ca_path)
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def storage_jwt() -> str:
+    """An unsigned JWT that Azurite's `--oauth basic` accepts (audience and issuer checked only)."""
+    import base64
+    import json
+
+    def part(doc: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(doc).encode()).decode().rstrip("=")
+
+    now = int(time.time())
+    claims = {
+        "aud": "https://storage.azure.com",
+        "iss": "https://sts.windows.net/00000000-0000-0000-0000-0000000000aa/",
+        "nbf": now - 60,
+        "iat": now - 60,
+        "exp": now + 3600,
+        "oid": "imgpub-test",
+    }
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
+
+
+class ScopedCredential(StubCredential):
+    """Gives a storage JWT for the storage scope and a dummy token for ARM."""
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        self.scopes.extend(scopes)
+        token = storage_jwt() if any("storage.azure.com" in s for s in scopes) else "fake-token"
+        return AccessToken(token, int(time.time()) + 3600)
+
+    def get_token_info(self, *scopes: str, options: Any = None) -> AccessTokenInfo:
+        self.scopes.extend(scopes)
+        token = storage_jwt() if any("storage.azure.com" in s for s in scopes) else "fake-token"
+        return AccessTokenInfo(token, int(time.time()) + 3600)
+
+
+@pytest.fixture
+def scoped_credential() -> ScopedCredential:
+    return ScopedCredential()

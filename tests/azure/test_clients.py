@@ -1,0 +1,84 @@
+"""Storage authorisation by token (the DefaultAzureCredential path) against Azurite over https."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from azure.storage.blob import BlobServiceClient
+
+from fakes.arm import FakeArm
+from imgpub.identity import image_digest
+from imgpub.journal import Journal
+from imgpub.progress import RecordingProgress
+from imgpub.provider import Context
+from imgpub.retry import FAST
+from imgpub_azure import AzureProvider, AzureSettings
+from imgpub_azure.clients import AzureClients, strip_query
+
+ACCOUNT = "devstoreaccount1"
+KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def test_upload_with_a_token_credential(
+    azurite_oauth, scoped_credential, disk, info, tmp_path: Path, monkeypatch
+):
+    bundle = tmp_path / "bundle.pem"
+    conn = (
+        f"DefaultEndpointsProtocol=https;AccountName={ACCOUNT};AccountKey={KEY};"
+        f"BlobEndpoint={azurite_oauth.url}/{ACCOUNT};"
+    )
+    with FakeArm(conn, tmp_path / "ca") as arm:
+        bundle.write_text(arm.ca_path.read_text() + azurite_oauth.ca_path.read_text())
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+        monkeypatch.setenv("IMGPUB_AZURE_POLLING_INTERVAL", "0.01")
+        container = f"c{uuid.uuid4().hex[:12]}"
+        BlobServiceClient.from_connection_string(conn, api_version="2025-11-05").create_container(container)
+        settings = AzureSettings(
+            name="az",
+            subscription_id="s",
+            resource_group="rg",
+            location="westeurope",
+            storage_account=ACCOUNT,
+            container=container,
+            blob_endpoint=f"{azurite_oauth.url}/{ACCOUNT}",
+            resource_manager_endpoint=arm.url,
+            storage_api_version="2025-11-05",
+        )
+        credential = scoped_credential
+        image = info()
+        ctx = Context(
+            "az",
+            image_digest(image.content_digest, settings.identity()),
+            Journal(None),
+            progress=RecordingProgress(),
+            retry=FAST,
+        )
+
+        AzureProvider(credential=credential).publish(image, settings, disk, ctx)
+
+        assert "https://storage.azure.com/.default" in credential.scopes
+        assert arm.get("images/golden-1.2.3") is not None
+
+
+def test_strip_query_drops_the_sas():
+    assert (
+        strip_query("https://a.blob.core.windows.net/c/b.vhd?sv=1&sig=x")
+        == "https://a.blob.core.windows.net/c/b.vhd"
+    )
+
+
+def test_account_url_defaults_to_the_public_cloud():
+    settings = AzureSettings(
+        name="az", subscription_id="s", resource_group="rg", location="l", storage_account="acct"
+    )
+    clients = AzureClients(settings)
+    assert clients.account_url == "https://acct.blob.core.windows.net"
+    assert (
+        clients.storage_account_id()
+        == "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/acct"
+    )
+    assert (
+        clients.compute_id("images/x")
+        == "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/images/x"
+    )
