@@ -46,6 +46,7 @@ def _root(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks (also IMGPUB_DEBUG=1)."),
 ) -> None:
     console.set_debug(debug)
+    console.configure_logging()
 
 
 app.command("validate")(validate)

@@ -4,6 +4,7 @@ the one-line error. The library only sees the Progress protocol."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import threading
@@ -29,6 +30,15 @@ def set_debug(on: bool) -> None:
 
 def debug_enabled() -> bool:
     return _state["debug"] or os.environ.get("IMGPUB_DEBUG", "") not in ("", "0")
+
+
+def configure_logging() -> None:
+    """SDK log chatter stays hidden (the error line says what matters); --debug shows everything."""
+    root = logging.getLogger()
+    if debug_enabled():
+        logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    elif not root.handlers:
+        root.addHandler(logging.NullHandler())
 
 
 def out(text: str = "") -> None:
@@ -60,6 +70,8 @@ def guarded() -> Iterator[None]:
             raise
         error_line(str(exc))
         raise typer.Exit(1) from None
+    except (typer.Exit, typer.Abort):
+        raise
     except Exception as exc:  # a bug: still one line at 2 a.m., the traceback on request
         if debug_enabled():
             raise
