@@ -71,6 +71,7 @@ def test_failed_target_exit_1_with_report(write_manifest, fake_provider, tmp_pat
     assert "bad (fake): FAILED: target bad: CreateImage in r1 failed [Quota]: quota exceeded" in result.stdout
     assert "good (fake): published" in result.stdout
     assert "error" not in result.stderr  # a failed target is reported, not raised
+    assert "sdk chatter" not in result.stderr
     assert [t["status"] for t in json.loads((tmp_path / "report.json").read_text())["targets"]] == [
         "published",
         "failed",

@@ -5,6 +5,7 @@ Its settings choose what it does, so one manifest can hold a succeeding and a fa
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import ClassVar, Literal
@@ -74,6 +75,7 @@ class FakeProvider(Provider[FakeSettings]):
                 )
             barrier.wait(timeout=settings.wait)
         if settings.behaviour == "fail":
+            logging.getLogger("some.sdk").warning("sdk chatter that users should not see")
             time.sleep(0.05)
             raise CloudError(
                 ctx.target, "CreateImage", "quota exceeded", code="Quota", region=settings.regions[0]
