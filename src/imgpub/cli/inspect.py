@@ -28,6 +28,7 @@ def facts(path: Path, fmt: str = "auto") -> dict[str, Any]:
             "allocated_size": st.st_blocks * 512,
             "data_bytes": alloc.data_bytes,
             "data_extents": [{"offset": o, "length": n} for o, n in alloc.data_runs],
+            "zero_extents": [{"offset": e.offset, "length": e.length} for e in alloc.extents() if not e.data],
             "zero_bytes": disk.virtual_size - alloc.data_bytes,
             "details": disk.info(),
         }
@@ -74,7 +75,7 @@ def _text(data: dict[str, Any]) -> None:
     out(f"  virtual size    {human_size(data['virtual_size'])} ({data['virtual_size']} bytes)")
     out(f"  file size       {size} (allocated {alloc})")
     out(f"  data            {human_size(data['data_bytes'])} in {len(runs)} extent(s)")
-    out(f"  zeros           {human_size(data['zero_bytes'])}")
+    out(f"  zeros           {human_size(data['zero_bytes'])} in {len(data['zero_extents'])} extent(s)")
     for run in runs[:SHOWN_EXTENTS]:
         out(f"    {run['offset']:>14} +{run['length']}")
     if len(runs) > SHOWN_EXTENTS:
