@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from imaging import GiB, MiB, mixed_raw, pattern, qemu_img, sparse_raw
+from imaging import GiB, MiB, convert, mixed_raw, pattern, qemu_img, sparse_raw
 from imgpub.disk import open_image
 from imgpub.disk.digest import content_digest
 from imgpub.disk.write_gce import (
@@ -149,3 +149,28 @@ def test_numeric_fields_switch_to_base_256_past_8_gib() -> None:
     assert _number(0, 12) == b"00000000000\0"
     with pytest.raises(ValueError, match="negative"):
         _number(-1, 12)
+
+
+def test_dense_data_is_one_region(tmp_path: Path) -> None:
+    src = sparse_raw(tmp_path / "dense.raw", 24 * MiB, [(0, pattern(24 * MiB, 4))])
+    with open_image(src) as img:
+        assert sparse_map(img, refine=True) == [(0, 24 * MiB)]
+        assert sparse_map(img, refine=False) == [(0, 24 * MiB)]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "options"),
+    [("qcow2", ("-c", "compression_type=zlib")), ("vmdk", ("subformat=streamOptimized",)), ("qcow2", ())],
+)
+def test_other_source_formats(tmp_path: Path, fmt: str, options: tuple[str, ...]) -> None:
+    src = mixed_raw(tmp_path / "src.raw", 32 * MiB + 512)
+    image = convert(src, tmp_path / f"src.{fmt}", fmt, *options, src_fmt="raw")
+    archive = tmp_path / "disk.tar.gz"
+    with open_image(image) as img:
+        compressed = img.file_size < 0.9 * img.allocation.data_bytes
+        assert compressed == ("-c" in options or fmt == "vmdk")
+        write_gce_tar(img, archive, threads=2)
+    out = extract(archive, tmp_path / "x")
+    assert out.stat().st_size == GiB
+    with open(out, "rb") as f:
+        assert f.read(32 * MiB + 512) == src.read_bytes()

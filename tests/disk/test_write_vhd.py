@@ -116,3 +116,16 @@ def test_pages_are_aligned_bounded_non_zero_and_complete(tmp_path: Path, max_pag
             rebuilt[off : off + len(data)] = data
     assert last_end <= vhd_disk_size(size)
     assert bytes(rebuilt[:size]) == src.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("fmt", "options"),
+    [("qcow2", ("-c", "compression_type=zlib")), ("vmdk", ("subformat=streamOptimized",))],
+)
+def test_compressed_sources(tmp_path: Path, fmt: str, options: tuple[str, ...]) -> None:
+    src = mixed_raw(tmp_path / "src.raw", 32 * MiB + 512)
+    image = convert(src, tmp_path / f"src.{fmt}", fmt, *options, src_fmt="raw")
+    dest = tmp_path / "out.vhd"
+    with open_image(image) as img:
+        write_vhd(img, dest)
+    assert "identical" in qemu_img("compare", "-f", "vpc", "-F", "raw", dest, src)

@@ -123,8 +123,8 @@ def sparse_map(img: DiskImage, *, refine: bool | None = None) -> list[tuple[int,
     limit = gce_disk_size(img.virtual_size)
     if not refine:
         return _align(list(img.allocation.data_runs), limit)
-    nonzero = [(off, sum(p.nbytes for p in pieces)) for off, pieces in data_ranges(img, max_len=1 << 50)]
-    return _align(_intersect(nonzero, img.allocation.data_runs), limit)
+    nonzero = [(off, sum(p.nbytes for p in pieces)) for off, pieces in data_ranges(img)]
+    return _align(_intersect(nonzero, img.allocation.data_runs), limit)  # merges touching ranges
 
 
 def _intersect(
