@@ -66,7 +66,8 @@ def guarded() -> Iterator[None]:
         error_line("interrupted")
         raise typer.Exit(130) from None
     except BrokenPipeError:  # `imgpub inspect x | head`: the reader left; say nothing more
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise typer.Exit(1) from None
     except OSError as exc:
         if debug_enabled():
