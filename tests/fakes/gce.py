@@ -224,8 +224,7 @@ class FakeGce:
     def add_image(self, project: str, name: str, **fields: Any) -> dict[str, Any]:
         """Seed an existing image (as if made earlier, maybe by someone else)."""
         with self.lock:
-            image = self._new_image(project, {"name": name, **fields})
-            image["status"] = "READY"
+            image = self._new_image(project, {"name": name, "status": "READY", **fields})
             self.state.images[(project, name)] = image
             return image
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -274,3 +275,32 @@ def test_conflict_needs_replace(
     image = gce.image(PROJECT, "demo-linux-1-2-3")
     assert image is not None and image["labels"][LABEL_DIGEST] == ctx.digest
     assert len(gce.calls("DELETE", "/global/images/demo-linux-1-2-3")) == 1
+
+
+def test_an_image_left_pending_is_awaited_and_a_failed_one_rebuilt(
+    make_settings: SettingsFactory,
+    gce: FakeGce,
+    disk: DiskImage,
+    journal: Journal,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = make_settings()
+    info = image_info(disk)
+    ctx = context(settings, info, journal)
+    labels = {LABEL_NAME: "demo-linux", LABEL_VERSION: "1-2-3", LABEL_DIGEST: ctx.digest}
+    monkeypatch.setattr("imgpub_gcp.image.POLL_SECONDS", 0.05)
+    pending = gce.add_image(PROJECT, "demo-linux-1-2-3", labels=labels, status="PENDING")
+    threading.Timer(0.2, lambda: pending.update(status="READY")).start()
+    progress = RecordingProgress()
+
+    waited = GcpProvider().publish(info, settings, disk, context(settings, info, journal, progress=progress))
+
+    assert waited.artifacts[0].extra["status"] == "READY"
+    assert "still being created" in progress.notes[0]
+    assert gce.calls("POST", "/global/images?") == []
+
+    gce.reset()
+    gce.add_image(PROJECT, "demo-linux-1-2-3", labels=labels, status="FAILED")
+    rebuilt = GcpProvider().publish(info, settings, disk, ctx)
+    assert rebuilt.changed and len(gce.calls("DELETE", "/global/images/demo-linux-1-2-3")) == 1
+    assert gce.image(PROJECT, "demo-linux-1-2-3")["status"] == "READY"  # type: ignore[index]

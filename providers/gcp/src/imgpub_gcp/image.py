@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
 
 OPERATION_TIMEOUT = 3600.0
 """Seconds to wait for one image operation; a large import takes tens of minutes."""
+POLL_SECONDS = 5.0
+"""Between images.get calls while waiting for an image a previous run started."""
 REQUEST_NAMESPACE = uuid.UUID("5d0c7e8a-4a59-4f0e-9b7d-6c1f3f6c2a10")
 X509_SUFFIXES = frozenset({".der", ".cer", ".crt", ".pem"})
 
@@ -139,10 +142,23 @@ class GceImages:
 
         return call(self.target, f"get image {name}", self.retry, get)
 
-    def find(self, **labels: str) -> list[compute_v1.Image]:
-        """Images carrying all these labels (keys with '_' stand for '-')."""
-        terms = " AND ".join(f'(labels.{k.replace("_", "-")} = "{v}")' for k, v in sorted(labels.items()))
-        return self._list(terms)
+    def find(self, labels: Mapping[str, str]) -> list[compute_v1.Image]:
+        """Images carrying all these labels."""
+        return self._list(" AND ".join(f'(labels.{k} = "{v}")' for k, v in sorted(labels.items())))
+
+    def until_built(self, found: compute_v1.Image) -> compute_v1.Image:
+        """An image a stopped run left PENDING, once GCE has finished (READY) or given up (FAILED)."""
+        deadline = time.monotonic() + self.operation_timeout
+        while found.status == "PENDING":
+            if time.monotonic() > deadline:
+                raise CloudError(self.target, f"wait for image {found.name}", "still PENDING", retryable=True)
+            self.progress.note(f"image {found.name} is still being created; waiting")
+            time.sleep(POLL_SECONDS)
+            again = self.get(found.name)
+            if again is None:
+                raise CloudError(self.target, f"wait for image {found.name}", "the image disappeared")
+            found = again
+        return found
 
     def family_members(self, family: str) -> list[compute_v1.Image]:
         return self._list(f'(family = "{family}")')

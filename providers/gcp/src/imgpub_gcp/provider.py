@@ -145,6 +145,12 @@ class GcpProvider(Provider[GcpSettings]):
                 images.delete(old.name, ctx.digest)
             published.changed = True
         current = survey.current
+        if current is not None and current.status == "PENDING":
+            current = images.until_built(current)
+        if current is not None and current.status == "FAILED":
+            ctx.progress.note(f"image {current.name} failed to build earlier; creating it again")
+            images.delete(current.name, ctx.digest)
+            current = None
         upload: UploadResult | None = None
         if current is None:
             upload = self._upload(clients, disk, image, settings, survey.name, ctx)
@@ -243,7 +249,7 @@ class GcpProvider(Provider[GcpSettings]):
 
     def _survey(self, images: GceImages, image: ImageInfo, settings: GcpSettings, ctx: Context) -> _Survey:
         survey = _Survey(image_name(image, settings))
-        mine = images.find(**{LABEL_NAME: label_safe(image.name), LABEL_VERSION: label_safe(image.version)})
+        mine = images.find({LABEL_NAME: label_safe(image.name), LABEL_VERSION: label_safe(image.version)})
         by_name = images.get(survey.name)
         if by_name is not None and all(i.name != by_name.name for i in mine):
             mine.append(by_name)
