@@ -38,7 +38,6 @@ __all__ = ["FILES", "LocalProvider", "LocalSettings"]
 LocalFormat = Literal["raw", "vhd", "gce"]
 FILES: dict[str, str] = {"raw": "disk.raw", "vhd": "disk.vhd", "gce": "disk.raw.tar.gz"}
 SUMS = "SHA256SUMS"
-_ALL_FORMATS: tuple[LocalFormat, ...] = ("raw", "vhd", "gce")
 
 
 class LocalSettings(TargetSettings):
@@ -47,7 +46,7 @@ class LocalSettings(TargetSettings):
     provider: Literal["local"]
     path: ManifestPath = Field(description="Output folder; relative paths are relative to the manifest.")
     formats: list[LocalFormat] = Field(
-        default_factory=lambda: list(_ALL_FORMATS),
+        default=["raw", "vhd", "gce"],
         min_length=1,
         description="Which files to write: raw (sparse disk.raw), vhd (fixed VHD), gce (disk.raw.tar.gz).",
     )
