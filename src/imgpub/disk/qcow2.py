@@ -41,6 +41,10 @@ REPAIR = (
     "repair it with `qemu-img check -r all {path}` or "
     + "convert it with `qemu-img convert -O qcow2 {path} fixed.qcow2`"
 )
+DECRYPT = (
+    "decrypt it with `qemu-img convert --object secret,id=sec0,file=KEYFILE --image-opts "
+    "driver=qcow2,file.filename={path},encrypt.key-secret=sec0 -O qcow2 plain.qcow2`"
+)
 FLATTEN = "flatten it with `qemu-img convert -O qcow2 {path} flat.qcow2` and publish flat.qcow2"
 
 _HEADER = struct.Struct(">4sIQIIQIIQQIIQ")  # v2 fields, 72 bytes
@@ -110,7 +114,7 @@ class Qcow2Image(DiskImage):
             if header_length > 104:
                 compression_type = self.pread(104, 1, "header")[0]
         if crypt:
-            raise self._refuse(f"encryption (crypt_method {crypt})")
+            raise self._refuse(f"encryption (crypt_method {crypt})", DECRYPT)
         if backing_off:
             raise self._refuse("a backing file")
         if incompat & INCOMPAT_CORRUPT:
@@ -154,7 +158,7 @@ class Qcow2Image(DiskImage):
             if ext_type == 0:
                 return
             if ext_type == EXT_FDE:
-                raise self._refuse("encryption (full-disk-encryption header)")
+                raise self._refuse("encryption (full-disk-encryption header)", DECRYPT)
             if ext_type == EXT_DATA_FILE:
                 raise self._refuse("an external data file")
             pos += 8 + (ext_len + 7) // 8 * 8
