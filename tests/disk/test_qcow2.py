@@ -8,6 +8,7 @@ import os
 import random
 import struct
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -400,3 +401,15 @@ def test_mapping_denser_than_the_file_is_refused(tmp_path: Path) -> None:
             struct.pack_into(">Q", data, l2 + 8 * j, target)
     img.write_bytes(data)
     broken(img, "L2 table", None, "separate clusters")
+
+
+def test_abandoned_blocks_iteration_stops_its_threads(source: Path, tmp_path: Path) -> None:
+    img = convert(source, tmp_path / "c.qcow2", "qcow2", "-c", "cluster_size=4096", src_fmt="raw")
+    before = threading.active_count()
+    with open_image(img) as reader:
+        blocks = reader.blocks(64 * 1024)
+        first = next(blocks)
+        assert first[0] == 0
+        blocks.close()
+        assert threading.active_count() == before
+        assert reader.read(0, 10) == first[1][:10]
