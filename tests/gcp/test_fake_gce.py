@@ -64,3 +64,14 @@ def test_missing_source_object_fails_the_operation(gce: FakeGce) -> None:
     status, done = post(gce, f"global/operations/{op['name']}/wait", None)
     assert done["status"] == "DONE" and done["error"]["errors"][0]["code"] == "RESOURCE_NOT_FOUND"
     assert gce.image(PROJECT, "x") is None
+
+
+def test_a_source_that_is_not_an_image_tarball_fails_the_operation(
+    gce: FakeGce, storage_client: Any, bucket: str
+) -> None:
+    storage_client.bucket(bucket).blob("bad.tar.gz").upload_from_string(b"not gzip at all")
+    source = f"https://storage.googleapis.com/{bucket}/bad.tar.gz"
+    _, op = post(gce, "global/images", {"name": "bad", "rawDisk": {"source": source}})
+    _, done = post(gce, f"global/operations/{op['name']}/wait", None)
+    assert done["error"]["errors"][0]["code"] == "INVALID_IMAGE_TAR"
+    assert done["httpErrorStatusCode"] == 400

@@ -227,6 +227,7 @@ def test_label_change_needs_no_new_upload(
     GcpProvider().publish(info, settings, disk, context(settings, info, journal))
     relabelled = make_settings(labels={"team": "kernel"})
     ctx = context(relabelled, info, journal)
+    assert GcpProvider().status(info, relabelled, ctx).drift == ["labels differ: team"]
 
     published = GcpProvider().publish(info, relabelled, disk, ctx)
 
