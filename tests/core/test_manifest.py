@@ -182,3 +182,9 @@ def test_third_party_plugin_fields_and_checks(write_manifest, catalog_plugin) ->
     assert error_of(path) == f"{path}:9:5: targets[0].chanel: unknown field 'chanel'; did you mean 'channel'?"
     path = write_manifest("- name: cat\n  provider: catalog\n  catalog: c.json\n  channel: stabel\n")
     assert "targets[0].channel: Input should be 'stable' or 'beta'; did you mean 'stable'?" in error_of(path)
+
+
+def test_yaml_booleans_stay_text_where_text_is_wanted(write_manifest) -> None:
+    path = write_manifest(LOCAL, image_extra="tpm: yes\nboot: uefi\nlabels:\n  country: no\n")
+    m = load_manifest(path, env={})
+    assert m.image.tpm is True and m.image.labels == {"country": "no"}

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+import yaml
 
 from imgpub.errors import ManifestError
 from imgpub.manifest import load_manifest
-from imgpub.manifest.document import parse
 from imgpub.pipeline import validate
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
@@ -29,7 +29,7 @@ def test_valid(path: Path) -> None:
     assert manifest.targets
     assert path.read_text().startswith("# yaml-language-server: $schema=../imgpub.schema.json\n")
     schema = json.loads((MANIFESTS / "imgpub.schema.json").read_text())
-    jsonschema.validate(parse(path, path.read_text(), {}).data, schema)
+    jsonschema.validate(yaml.safe_load(path.read_text()), schema)
 
 
 @pytest.mark.parametrize("path", INVALID, ids=lambda p: p.name)

@@ -23,7 +23,6 @@ _VAR = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
 _NAME = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?$", re.DOTALL)
 _MAX_DEPTH = 64
 _T = "tag:yaml.org,2002:"
-_BOOL_TRUE = {"yes", "true", "on", "y"}
 
 
 @dataclass(frozen=True)
@@ -177,11 +176,9 @@ class _Builder:
         tag = node.tag.removeprefix(_T)
         if tag == "null":
             return None
-        if tag == "bool":
-            return raw.lower() in _BOOL_TRUE
-        if tag in ("str", "int", "float", "timestamp"):
-            # Numbers and dates stay text: `version: 1.10` must not become 1.1; pydantic converts
-            # text to a number where a field wants one.
+        if tag in ("str", "int", "float", "timestamp", "bool"):
+            # Scalars stay text: `version: 1.10` must not become 1.1, nor `country: no` False.
+            # pydantic converts text to a number or a boolean where a field wants one.
             return raw
         raise self.doc.error(loc, f"unsupported YAML tag {node.tag}", mark=Mark.of(node.start_mark))
 
