@@ -46,6 +46,8 @@ MATRIX = {
 def test_qemu_made_images_read_like_qemu(source: Path, tmp_path: Path, name: str) -> None:
     path = convert(source, tmp_path / f"{name}.vhdx", "vhdx", *MATRIX[name])
     assert_matches_qemu(path, "vhdx", tmp_path, VhdxImage)
+    with open_image(path) as img:
+        assert img.info()["subformat"] == name.split("-")[0]
 
 
 def test_odd_size(tmp_path: Path) -> None:

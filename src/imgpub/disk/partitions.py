@@ -39,13 +39,21 @@ class PartitionTable:
     has_esp: bool
     has_bios_boot: bool
     mbr_bootable: bool  # an active partition or boot code in the MBR
+    suggested_boot: str | None  # "uefi", "bios", "uefi-preferred" (both work) or None (no hint)
 
-    @property
-    def suggested_boot(self) -> str | None:
-        bios = self.has_bios_boot or self.mbr_bootable
-        if self.has_esp:
-            return "uefi-preferred" if bios else "uefi"
-        return "bios" if bios else None
+
+Parts = tuple[Partition, ...]
+
+
+def _table(
+    scheme: str, ss: int, parts: tuple[Partition, ...], esp: bool, bios: bool, mbr: bool
+) -> PartitionTable:
+    hint = None
+    if esp:
+        hint = "uefi-preferred" if bios or mbr else "uefi"
+    elif bios or mbr:
+        hint = "bios"
+    return PartitionTable(scheme, ss, parts, esp, bios, mbr, hint)
 
 
 def _error(img: DiskImage, structure: str, offset: int, what: str) -> ImageFormatError:
@@ -56,31 +64,20 @@ def inspect_partitions(img: DiskImage) -> PartitionTable:
     """The partition table of the guest disk; corrupt tables raise ImageFormatError with the offset."""
     mbr = img.read(0, 512)
     if len(mbr) < 512 or mbr[510:512] != b"\x55\xaa":
-        return PartitionTable("none", 512, (), False, False, False)
+        return _table("none", 512, (), False, False, False)
     boot_code = any(mbr[:440])
     entries = [_MBR_ENTRY.unpack_from(mbr, 446 + 16 * k) for k in range(4)]
     if any(e[2] == MBR_PROTECTIVE for e in entries):
         for sector_size in (512, 4096):
             if img.read(sector_size, 8) == b"EFI PART":
                 parts = _gpt(img, sector_size)
-                return PartitionTable(
-                    "gpt",
-                    sector_size,
-                    parts,
-                    has_esp=any(p.type == ESP_GUID for p in parts),
-                    has_bios_boot=any(p.type == BIOS_BOOT_GUID for p in parts),
-                    mbr_bootable=boot_code,
-                )
+                esp = any(p.type == ESP_GUID for p in parts)
+                bios = any(p.type == BIOS_BOOT_GUID for p in parts)
+                return _table("gpt", sector_size, parts, esp, bios, boot_code)
         raise _error(img, "GPT header", 512, "protective MBR but no 'EFI PART' header at LBA 1")
     parts = _mbr(img, entries)
-    return PartitionTable(
-        "mbr",
-        512,
-        parts,
-        has_esp=any(p.type == f"{MBR_ESP:#04x}" for p in parts),
-        has_bios_boot=False,
-        mbr_bootable=boot_code or any(p.bootable for p in parts),
-    )
+    esp = any(p.type == f"{MBR_ESP:#04x}" for p in parts)
+    return _table("mbr", 512, parts, esp, False, boot_code or any(p.bootable for p in parts))
 
 
 def _mbr(img: DiskImage, entries: list[tuple[int, bytes, int, bytes, int, int]]) -> tuple[Partition, ...]:

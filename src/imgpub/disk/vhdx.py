@@ -171,6 +171,7 @@ class VhdxImage(BlockMappedImage):
             return struct.unpack_from(fmt, data)
 
         block_size, flags = item(FILE_PARAMETERS, "<II")
+        self.leave_allocated = bool(flags & 1)  # set for fixed disks
         (self.virtual_size,) = item(VIRTUAL_DISK_SIZE, "<Q")
         (self.sector_size,) = item(LOGICAL_SECTOR_SIZE, "<I")
         if flags & 2:
@@ -230,4 +231,8 @@ class VhdxImage(BlockMappedImage):
         self.bat_offset, self.chunk_ratio = offset, chunk_ratio
 
     def info(self) -> dict[str, Any]:
-        return {"block_size": self.block_size, "logical_sector_size": self.sector_size}
+        return {
+            "subformat": "fixed" if self.leave_allocated else "dynamic",
+            "block_size": self.block_size,
+            "logical_sector_size": self.sector_size,
+        }
