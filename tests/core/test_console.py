@@ -33,3 +33,22 @@ def test_disabled_board_gives_null_progress() -> None:
 def test_human_size() -> None:
     sizes = [console.human_size(n) for n in (0, 1023, 1024, 5 << 30)]
     assert sizes == ["0 B", "1023 B", "1.0 KiB", "5.0 GiB"]
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_rich_bars_appear_at_the_first_stage() -> None:
+    stream = _Tty()
+    with console.Board(stream=stream) as board:
+        idle = board.factory("idle")
+        busy = board.factory("busy")
+        busy.stage("upload", 1 << 20)
+        busy.advance(1 << 20)
+        idle.advance(5)  # no stage yet: nothing to show, nothing to break
+        busy.note("resumed")
+    text = stream.getvalue()
+    assert "busy" in text and "upload" in text and "resumed" in text
+    assert "idle" not in text
