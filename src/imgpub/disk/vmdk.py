@@ -143,20 +143,20 @@ class VmdkSparseImage(DiskImage):
             raise bad(56, f"grain directory sector {h.gd_offset} is outside the file")
 
     def _descriptor(self, h: SparseHeader) -> Descriptor:
-        if h.desc_offset == 0 or h.desc_size == 0:
+        size = h.desc_size * SECTOR
+        if size > MAX_DESCRIPTOR:
+            raise self._error("sparse header", 36, f"absurd descriptor size {size}")
+        start = h.desc_offset * SECTOR
+        text = self.pread(start, size, "descriptor") if h.desc_offset else b""
+        desc = parse_descriptor(text.split(b"\x00", 1)[0].decode("utf-8", "replace"))
+        if not desc.create_type and not desc.extents:
             raise UnsupportedImageError(
                 self.path,
                 "vmdk",
                 "sparse header",
                 28,
-                "has no embedded descriptor: it is one extent of a multi-file VMDK; " + FLATTEN,
+                "has no descriptor: it is one extent of a multi-file VMDK; " + FLATTEN,
             )
-        size = h.desc_size * SECTOR
-        if size > MAX_DESCRIPTOR:
-            raise self._error("sparse header", 36, f"absurd descriptor size {size}")
-        start = h.desc_offset * SECTOR
-        text = self.pread(start, size, "descriptor").split(b"\x00", 1)[0].decode("utf-8", "replace")
-        desc = parse_descriptor(text)
         check_descriptor(desc, self.path, start, ("monolithicSparse", "streamOptimized"))
         return desc
 
