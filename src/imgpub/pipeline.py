@@ -239,8 +239,11 @@ def _run(
         def one(settings: TargetSettings) -> TargetResult:
             return _target(command, manifest, settings, prepared, state, factory, dry_run, replace, retry)
 
-        with ThreadPoolExecutor(min(concurrency, len(selected)), thread_name_prefix="imgpub-target") as pool:
+        pool = ThreadPoolExecutor(min(concurrency, len(selected)), thread_name_prefix="imgpub-target")
+        try:
             result.targets = list(pool.map(one, selected))
+        finally:  # on Ctrl-C, targets not started yet never start; running ones finish their step
+            pool.shutdown(wait=True, cancel_futures=True)
     result.seconds = round(time.monotonic() - clock, 3)
     return result
 
