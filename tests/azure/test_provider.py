@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -311,3 +312,23 @@ def test_arm_scope_follows_the_resource_manager_endpoint(stack, disk, info):
     image = info()
     stack.provider().plan(image, settings, stack.context(settings, image))
     assert set(stack.credential.scopes) == {f"{stack.arm.url}/.default"}
+
+
+def test_failed_long_running_operation_is_one_line(stack, disk, info):
+    stack.arm.fail_operations.append((re.compile("/images/"), "InvalidParameter", "unsupported virtual size"))
+    settings = stack.settings()
+    image = info()
+    with pytest.raises(CloudError) as caught:
+        stack.provider().publish(image, settings, disk, stack.context(settings, image))
+    message = str(caught.value)
+    assert "create image golden-1.2.3" in message and "unsupported virtual size" in message
+    assert "\n" not in message
+
+
+def test_existing_definition_of_another_generation_is_refused(stack, disk, info):
+    settings = stack.settings(managed_image=False, gallery={"name": "g1"})
+    bios = info(boot="bios", version="1.0.0")
+    stack.provider().publish(bios, settings, disk, stack.context(settings, bios))
+    uefi = info(boot="uefi", version="1.0.1")
+    with pytest.raises(ConfigurationError, match="hyper_v_generation is V1, the image needs V2"):
+        stack.provider().plan(uefi, settings, stack.context(settings, uefi))

@@ -104,6 +104,7 @@ class Operation:
     kind: str  # "put" | "delete" | "grant" | "revoke"
     output: dict[str, Any] | None = None
     done: bool = False
+    error: dict[str, str] | None = None
 
 
 class ArmError(Exception):
@@ -148,6 +149,8 @@ class FakeArm:
         self.operations: dict[str, Operation] = {}
         self.faults: list[Fault] = []
         self.fail_replication: dict[str, str] = {}
+        self.fail_operations: list[tuple[re.Pattern[str], str, str]] = []
+        """(resource path regex, code, message): the PUT is accepted, then its async operation fails."""
         self.requests: list[tuple[str, str]] = []
         self.disk_container = f"{DISK_CONTAINER}{uuid.uuid4().hex[:12]}"
         """Where upload disks keep their bytes (one container per fake, so tests do not share disks)."""
@@ -461,6 +464,13 @@ class FakeArm:
 
     def _finish(self, op: Operation) -> None:
         res = self.resources.get(op.path or "")
+        failure = next(
+            (f for f in self.fail_operations if op.kind == "put" and f[0].search(op.path or "")), None
+        )
+        if failure is not None and res is not None:
+            op.error = {"code": failure[1], "message": failure[2]}
+            res["properties"]["provisioningState"] = "Failed"
+            return
         if op.kind == "delete":
             self.resources.pop(op.path or "", None)
         elif op.kind == "put" and res is not None:
@@ -470,6 +480,8 @@ class FakeArm:
 
     def _operation_status(self, op_id: str) -> tuple[int, dict[str, str], Any]:
         op = self._advance(op_id)
+        if op.done and op.error:
+            return 200, {}, {"name": op_id, "status": "Failed", "error": op.error}
         return 200, {}, {"name": op_id, "status": "Succeeded" if op.done else "InProgress"}
 
     def _location_status(self, op_id: str) -> tuple[int, dict[str, str], Any]:

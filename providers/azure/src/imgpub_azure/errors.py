@@ -92,9 +92,15 @@ ERROR_CODES: dict[str, Rule] = {
     "InternalServerError": Rule(CloudError, retryable=True),
     "RetryableError": Rule(CloudError, retryable=True),
     "OperationPreempted": Rule(CloudError, retryable=True),
+    "AnotherOperationInProgress": Rule(CloudError, retryable=True),
+    "ServiceUnavailable": Rule(CloudError, retryable=True),
+    "GatewayTimeout": Rule(CloudError, retryable=True),
     # Things the user must fix.
     "SubscriptionNotFound": Rule(CloudError, hint="check subscription_id"),
     "ResourceGroupNotFound": Rule(CloudError, hint="create the resource group or fix resource_group"),
+    "MissingSubscriptionRegistration": Rule(CloudError, hint="register the Microsoft.Compute provider"),
+    "ParentResourceNotFound": Rule(CloudError, hint="the gallery or image definition is missing"),
+    "InvalidResourceName": Rule(CloudError, hint="see the Azure naming rules for this resource"),
     "ContainerNotFound": Rule(CloudError, hint="create the container or fix container"),
     "InvalidHeaderValue": Rule(
         CloudError, hint="the storage service rejected a header; try storage_api_version"
@@ -213,6 +219,8 @@ def translate(exc: BaseException, target: str, operation: str, region: str | Non
         rule = _rule(exc)
         code = error_code(exc) or (str(exc.status_code) if exc.status_code else None)
         message = _one_line(exc.message or str(exc))
+        if code and message.startswith(f"({code}) "):
+            message = message[len(code) + 3 :]
         if rule.hint:
             message = f"{message} ({rule.hint})"
         if rule.kind is CredentialsError:
