@@ -135,3 +135,12 @@ def test_entry_point_name_matches_provider_name():
 
     (ep,) = [e for e in entry_points(group="imgpub.providers") if e.name == "azure"]
     assert ep.load() is AzureProvider
+
+
+def test_importing_the_provider_loads_no_azure_sdk():
+    import subprocess
+    import sys
+
+    code = "import sys, imgpub_azure; print(sorted(m for m in sys.modules if m.startswith('azure')))"
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert out.strip() == "[]"

@@ -15,16 +15,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
-from typing import TypeVar
-
-from azure.core.exceptions import (
-    AzureError,
-    ClientAuthenticationError,
-    HttpResponseError,
-    ResourceNotFoundError,
-    ServiceRequestError,
-    ServiceResponseError,
-)
+from types import ModuleType
+from typing import TYPE_CHECKING, TypeVar
 
 from imgpub.errors import CloudError, CredentialsError, ImgpubError, TargetError
 from imgpub.retry import RetryPolicy
@@ -43,7 +35,18 @@ __all__ = [
     "translate",
 ]
 
+if TYPE_CHECKING:
+    from azure.core.exceptions import HttpResponseError
+
 T = TypeVar("T")
+
+
+def _sdk() -> ModuleType:
+    """azure.core.exceptions, imported on first use (importing imgpub_azure stays cheap)."""
+    import azure.core.exceptions
+
+    return azure.core.exceptions
+
 
 SECRET_ENV = (
     "AZURE_STORAGE_KEY",
@@ -152,7 +155,7 @@ def _one_line(text: str) -> str:
 
 def error_code(exc: BaseException) -> str | None:
     """The service's error code (`x-ms-error-code` for storage, `error.code` for ARM), if any."""
-    if not isinstance(exc, HttpResponseError):
+    if not isinstance(exc, _sdk().HttpResponseError):
         return None
     code: object = getattr(exc, "error_code", None)
     if not code and exc.error is not None:
@@ -176,13 +179,14 @@ def is_transient(exc: BaseException) -> bool:
     """Worth retrying: throttling, 5xx, dropped connections."""
     if isinstance(exc, CloudError):
         return exc.retryable
-    if isinstance(exc, ClientAuthenticationError):
+    sdk = _sdk()
+    if isinstance(exc, sdk.ClientAuthenticationError):
         return False
-    if isinstance(exc, HttpResponseError):
+    if isinstance(exc, sdk.HttpResponseError):
         return _rule(exc).retryable
-    if isinstance(exc, ServiceRequestError):
+    if isinstance(exc, sdk.ServiceRequestError):
         return "non-TLS" not in str(exc)
-    return isinstance(exc, ServiceResponseError)
+    return isinstance(exc, sdk.ServiceResponseError)
 
 
 def retry_after(exc: BaseException) -> float | None:
@@ -211,11 +215,12 @@ def translate(exc: BaseException, target: str, operation: str, region: str | Non
     """The imgpub error for one azure exception."""
     if isinstance(exc, ImgpubError):
         return exc
-    if isinstance(exc, ClientAuthenticationError) and exc.response is None:
+    sdk = _sdk()
+    if isinstance(exc, sdk.ClientAuthenticationError) and exc.response is None:
         return CredentialsError(
             target, f"{operation}: no usable Azure credentials ({_one_line(str(exc))}); {_CREDENTIAL_HINT}"
         )
-    if isinstance(exc, HttpResponseError):
+    if isinstance(exc, sdk.HttpResponseError):
         rule = _rule(exc)
         code = error_code(exc) or (str(exc.status_code) if exc.status_code else None)
         message = _one_line(exc.message or str(exc))
@@ -228,7 +233,7 @@ def translate(exc: BaseException, target: str, operation: str, region: str | Non
                 target, f"{operation}{f' in {region}' if region else ''} [{code}]: {message}"
             )
         return CloudError(target, operation, message, code=code, region=region, retryable=rule.retryable)
-    if isinstance(exc, ServiceRequestError | ServiceResponseError):
+    if isinstance(exc, sdk.ServiceRequestError | sdk.ServiceResponseError):
         return CloudError(
             target, operation, _one_line(str(exc)), code="Network", region=region, retryable=True
         )
@@ -242,7 +247,9 @@ def azure_errors(target: str, operation: str, region: str | None = None) -> Iter
         yield
     except ImgpubError:
         raise
-    except AzureError as exc:
+    except Exception as exc:
+        if not isinstance(exc, _sdk().AzureError):
+            raise
         raise translate(exc, target, operation, region) from exc
 
 
@@ -262,8 +269,8 @@ def find(
     def attempt() -> T | None:
         try:
             return fn()
-        except HttpResponseError as exc:
-            if isinstance(exc, ResourceNotFoundError) or exc.status_code == 404:
+        except _sdk().HttpResponseError as exc:
+            if isinstance(exc, _sdk().ResourceNotFoundError) or exc.status_code == 404:
                 return None
             raise
 
