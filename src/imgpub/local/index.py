@@ -12,12 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["INDEX", "Index", "file_sha256", "locked"]
+__all__ = ["INDEX", "Hasher", "Index", "file_hasher", "file_sha256", "hash_zeros", "locked"]
 
 INDEX = "index.json"
 LOCK = ".imgpub.lock"
 _CHUNK = 4 << 20
 _ZEROS = bytes(_CHUNK)
+Hasher = Any  # hashlib's sha256 object (its class is private)
 
 
 @contextlib.contextmanager
@@ -70,7 +71,18 @@ class Index:
 
 
 def file_sha256(path: Path) -> str:
-    """sha256 of a (possibly sparse) file; holes are hashed from a zero buffer, not read."""
+    return str(file_hasher(path).hexdigest())
+
+
+def hash_zeros(h: Hasher, n: int) -> None:
+    while n > 0:
+        step = min(_CHUNK, n)
+        h.update(_ZEROS[:step] if step < _CHUNK else _ZEROS)
+        n -= step
+
+
+def file_hasher(path: Path) -> Hasher:
+    """The sha256 state after a (possibly sparse) file; holes are hashed from a zero buffer, not read."""
     h = hashlib.sha256()
     with path.open("rb") as f:
         fd, size, pos = f.fileno(), os.fstat(f.fileno()).st_size, 0
@@ -79,10 +91,9 @@ def file_sha256(path: Path) -> str:
                 data_at = os.lseek(fd, pos, os.SEEK_DATA)
             except OSError:
                 data_at = size
-            while pos < data_at:  # a hole
-                n = min(_CHUNK, data_at - pos)
-                h.update(_ZEROS[:n] if n < _CHUNK else _ZEROS)
-                pos += n
+            if pos < data_at:  # a hole
+                hash_zeros(h, data_at - pos)
+                pos = data_at
             if pos >= size:
                 break
             try:
@@ -95,4 +106,4 @@ def file_sha256(path: Path) -> str:
                     raise OSError(f"{path}: short read at byte {pos}")
                 h.update(chunk)
                 pos += len(chunk)
-    return h.hexdigest()
+    return h

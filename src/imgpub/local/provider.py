@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from imgpub.errors import ConfigurationError, ImageConflictError
-from imgpub.local.index import Index, file_sha256, locked
+from imgpub.local.index import Hasher, Index, file_hasher, file_sha256, hash_zeros, locked
 from imgpub.provider import (
     Action,
     Artifact,
@@ -155,18 +155,39 @@ class LocalProvider(Provider[LocalSettings]):
 
         writers: dict[str, Callable[..., None]] = {"raw": write_raw, "vhd": write_vhd, "gce": write_gce_tar}
         files = []
+        raw_hash: Hasher | None = None
         for fmt in ("raw", "vhd", "gce"):
             if fmt not in formats:
                 continue
             dest = folder / FILES[fmt]
             ctx.progress.stage(f"write {FILES[fmt]}", disk.allocation.data_bytes)
             writers[fmt](disk, dest, on_progress=ctx.progress.advance)
-            files.append({"name": dest.name, "size": dest.stat().st_size, "sha256": file_sha256(dest)})
+            ctx.progress.stage(f"sha256 {FILES[fmt]}")
+            if fmt == "raw":
+                raw_hash = file_hasher(dest)
+                digest = str(raw_hash.hexdigest())
+            elif fmt == "vhd" and raw_hash is not None:
+                digest = self._vhd_sha256(raw_hash, disk.virtual_size, dest)
+            else:
+                digest = file_sha256(dest)
+            files.append({"name": dest.name, "size": dest.stat().st_size, "sha256": digest})
         sums = "".join(f"{f['sha256']}  {f['name']}\n" for f in files)
         (folder / SUMS).write_text(sums)
         (folder / SUMS).chmod(0o644)
         folder.chmod(0o755)
         return files
+
+    @staticmethod
+    def _vhd_sha256(raw_hash: Hasher, virtual_size: int, vhd: Path) -> str:
+        """A fixed VHD is the raw disk, zeros up to its (MiB-rounded) size, then a 512-byte footer:
+        continue the raw file's hash instead of reading gigabytes of zeros again."""
+        h = raw_hash.copy()
+        size = vhd.stat().st_size
+        hash_zeros(h, size - 512 - virtual_size)
+        with vhd.open("rb") as f:
+            f.seek(size - 512)
+            h.update(f.read(512))
+        return str(h.hexdigest())
 
     @staticmethod
     def _swap(staging: Path, final: Path) -> None:
