@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gcp.fault_proxy import FaultProxy, Rule
 from imgpub.journal import Journal
 from imgpub.progress import RecordingProgress
 from imgpub.retry import FAST
@@ -110,3 +111,55 @@ def test_chunk_size_must_be_a_multiple_of_256k(
 ) -> None:
     with pytest.raises(ValueError, match="multiple of 262144"):
         GcsUpload(GcpClients(make_settings(), "gce"), "gce", journal, FAST, RecordingProgress(), QUANTUM + 1)
+
+
+@pytest.fixture
+def proxy(gcs_endpoint: str) -> Iterator[FaultProxy]:
+    started = FaultProxy(gcs_endpoint).start()
+    yield started
+    started.stop()
+
+
+def test_a_chunk_whose_reply_was_lost_is_not_sent_again(
+    make_settings: Callable[..., GcpSettings], journal: Journal, storage_client: Any, proxy: FaultProxy
+) -> None:
+    settings = make_settings(storage_endpoint=proxy.url)
+    proxy.rules.append(Rule("PUT", "upload_id=", "lose-reply", times=1, skip=1))
+
+    result = uploader(settings, journal).run(settings.bucket, "lost.tar.gz", META, pieces(DATA))
+
+    assert result.sent == len(DATA)  # GCS had the chunk; the status query said so
+    ranges = [r for method, _, r in proxy.seen if method == "PUT"]
+    assert ranges[:4] == ["bytes 0-262143/*", "bytes 262144-524287/*", "bytes */*", "bytes 524288-786431/*"]
+    assert storage_client.bucket(settings.bucket).get_blob("lost.tar.gz").download_as_bytes() == DATA
+
+
+def test_a_refused_chunk_is_sent_again_from_the_persisted_offset(
+    make_settings: Callable[..., GcpSettings], journal: Journal, storage_client: Any, proxy: FaultProxy
+) -> None:
+    settings = make_settings(storage_endpoint=proxy.url)
+    proxy.rules.append(Rule("PUT", "upload_id=", "refuse", times=2, skip=2))
+
+    result = uploader(settings, journal).run(settings.bucket, "again.tar.gz", META, pieces(DATA))
+
+    ranges = [r for method, _, r in proxy.seen if method == "PUT"]
+    assert ranges.count(f"bytes {2 * QUANTUM}-{3 * QUANTUM - 1}/*") == 2  # refused once, then sent
+    assert result.sent == len(DATA) + QUANTUM
+    assert storage_client.bucket(settings.bucket).get_blob("again.tar.gz").download_as_bytes() == DATA
+
+
+def test_a_lost_reply_to_the_last_chunk_does_not_restart_the_upload(
+    make_settings: Callable[..., GcpSettings], journal: Journal, storage_client: Any, proxy: FaultProxy
+) -> None:
+    settings = make_settings(storage_endpoint=proxy.url)
+    proxy.rules.append(
+        Rule("PUT", "upload_id=", "lose-reply", times=1, skip=6)
+    )  # 6 whole chunks, then the end
+    progress = RecordingProgress()
+
+    result = uploader(settings, journal, progress).run(settings.bucket, "end.tar.gz", META, pieces(DATA))
+
+    assert result.sent == len(DATA) and progress.notes == []
+    ranges = [r for method, _, r in proxy.seen if method == "PUT"]
+    assert ranges[-2:] == [f"bytes {6 * QUANTUM}-{len(DATA) - 1}/{len(DATA)}", "bytes */*"]
+    assert storage_client.bucket(settings.bucket).get_blob("end.tar.gz").download_as_bytes() == DATA

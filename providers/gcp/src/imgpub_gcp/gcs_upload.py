@@ -174,6 +174,8 @@ class GcsUpload:
             persisted = self._query(session)
         except _SessionGone:
             return None, 0, None
+        if persisted is None:  # finished, yet not an object with our metadata: upload anew
+            return None, 0, None
         confirmed = int(state.get("confirmed", 0))
         expected = (
             (confirmed, str(state["crc32c"])) if 0 < confirmed <= persisted and state.get("crc32c") else None
@@ -194,17 +196,17 @@ class GcsUpload:
         self._journal.set(JOURNAL_KEY, {"object": name, "session": url, "confirmed": 0})
         return url
 
-    def _query(self, session: str) -> int:
-        """Bytes GCS holds for this session (an empty PUT with `bytes */*`)."""
+    def _query(self, session: str) -> int | None:
+        """Bytes GCS holds for this session (an empty PUT with `bytes */*`); None once it is finished."""
 
-        def query() -> int:
+        def query() -> int | None:
             response = self._clients.session.put(
                 session, headers={"Content-Range": "bytes */*"}, timeout=REQUEST_TIMEOUT
             )
             if response.status_code in (404, 410):
                 raise _SessionGone(f"session answered {response.status_code}")
             if response.status_code in (200, 201):
-                raise _SessionGone("session already finished")
+                return None
             raise_for_response(response)
             return _persisted(response.headers.get("Range"))
 
@@ -214,14 +216,26 @@ class GcsUpload:
         """PUT data at `start`; after a failed attempt, ask GCS where it stands and send only the rest.
 
         Returns (bytes GCS now holds, bytes sent by all attempts)."""
-        first, sent = True, 0
+        first, sent, end = True, 0, start + len(data)
 
         def attempt() -> int:
             nonlocal first, sent
-            at = start if first else max(start, self._query(session))
-            first = False
+            at, retried, first = start, not first, False
+            if retried:
+                try:
+                    held = self._query(session)
+                except _SessionGone:
+                    if not final:
+                        raise
+                    held = None  # some servers forget a finished session: _verify has the last word
+                if held is None:  # an earlier attempt finished the object; only its reply was lost
+                    if final:
+                        return end
+                    raise CloudError(self._target, "upload", "GCS finished the object before the last chunk")
+                at = max(start, held)
+                if at >= end and not final:
+                    return at
             body = data[at - start :]
-            end = start + len(data)
             total = str(end) if final else "*"
             span = f"{at}-{end - 1}" if body else "*"
             sent += len(body)
@@ -280,18 +294,15 @@ def _persisted(header: str | None) -> int:
 def _split(pieces: Iterable[bytes], marks: set[int]) -> Iterator[bytes]:
     """The same bytes, cut so that no piece crosses one of the absolute offsets in `marks`."""
     position = 0
-    pending = sorted(m for m in marks if m > 0)
+    pending = sorted(marks)
     for piece in pieces:
         view = memoryview(piece)
-        while pending and position < pending[0] < position + len(view):
-            cut = pending.pop(0) - position
+        while len(view):
+            while pending and pending[0] <= position:
+                pending.pop(0)
+            cut = min(len(view), pending[0] - position) if pending else len(view)
             yield bytes(view[:cut])
             view, position = view[cut:], position + cut
-        while pending and pending[0] <= position:
-            pending.pop(0)
-        if len(view):
-            yield bytes(view)
-            position += len(view)
 
 
 def _chunks(
