@@ -97,6 +97,8 @@ def test_formats_and_status(write_manifest, tmp_path: Path) -> None:
         "disk.vhd"
     ]
     assert status(path).targets[0].status.drift == []  # type: ignore[union-attr]
+    folder = tmp_path / "out" / "demo" / "1.0.0"
+    assert (folder / "SHA256SUMS").read_text() == f"{sha256_file(folder / 'disk.vhd')}  disk.vhd\n"
 
 
 def test_path_that_is_a_file_is_a_manifest_error(write_manifest, tmp_path: Path) -> None:
