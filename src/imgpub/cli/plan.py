@@ -22,7 +22,7 @@ def plan(
         from imgpub.pipeline import plan as run
         from imgpub.report import build_report, report_json
 
-        with Board(enabled=not json_) as board:
+        with Board() as board:
             result = run(manifest, target or None, concurrency=concurrency, progress=board.factory)
         if json_:
             typer.echo(report_json(build_report(result)), nl=False)

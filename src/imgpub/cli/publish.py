@@ -29,7 +29,7 @@ def publish(
         from imgpub.pipeline import publish as run
         from imgpub.report import build_report, report_json, write_github, write_report
 
-        with Board(enabled=not json_) as board:
+        with Board() as board:
             result = run(
                 manifest,
                 target or None,

@@ -21,7 +21,7 @@ def status(
         from imgpub.pipeline import status as run
         from imgpub.report import build_report, report_json
 
-        with Board(enabled=not json_) as board:
+        with Board() as board:
             result = run(manifest, target or None, progress=board.factory)
         if json_:
             typer.echo(report_json(build_report(result)), nl=False)
