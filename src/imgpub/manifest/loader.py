@@ -55,9 +55,6 @@ class Manifest:
     def error(self, loc: Loc, message: str, *, key: bool = False) -> ManifestError:
         return self.document.error(loc, message, key=key)
 
-    def target_loc(self, target: str) -> Loc:
-        return ("targets", next(i for i, t in enumerate(self.targets) if t.name == target))
-
 
 def suggest(word: str, choices: Any) -> str:
     close = difflib.get_close_matches(word, [str(c) for c in choices], n=1, cutoff=0.6)
