@@ -19,7 +19,7 @@ from typing import Any, Literal
 from imgpub import identity
 from imgpub.disk import DiskImage, open_image
 from imgpub.disk.errors import DiskError
-from imgpub.errors import ImageConflictError, ImgpubError
+from imgpub.errors import ConfigurationError, ImageConflictError, ImgpubError
 from imgpub.journal import Journal, default_state_dir
 from imgpub.manifest import Manifest, load_manifest
 from imgpub.manifest.checks import check_image
@@ -227,7 +227,7 @@ def _run(
     retry: RetryPolicy | None = None,
 ) -> RunResult:
     if concurrency < 1:
-        raise ValueError("concurrency must be at least 1")
+        raise ConfigurationError(f"concurrency must be at least 1, not {concurrency}")
     selected = manifest.select(names)
     state = state_dir or default_state_dir()
     factory = progress or (lambda _name: NullProgress())
