@@ -144,3 +144,12 @@ def test_importing_the_provider_loads_no_azure_sdk():
     code = "import sys, imgpub_azure; print(sorted(m for m in sys.modules if m.startswith('azure')))"
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert out.strip() == "[]"
+
+
+def test_size_limits_of_each_upload_path():
+    provider = AzureProvider()
+    small = _image(virtual_size=10 << 20)
+    assert "upload" in _fields(provider.check(small, _settings(upload="managed-disk", storage_account=None)))
+    assert not provider.check(small, _settings())
+    huge = _image(virtual_size=9 << 40)
+    assert "upload" in _fields(provider.check(huge, _settings()))

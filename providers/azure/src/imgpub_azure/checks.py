@@ -15,6 +15,12 @@ from imgpub_azure.names import (
 )
 from imgpub_azure.settings import AzureSettings
 
+MiB = 1 << 20
+MAX_PAGE_BLOB = 8 << 40
+"""Put Blob: a page blob is at most 8 TiB."""
+MIN_UPLOAD_DISK, MAX_UPLOAD_DISK = 20 * MiB + 512, (32 << 40) + 512
+"""uploadSizeBytes bounds of a managed disk created for upload."""
+
 __all__ = ["Names", "architecture", "generation_for", "names_for", "problems_for"]
 
 
@@ -98,4 +104,22 @@ def problems_for(image: ImageInfo, settings: AzureSettings) -> list[Problem]:
             )
     if (image.secure_boot or image.tpm) and generation_for(image, settings) != "V2":
         problems.append(Problem("hyper_v_generation", "secure boot and vTPM need V2"))
+    problems.extend(_size_problems(image, settings))
     return problems
+
+
+def _size_problems(image: ImageInfo, settings: AzureSettings) -> list[Problem]:
+    upload_size = -(-image.virtual_size // MiB) * MiB + 512
+    if settings.upload == "page-blob" and upload_size > MAX_PAGE_BLOB:
+        return [
+            Problem("upload", f"a {image.virtual_size} byte disk does not fit a page blob (8 TiB at most)")
+        ]
+    if settings.upload == "managed-disk" and not MIN_UPLOAD_DISK <= upload_size <= MAX_UPLOAD_DISK:
+        return [
+            Problem(
+                "upload",
+                f"a managed disk for upload takes 20 MiB to 32 TiB; this disk is "
+                f"{image.virtual_size} bytes (use upload: page-blob)",
+            )
+        ]
+    return []
