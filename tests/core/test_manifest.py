@@ -188,3 +188,15 @@ def test_yaml_booleans_stay_text_where_text_is_wanted(write_manifest) -> None:
     path = write_manifest(LOCAL, image_extra="tpm: yes\nboot: uefi\nlabels:\n  country: no\n")
     m = load_manifest(path, env={})
     assert m.image.tpm is True and m.image.labels == {"country": "no"}
+
+
+def test_misspelt_required_key_wins_over_missing(write_manifest, tmp_path: Path) -> None:
+    path = tmp_path / "typo.yaml"
+    path.write_text("imgae:\n  name: demo\ntargets: []\n")
+    assert error_of(path) == f"{path}:1:1: imgae: unknown field 'imgae'; did you mean 'image'?"
+    path.write_text(
+        "image:\n  nme: demo\n  version: '1'\n  source: d.raw\ntargets:\n"
+        + "  "
+        + LOCAL.replace("\n", "\n  ")
+    )
+    assert error_of(path) == f"{path}:2:3: image.nme: unknown field 'nme'; did you mean 'name'?"

@@ -159,8 +159,9 @@ _QUOTED = re.compile(r"'([^']*)'")
 
 
 def _first_error(doc: Document, model: type[BaseModel], exc: ValidationError) -> ManifestError:
-    errors = [_to_manifest_error(doc, model, err) for err in exc.errors()]
-    return min(errors, key=lambda e: (e.line or 0, e.column or 0))
+    # On a tie, a misspelt key explains the "missing" field it was meant to be.
+    ranked = [(_to_manifest_error(doc, model, err), err["type"] != "extra_forbidden") for err in exc.errors()]
+    return min(ranked, key=lambda r: (r[0].line or 0, r[0].column or 0, r[1]))[0]
 
 
 def _to_manifest_error(doc: Document, model: type[BaseModel], err: Any) -> ManifestError:
