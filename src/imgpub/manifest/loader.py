@@ -118,6 +118,8 @@ def _resolve_providers(doc: Document) -> dict[str, type[Provider[Any]]]:
                 if "provider" not in target:
                     raise doc.error(("targets", i), "missing required field 'provider'")
                 raise doc.error(("targets", i, "provider"), "must be a provider name")
+            else:
+                raise doc.error(("targets", i), "each target must be a mapping with `name` and `provider`")
     defaults = data.get("defaults")
     if isinstance(defaults, dict):
         for name in defaults:
