@@ -116,3 +116,11 @@ def test_image_name_override(write_manifest, tmp_path: Path) -> None:
     assert (tmp_path / "out" / "other-name" / "1.0.0" / "disk.raw").is_file()
     index = json.loads((tmp_path / "out" / "index.json").read_text())
     assert [(e["name"], e["path"]) for e in index["images"]] == [("other-name", "other-name/1.0.0")]
+
+
+def test_corrupt_index_is_a_clear_target_error(write_manifest, tmp_path: Path) -> None:
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "index.json").write_text("{not json")
+    result = publish(write_manifest(LOCAL))
+    assert result.exit_code == 2
+    assert str(result.targets[0].error).startswith(f"{tmp_path / 'out' / 'index.json'}: not a valid imgpub index (")
