@@ -8,6 +8,7 @@ first, so a re-run is a no-op and a stopped run continues.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -25,7 +26,7 @@ from imgpub.provider import (
     Status,
 )
 from imgpub_azure.checks import Names, architecture, generation_for, names_for, problems_for
-from imgpub_azure.clients import AzureClients
+from imgpub_azure.clients import AzureClients, default_credential
 from imgpub_azure.errors import Caller
 from imgpub_azure.gallery import DefinitionSpec, GalleryImages, RegionState, replication_states
 from imgpub_azure.managed_image import ManagedImages
@@ -47,6 +48,8 @@ class AzureProvider(Provider[AzureSettings]):
     def __init__(self, credential: TokenCredential | None = None) -> None:
         """`credential`: the ARM (and fallback storage) identity; DefaultAzureCredential if None."""
         self.credential = credential
+        self._defaults: dict[str | None, TokenCredential] = {}
+        self._lock = threading.Lock()
 
     # ---- validate -------------------------------------------------------------------------------
 
@@ -56,7 +59,16 @@ class AzureProvider(Provider[AzureSettings]):
     # ---- plan -----------------------------------------------------------------------------------
 
     def _parts(self, settings: AzureSettings, ctx: Context) -> tuple[AzureClients, Caller]:
-        return AzureClients(settings, self.credential), Caller(ctx.target, ctx.retry)
+        return AzureClients(settings, self._credential_for(settings)), Caller(ctx.target, ctx.retry)
+
+    def _credential_for(self, settings: AzureSettings) -> TokenCredential:
+        """The injected credential, or one DefaultAzureCredential per authority (reusing its tokens)."""
+        if self.credential is not None:
+            return self.credential
+        with self._lock:
+            if settings.authority_host not in self._defaults:
+                self._defaults[settings.authority_host] = default_credential(settings)
+            return self._defaults[settings.authority_host]
 
     def plan(self, image: ImageInfo, settings: AzureSettings, ctx: Context) -> Plan:
         self._require_valid(image, settings)
