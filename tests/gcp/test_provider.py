@@ -267,6 +267,8 @@ def test_conflict_needs_replace(
 
     plan = GcpProvider().plan(changed, settings, ctx)
     assert plan.conflict is not None and "already exists with digest" in plan.conflict
+    assert [a.kind for a in plan.actions][:3] == ["replace", "upload", "create"]
+    assert GcpProvider().status(changed, settings, ctx).drift[0] == plan.conflict
     with pytest.raises(ImageConflictError, match="--replace"):
         GcpProvider().publish(changed, settings, disk, ctx)
 
@@ -305,3 +307,14 @@ def test_an_image_left_pending_is_awaited_and_a_failed_one_rebuilt(
     rebuilt = GcpProvider().publish(info, settings, disk, ctx)
     assert rebuilt.changed and len(gce.calls("DELETE", "/global/images/demo-linux-1-2-3")) == 1
     assert gce.image(PROJECT, "demo-linux-1-2-3")["status"] == "READY"  # type: ignore[index]
+
+
+def test_an_image_of_the_same_name_not_made_by_imgpub_is_a_conflict(
+    make_settings: SettingsFactory, gce: FakeGce, disk: DiskImage, journal: Journal
+) -> None:
+    gce.add_image(PROJECT, "demo-linux-1-2-3", family="hand-made")
+    settings = make_settings()
+    info = image_info(disk)
+    with pytest.raises(ImageConflictError, match=r"digest none \(not made by imgpub\)"):
+        GcpProvider().publish(info, settings, disk, context(settings, info, journal))
+    assert gce.image(PROJECT, "demo-linux-1-2-3")["family"] == "hand-made"  # type: ignore[index]
