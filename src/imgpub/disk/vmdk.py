@@ -36,6 +36,7 @@ MARKER_FOOTER, MARKER_EOS = 3, 0
 _HEADER = struct.Struct("<4sIIQQQQIQQQB4sH")
 _MARKER = struct.Struct("<QII")
 _GRAIN_MARKER = struct.Struct("<QI")
+Window = tuple[int, memoryview]  # host offset, host bytes from there
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +90,7 @@ class VmdkSparseImage(DiskImage):
         self._gd = self._u32_table(hdr.gd_offset * SECTOR, n_gd, "grain directory")
         self._gt_cache: OrderedDict[int, array[int]] = OrderedDict()
         self._lock = threading.Lock()
+        self._tls = threading.local()
         self._min_sector = hdr.overhead if hdr.overhead > 0 else 1
         self._limit = self.grain_bytes + (self.grain_bytes >> 3) + 1024  # largest plausible compressed grain
         self.allocation = self._build_map()
@@ -242,24 +244,28 @@ class VmdkSparseImage(DiskImage):
     def _grain_len(self, grain: int) -> int:
         return min(self.grain_bytes, self.virtual_size - grain * self.grain_bytes)
 
-    def _window(self, plan: list[tuple[int, int]]) -> tuple[int, bytes] | None:
-        """Host bytes of a run of compressed grains stored in ascending order, read in one pread."""
+    def _window(self, plan: list[tuple[int, int]]) -> Window | None:
+        """Host bytes of a run of compressed grains stored in ascending order, read with one preadv
+        into a buffer the thread reuses (fresh memory costs page faults)."""
         if len(plan) < 2 or any(b[1] <= a[1] for a, b in pairwise(plan)):
             return None
         first, last = plan[0][1] * SECTOR, plan[-1][1] * SECTOR
         if last - first > len(plan) * self._limit:
             return None
-        return first, os.pread(
-            self.fd, max(0, min(last - first + 12 + self._limit, self.file_size - first)), first
-        )
+        size = max(0, min(last - first + 12 + self._limit, self.file_size - first))
+        buf: bytearray | None = getattr(self._tls, "buf", None)
+        if buf is None or len(buf) < size:
+            buf = self._tls.buf = bytearray(size)
+        view = memoryview(buf)[:size]
+        return first, view[: os.preadv(self.fd, [view], first)]
 
-    def _inflate_grain(self, grain: int, sector: int, window: tuple[int, bytes] | None = None) -> bytes:
+    def _inflate_grain(self, grain: int, sector: int, window: Window | None = None) -> bytes:
         want = self._grain_len(grain)
         off = sector * SECTOR
         limit = self._limit
         n = max(0, min(limit + (12 if self.markers else 0), self.file_size - off))
         if window and window[0] <= off and off + n <= window[0] + len(window[1]):
-            buf: bytes | memoryview = memoryview(window[1])[off - window[0] : off - window[0] + n]
+            buf = window[1][off - window[0] : off - window[0] + n]
         else:
             buf = memoryview(os.pread(self.fd, n, off))
         data = buf
