@@ -223,7 +223,7 @@ class VmdkSparseImage(DiskImage):
         return AllocationMap.from_runs(self.virtual_size, ((a, b - a) for a, b in runs))
 
     def _check_grains(self, lo: int, hi: int, gt: array[int], gt_start: int) -> None:
-        need = 12 if self.markers else min(self.grain_bytes, self.virtual_size)
+        need = 12 if self.markers else 1 if self.compressed else min(self.grain_bytes, self.virtual_size)
         if lo >= self._min_sector and hi * SECTOR + need <= self.file_size:
             return
         bad = lo if lo < self._min_sector else hi
