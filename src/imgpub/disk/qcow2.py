@@ -12,7 +12,7 @@ import struct
 import sys
 import threading
 from array import array
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -303,13 +303,30 @@ class Qcow2Image(DiskImage):
 
     # -- data -----------------------------------------------------------------------------------
 
-    def _cluster(self, i: int) -> bytes:
+    def _compressed_span(self, first: int, stop: int) -> tuple[int, bytes]:
+        """One pread of the compressed bytes of segments first..stop-1 (qemu stores them in order),
+        as (host offset, bytes); (0, b"") when they are too scattered for one read."""
+        hosts = [(self._host[i], self._csize[i]) for i in range(first, stop) if self._kind[i] != DATA]
+        if len(hosts) < 2:
+            return 0, b""
+        lo = min(h for h, _ in hosts)
+        hi = max(h + n for h, n in hosts)
+        if hi - lo > 2 * sum(n for _, n in hosts) + self.cluster_size:
+            return 0, b""
+        return lo, os.pread(self.fd, hi - lo, lo)
+
+    def _cluster(self, i: int, span: tuple[int, bytes]) -> bytes:
         """The inflated guest bytes of compressed segment i (the last one read is cached)."""
         host = self._host[i]
         cached: tuple[int, bytes] | None = getattr(self._local, "cluster", None)
         if cached is not None and cached[0] == host:
             return cached[1]
-        raw = os.pread(self.fd, self._csize[i], host)
+        base, buf = span
+        csize = self._csize[i]
+        if base <= host and host + csize <= base + len(buf):
+            raw: bytes | memoryview = memoryview(buf)[host - base : host - base + csize]
+        else:
+            raw = os.pread(self.fd, csize, host)
         try:
             if self._kind[i] == DEFLATE:
                 data = inflate_raw(raw, self.cluster_size, -12)
@@ -328,6 +345,11 @@ class Qcow2Image(DiskImage):
         pos = offset
         i = max(bisect_right(self._start, offset) - 1, 0)
         count = len(self._start)
+        span = (
+            self._compressed_span(i, bisect_left(self._start, end, lo=i))
+            if self.compressed_clusters
+            else (0, b"")
+        )
         while pos < end and i < count:
             seg_start = self._start[i]
             if seg_start >= end:
@@ -343,7 +365,7 @@ class Qcow2Image(DiskImage):
             if self._kind[i] == DATA:
                 parts.append(self._host_bytes(self._host[i] + pos - seg_start, stop - pos))
             else:
-                parts.append(memoryview(self._cluster(i))[pos - seg_start : stop - seg_start])
+                parts.append(memoryview(self._cluster(i, span))[pos - seg_start : stop - seg_start])
             pos = stop
             i += 1
         if pos < end:
