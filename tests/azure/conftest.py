@@ -45,6 +45,7 @@ class Recorded:
     query: str
     range: str | None
     length: int
+    md5: str | None = None
 
 
 @dataclass
@@ -138,6 +139,7 @@ def _handler(proxy: StorageProxy) -> type[BaseHTTPRequestHandler]:
                         parts.query,
                         self.headers.get("x-ms-range") or self.headers.get("Range"),
                         length,
+                        self.headers.get("Content-MD5"),
                     )
                 )
             conn = http.client.HTTPConnection(up.hostname or "127.0.0.1", up.port, timeout=60)

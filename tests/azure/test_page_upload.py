@@ -93,10 +93,11 @@ def test_throttled_pages_are_retried(stack, disk, info):
     assert stack.arm.get("images/golden-1.2.3") is not None
 
 
-def test_pages_respect_the_4_mib_limit(stack, disk, info):
+def test_pages_respect_the_4_mib_limit_and_carry_md5(stack, disk, info):
     settings = stack.settings()
     image = info()
     stack.provider().publish(image, settings, disk, stack.context(settings, image))
+    assert all(r.md5 for r in stack.proxy.pages())  # transactional MD5 on every Put Page
     lengths = [r.length for r in stack.proxy.pages()]
     assert max(lengths) == MAX_PAGE  # the 4.5 MiB run was split
     assert all(n % 512 == 0 for n in lengths)

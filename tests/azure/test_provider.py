@@ -137,6 +137,7 @@ def test_gallery_created_with_definition_and_version(stack, disk, info):
     assert [r["name"] for r in profile["targetRegions"]] == ["westeurope", "westus"]
     assert profile["targetRegions"][1]["regionalReplicaCount"] == 2
     assert profile["excludeFromLatest"] is True
+    assert profile["endOfLifeDate"].startswith("2030-01-01")
     source = version["properties"]["storageProfile"]["osDiskImage"]["source"]
     assert source["storageAccountId"].endswith("/storageAccounts/devstoreaccount1")
     kinds = [a.kind for a in published.artifacts]
