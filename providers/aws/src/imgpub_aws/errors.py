@@ -1,0 +1,186 @@
+"""The one boundary where botocore errors become imgpub errors, and what is worth retrying.
+
+`CODES` is the only table of AWS error codes: every code the provider reacts to is in it (a test
+checks the sources against it). Nothing above `aws_errors` catches botocore exceptions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Literal, TypeVar
+
+from botocore import exceptions as bx  # type: ignore[import-untyped]
+
+from imgpub.errors import CloudError, CredentialsError, ImgpubError
+from imgpub.retry import RetryPolicy
+
+T = TypeVar("T")
+Kind = Literal["transient", "credentials", "denied", "invalid", "missing", "conflict", "quota"]
+
+
+@dataclass(frozen=True)
+class Rule:
+    kind: Kind
+    hint: str = ""
+
+
+_DENIED = "the caller lacks the IAM permission for {op} (check the policy of the role or user)"
+_CREDS = "the credentials were rejected; check AWS_PROFILE/profile, role_arn and the clock"
+
+CODES: dict[str, Rule] = {
+    # throttling and server-side trouble: retried by imgpub.retry
+    "ThrottlingException": Rule("transient"),
+    "Throttling": Rule("transient"),
+    "RequestLimitExceeded": Rule("transient"),
+    "RequestThrottledException": Rule("transient"),
+    "TooManyRequestsException": Rule("transient"),
+    "SlowDown": Rule("transient"),
+    "InternalServerException": Rule("transient"),
+    "InternalError": Rule("transient"),
+    "InternalFailure": Rule("transient"),
+    "ServiceUnavailable": Rule("transient"),
+    "Unavailable": Rule("transient"),
+    "RequestTimeout": Rule("transient"),
+    "RequestTimeoutException": Rule("transient"),
+    # credentials
+    "AuthFailure": Rule("credentials", _CREDS),
+    "InvalidClientTokenId": Rule("credentials", _CREDS),
+    "UnrecognizedClientException": Rule("credentials", _CREDS),
+    "SignatureDoesNotMatch": Rule("credentials", _CREDS),
+    "ExpiredToken": Rule("credentials", "the session token expired; refresh the credentials and re-run"),
+    "ExpiredTokenException": Rule(
+        "credentials", "the session token expired; refresh the credentials and re-run"
+    ),
+    "InvalidAccessKeyId": Rule("credentials", _CREDS),
+    # permissions: fail at once
+    "AccessDenied": Rule("denied", _DENIED),
+    "AccessDeniedException": Rule("denied", _DENIED),
+    "UnauthorizedOperation": Rule("denied", _DENIED),
+    "OperationNotPermitted": Rule(
+        "denied", "not allowed for this account (public sharing needs image block public access disabled)"
+    ),
+    # bad requests: the message names the field
+    "ValidationException": Rule("invalid"),
+    "InvalidParameter": Rule("invalid"),
+    "InvalidParameterValue": Rule("invalid"),
+    "InvalidParameterCombination": Rule("invalid"),
+    "InvalidAMIName.Malformed": Rule("invalid", "fix ami_name"),
+    "InvalidBlockDeviceMapping": Rule("invalid", "check volume_size and root_device_name"),
+    "InvalidAMIAttributeItemValue": Rule("invalid", "check share_accounts/share_organizations/share_ous"),
+    "IncorrectState": Rule("invalid"),
+    "InvalidUserID.Malformed": Rule("invalid", "share_accounts must be 12-digit account ids"),
+    # things that are not there
+    "ResourceNotFoundException": Rule("missing"),
+    "InvalidSnapshot.NotFound": Rule("missing"),
+    "InvalidAMIID.NotFound": Rule("missing"),
+    "InvalidAMIID.Unavailable": Rule("missing"),
+    "NoSuchBucket": Rule("missing", "create the bucket named in s3_bucket, or fix the name"),
+    "NoSuchEntity": Rule("missing"),
+    "NoSuchUpload": Rule("missing"),
+    "InvalidConversionTaskId.Malformed": Rule("missing"),
+    "InvalidSnapshot.InUse": Rule("conflict"),
+    "InvalidAMIName.Duplicate": Rule(
+        "conflict", "an AMI with this name exists without imgpub tags; set ami_name or deregister it"
+    ),
+    "ConflictException": Rule("conflict"),
+    "ServiceQuotaExceededException": Rule("quota", "raise the quota in Service Quotas or wait"),
+    "ConcurrentLimitExceededException": Rule("quota", "too many snapshots in progress; wait and re-run"),
+    "ResourceLimitExceeded": Rule("quota", "raise the quota in Service Quotas or wait"),
+    "SnapshotLimitExceeded": Rule("quota", "raise the quota in Service Quotas or wait"),
+}
+
+_TRANSIENT_STATUS = {429, 500, 502, 503, 504}
+_NETWORK = (bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError, bx.ConnectionClosedError)
+
+
+def error_code(exc: BaseException) -> str | None:
+    if isinstance(exc, bx.ClientError):
+        return str(exc.response.get("Error", {}).get("Code") or "") or None
+    if isinstance(exc, CloudError):
+        return exc.code
+    return None
+
+
+def _status(exc: bx.ClientError) -> int:
+    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Throttling, 5xx and network timeouts; everything else fails at once."""
+    if isinstance(exc, _NETWORK):
+        return True
+    if isinstance(exc, bx.ClientError):
+        rule = CODES.get(error_code(exc) or "")
+        if rule is not None:
+            return rule.kind == "transient"
+        return _status(exc) in _TRANSIENT_STATUS
+    return False
+
+
+def retry_after(exc: BaseException) -> float | None:
+    if isinstance(exc, bx.ClientError):
+        value = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("retry-after")
+        if value and str(value).isdigit():
+            return float(value)
+    return None
+
+
+def translate(exc: Exception, target: str, operation: str, region: str | None) -> ImgpubError | None:
+    """The imgpub error for a botocore exception, or None when `exc` is not from botocore."""
+    if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError | bx.CredentialRetrievalError):
+        return CredentialsError(
+            target,
+            f"no usable AWS credentials for {operation} ({exc}); set them the standard way: AWS_PROFILE "
+            "or the target's profile, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, SSO, or an instance role",
+        )
+    if isinstance(exc, bx.ProfileNotFound):
+        return CredentialsError(target, f"{exc}; check profile in the manifest or AWS_PROFILE")
+    if isinstance(exc, bx.NoRegionError):
+        return CredentialsError(target, "no AWS region configured; set region in the manifest")
+    if isinstance(exc, _NETWORK):
+        return CloudError(target, operation, f"network error: {exc}", region=region, retryable=True)
+    if isinstance(exc, bx.ClientError):
+        code = error_code(exc) or str(_status(exc))
+        message = str(exc.response.get("Error", {}).get("Message") or exc)
+        rule = CODES.get(code)
+        hint = rule.hint.format(op=operation) if rule and rule.hint else ""
+        text = f"{message}; {hint}" if hint else message
+        if rule is not None and rule.kind == "credentials":
+            return CredentialsError(target, f"{operation} in {region}: [{code}] {text}")
+        transient = is_transient(exc)
+        return CloudError(target, operation, text, code=code, region=region, retryable=transient)
+    if isinstance(exc, bx.BotoCoreError):
+        return CloudError(target, operation, str(exc), region=region)
+    return None
+
+
+@contextmanager
+def aws_errors(target: str, operation: str, region: str | None) -> Iterator[None]:
+    """Map botocore exceptions raised inside to ImgpubError subclasses (`from exc`)."""
+    try:
+        yield
+    except Exception as exc:
+        mapped = translate(exc, target, operation, region)
+        if mapped is None:
+            raise
+        raise mapped from exc
+
+
+class Caller:
+    """Runs one API call with imgpub's retry policy, then translates what is left."""
+
+    def __init__(self, target: str, retry: RetryPolicy) -> None:
+        self.target = target
+        self.retry = retry
+
+    def __call__(
+        self,
+        operation: str,
+        region: str | None,
+        fn: Callable[[], T],
+        transient: Callable[[BaseException], bool] = is_transient,
+    ) -> T:
+        with aws_errors(self.target, operation, region):
+            return self.retry.call(fn, transient, retry_after)

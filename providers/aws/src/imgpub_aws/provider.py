@@ -1,0 +1,314 @@
+"""AwsProvider: what exists, what to do, and doing it (upload, register, copy, share) idempotently.
+
+A publish first looks up imgpub's AMIs by tag in every region. A finished publish changes nothing; a
+run that stopped between steps continues (a completed snapshot is found by its digest tag, a pending
+one through the journal); the same name and version with another digest is a conflict.
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any, ClassVar
+
+from imgpub.errors import ImageConflictError
+from imgpub.provider import (
+    Action,
+    Artifact,
+    Context,
+    DiskImage,
+    ImageInfo,
+    Plan,
+    Problem,
+    Provider,
+    Published,
+    Status,
+    TargetSettings,
+)
+from imgpub_aws.clients import AwsClients
+from imgpub_aws.ebs_upload import GIB, EbsUploader, volume_gib
+from imgpub_aws.errors import Caller
+from imgpub_aws.register import register_image, register_params, wait_available
+from imgpub_aws.replicate import copy_images, snapshot_ids, tag_image
+from imgpub_aws.s3_import import S3Importer
+from imgpub_aws.settings import AwsSettings
+from imgpub_aws.share import share_drift, share_image, wanted_permissions
+from imgpub_aws.tags import (
+    AMI_NAME,
+    Found,
+    all_tags,
+    ami_name,
+    find_images,
+    find_snapshot,
+    image_name,
+    tag_dict,
+)
+
+
+class _Run:
+    """One target's clients, names and tags for one call of plan/publish/status."""
+
+    def __init__(self, image: ImageInfo, settings: AwsSettings, ctx: Context) -> None:
+        self.image, self.settings, self.ctx = image, settings, ctx
+        self.clients = AwsClients(settings)
+        self.call = Caller(ctx.target, ctx.retry)
+        self.name = image_name(image, settings)
+        self.ami_name = ami_name(image, settings)
+        self.tags = all_tags(image, settings, ctx.digest)
+
+    def ec2(self, region: str) -> Any:
+        return self.clients.client("ec2", region)
+
+    def find_all(self) -> dict[str, Found]:
+        regions = self.settings.all_regions
+        with ThreadPoolExecutor(min(8, len(regions))) as pool:
+            found = pool.map(
+                lambda r: find_images(self.ec2(r), self.call, r, self.name, self.image.version), regions
+            )
+            return dict(zip(regions, found, strict=True))
+
+    def conflicts(self, found: dict[str, Found]) -> list[tuple[str, dict[str, Any]]]:
+        return [(r, img) for r, f in found.items() for img in f.others(self.ctx.digest)]
+
+    def conflict_text(self, conflicts: list[tuple[str, dict[str, Any]]]) -> str:
+        where = ", ".join(f"{img['ImageId']} in {r}" for r, img in conflicts)
+        return (
+            f"{self.name} {self.image.version} is already published with other content ({where}); "
+            "bump the version, or re-run with --replace to deregister it"
+        )
+
+    def deregister(self, conflicts: list[tuple[str, dict[str, Any]]]) -> None:
+        for region, img in conflicts:
+            ec2 = self.ec2(region)
+            self.call("DeregisterImage", region, partial(ec2.deregister_image, ImageId=img["ImageId"]))
+            for snap in snapshot_ids(img):
+                self.call("DeleteSnapshot", region, partial(ec2.delete_snapshot, SnapshotId=snap))
+            self.ctx.progress.note(f"deregistered {img['ImageId']} in {region} (--replace)")
+
+    def snapshot(self, disk: DiskImage) -> tuple[str, int]:
+        """A completed snapshot for this digest in the home region: found, resumed or uploaded."""
+        region, s = self.settings.region, self.settings
+        existing = find_snapshot(self.ec2(region), self.call, region, self.ctx.digest)
+        if existing is not None:
+            self.ctx.progress.note(f"reusing uploaded snapshot {existing['SnapshotId']}")
+            return str(existing["SnapshotId"]), int(existing["VolumeSize"])
+        size = volume_gib(disk.virtual_size)
+        if s.upload == "s3-import":
+            importer = S3Importer(
+                self.clients,
+                self.call,
+                region,
+                self.ctx.progress,
+                bucket=s.s3_bucket or "",
+                prefix=s.s3_prefix,
+                digest=self.ctx.digest,
+                tags=self.tags,
+                encrypted=s.encrypted,
+                kms_key_id=s.kms_key_id,
+            )
+            return importer.upload(disk), size
+        uploader = EbsUploader(
+            self.clients,
+            self.call,
+            region,
+            self.ctx.journal,
+            self.ctx.progress,
+            concurrency=s.concurrency,
+            digest=self.ctx.digest,
+            description=f"imgpub {self.name} {self.image.version}",
+            tags=self.tags,
+            encrypted=s.encrypted,
+            kms_key_id=s.kms_key_id,
+        )
+        result = uploader.upload(disk, size)
+        self.ctx.log.info(
+            "uploaded %d blocks (%d bytes) to %s", result.blocks_sent, result.bytes_sent, result.snapshot_id
+        )
+        return result.snapshot_id, size
+
+    def register(self, disk: DiskImage) -> dict[str, Any]:
+        region = self.settings.region
+        snapshot_id, size = self.snapshot(disk)
+        params = register_params(
+            self.image,
+            self.settings,
+            name=self.ami_name,
+            snapshot_id=snapshot_id,
+            volume_size=size,
+            tags=self.tags,
+        )
+        self.ctx.progress.stage(f"register {region}")
+        image_id = register_image(self.ec2(region), self.call, region, params)
+        self.ctx.journal.set("image_id", image_id)
+        return wait_available(self.ec2(region), self.call, region, image_id)
+
+    def artifacts(self, images: dict[str, dict[str, Any]]) -> list[Artifact]:
+        return [
+            Artifact(
+                "ami",
+                img["ImageId"],
+                region,
+                extra={"name": img.get("Name"), "snapshots": snapshot_ids(img), "digest": self.ctx.digest},
+            )
+            for region, img in images.items()
+        ]
+
+
+class AwsProvider(Provider[AwsSettings]):
+    name: ClassVar[str] = "aws"
+    settings_model: ClassVar[type[TargetSettings]] = AwsSettings
+
+    def check(self, image: ImageInfo, settings: AwsSettings) -> list[Problem]:
+        problems: list[Problem] = []
+        if image.tpm and image.boot != "uefi":
+            problems.append(
+                Problem("image.tpm", f"TpmSupport v2.0 needs boot: uefi on AWS (image boot is {image.boot})")
+            )
+        if image.arch == "arm64" and image.boot != "uefi":
+            problems.append(Problem("image.boot", f"arm64 (Graviton) AMIs boot UEFI only, not {image.boot}"))
+        if settings.uefi_data is not None:
+            if image.boot == "bios":
+                problems.append(Problem("uefi_data", "uefi_data needs boot: uefi or uefi-preferred"))
+            if not settings.uefi_data.is_file():
+                problems.append(Problem("uefi_data", f"{settings.uefi_data}: no such file"))
+        name = ami_name(image, settings)
+        if not AMI_NAME.match(name):
+            problems.append(
+                Problem("ami_name", f"{name!r}: AMI names are 3-128 of letters, digits and ()[] ./-'@_")
+            )
+        every = [settings.region, *settings.regions, *settings.optional_regions]
+        dupes = sorted({r for r in every if every.count(r) > 1})
+        if dupes:
+            problems.append(
+                Problem("regions", f"regions listed twice (or equal to region): {', '.join(dupes)}")
+            )
+        min_gib = math.ceil(image.virtual_size / GIB) if image.virtual_size else 1
+        if settings.volume_size is not None and settings.volume_size < min_gib:
+            problems.append(
+                Problem(
+                    "volume_size", f"{settings.volume_size} GiB is smaller than the image ({min_gib} GiB)"
+                )
+            )
+        if settings.kms_key_id and not settings.encrypted:
+            problems.append(Problem("kms_key_id", "kms_key_id needs encrypted: true"))
+        if settings.public and settings.encrypted:
+            problems.append(Problem("public", "encrypted AMIs cannot be made public"))
+        if settings.upload == "s3-import" and not settings.s3_bucket:
+            problems.append(Problem("s3_bucket", "upload: s3-import needs s3_bucket"))
+        if settings.share_snapshots and not settings.share_accounts:
+            problems.append(Problem("share_snapshots", "share_snapshots needs share_accounts"))
+        return problems
+
+    def plan(self, image: ImageInfo, settings: AwsSettings, ctx: Context) -> Plan:
+        run = _Run(image, settings, ctx)
+        found = run.find_all()
+        plan = Plan(ctx.target, self.name)
+        conflicts = run.conflicts(found)
+        if conflicts:
+            plan.conflict = run.conflict_text(conflicts)
+            plan.actions += [
+                Action("replace", img["ImageId"], "deregister (needs --replace)", r) for r, img in conflicts
+            ]
+        home = found[settings.region].matching(ctx.digest)
+        if home is None:
+            snap = find_snapshot(run.ec2(settings.region), run.call, settings.region, ctx.digest)
+            if snap is None:
+                plan.actions.append(
+                    Action(
+                        "upload",
+                        "snapshot",
+                        f"{settings.upload} of {image.virtual_size} bytes",
+                        settings.region,
+                    )
+                )
+            plan.actions.append(Action("create", "ami", f"register {run.ami_name}", settings.region))
+        for region, f in found.items():
+            img = f.matching(ctx.digest)
+            if img is not None:
+                plan.existing += run.artifacts({region: img})
+                plan.actions += [
+                    Action("share" if "permission" in d else "tag", img["ImageId"], d, region)
+                    for d in self._drift(run, region, img)
+                ]
+            elif region != settings.region:
+                plan.actions.append(
+                    Action("copy", "ami", f"copy {run.ami_name} from {settings.region}", region)
+                )
+            if img is None and (wanted_permissions(settings) or settings.deprecate_after):
+                plan.actions.append(Action("share", "ami", "launch permissions / deprecation", region))
+        return plan
+
+    def _drift(self, run: _Run, region: str, img: dict[str, Any]) -> list[str]:
+        have = tag_dict(img)
+        drift = [
+            f"{region}: {img['ImageId']} lacks tag {k}={v}" for k, v in run.tags.items() if have.get(k) != v
+        ]
+        return drift + share_drift(run.ec2(region), run.call, region, img, run.settings)
+
+    def publish(self, image: ImageInfo, settings: AwsSettings, disk: DiskImage, ctx: Context) -> Published:
+        run = _Run(image, settings, ctx)
+        found = run.find_all()
+        conflicts = run.conflicts(found)
+        changed = False
+        if conflicts:
+            if not ctx.replace:
+                raise ImageConflictError(ctx.target, run.conflict_text(conflicts))
+            run.deregister(conflicts)
+            changed = True
+        images = {r: img for r, f in found.items() if (img := f.matching(ctx.digest)) is not None}
+        if settings.region not in images:
+            images[settings.region] = run.register(disk)
+            changed = True
+        home = images[settings.region]
+        missing = [r for r in settings.all_regions if r not in images]
+        warnings: list[str] = []
+        if missing:
+            outcome = copy_images(
+                run.clients,
+                run.call,
+                ctx.progress,
+                source_region=settings.region,
+                source_image_id=home["ImageId"],
+                name=run.ami_name,
+                description=home.get("Description") or "",
+                digest=ctx.digest,
+                tags=run.tags,
+                required=[r for r in missing if r in settings.regions],
+                optional=[r for r in missing if r not in settings.regions],
+                encrypted=settings.encrypted,
+            )
+            images.update(outcome.images)
+            warnings += outcome.warnings
+            changed = changed or bool(outcome.images)
+        for region, img in images.items():
+            ec2 = run.ec2(region)
+            changed = tag_image(ec2, run.call, region, img, run.tags) or changed
+            done = share_image(ec2, run.call, region, img, settings)
+            for line in done:
+                ctx.progress.note(f"{region}: {line}")
+            changed = changed or bool(done)
+        ctx.journal.delete("image_id")
+        return Published(ctx.target, self.name, run.artifacts(images), changed=changed, warnings=warnings)
+
+    def status(self, image: ImageInfo, settings: AwsSettings, ctx: Context) -> Status:
+        run = _Run(image, settings, ctx)
+        found = run.find_all()
+        status = Status(ctx.target, self.name)
+        for region, img in run.conflicts(found):
+            status.drift.append(
+                f"{region}: {img['ImageId']} has digest {tag_dict(img).get('imgpub:digest')}, "
+                f"the manifest gives {ctx.digest}"
+            )
+        for region, f in found.items():
+            current = f.matching(ctx.digest)
+            if current is None:
+                kind = "optional region" if region in settings.optional_regions else "region"
+                status.drift.append(f"{region}: missing ({kind})")
+                continue
+            status.artifacts += run.artifacts({region: current})
+            status.drift += self._drift(run, region, current)
+        return status
+
+
+__all__ = ["AwsProvider"]

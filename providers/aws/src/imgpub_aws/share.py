@@ -1,0 +1,146 @@
+"""Launch permissions (accounts, organizations, OUs, public), snapshot createVolumePermission, deprecation."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Any
+
+from imgpub.errors import CloudError
+from imgpub_aws.errors import Caller
+from imgpub_aws.replicate import snapshot_ids
+from imgpub_aws.settings import AwsSettings
+
+PUBLIC_BLOCKED = (
+    "the account blocks public AMIs (image block public access); run "
+    "`aws ec2 disable-image-block-public-access --region {region}` or set public: false"
+)
+
+
+def wanted_permissions(settings: AwsSettings) -> list[dict[str, str]]:
+    perms = [{"UserId": a} for a in settings.share_accounts]
+    perms += [{"OrganizationArn": o} for o in settings.share_organizations]
+    perms += [{"OrganizationalUnitArn": u} for u in settings.share_ous]
+    if settings.public:
+        perms.append({"Group": "all"})
+    return perms
+
+
+def current_permissions(ec2: Any, call: Caller, region: str, image_id: str) -> list[dict[str, str]]:
+    resp = call(
+        "DescribeImageAttribute",
+        region,
+        lambda: ec2.describe_image_attribute(ImageId=image_id, Attribute="launchPermission"),
+    )
+    return [dict(p) for p in resp.get("LaunchPermissions", [])]
+
+
+def missing_permissions(settings: AwsSettings, current: list[dict[str, str]]) -> list[dict[str, str]]:
+    return [p for p in wanted_permissions(settings) if p not in current]
+
+
+def share_image(
+    ec2: Any, call: Caller, region: str, image: dict[str, Any], settings: AwsSettings
+) -> list[str]:
+    """Add what is missing; returns a line per change. Never removes permissions it did not add."""
+    done: list[str] = []
+    image_id = image["ImageId"]
+    missing = missing_permissions(settings, current_permissions(ec2, call, region, image_id))
+    if missing:
+        try:
+            call(
+                "ModifyImageAttribute",
+                region,
+                lambda: ec2.modify_image_attribute(ImageId=image_id, LaunchPermission={"Add": missing}),
+            )
+        except CloudError as exc:
+            if settings.public and exc.code in ("OperationNotPermitted", "InvalidParameter"):
+                raise CloudError(
+                    call.target,
+                    "ModifyImageAttribute",
+                    f"{exc.message}; " + PUBLIC_BLOCKED.format(region=region),
+                    code=exc.code,
+                    region=region,
+                ) from exc
+            raise
+        done.append(f"launch permission {missing} on {image_id}")
+    if settings.share_snapshots and settings.share_accounts:
+        for snap in snapshot_ids(image):
+            users = missing_volume_permissions(ec2, call, region, snap, settings)
+            if users:
+                call(
+                    "ModifySnapshotAttribute",
+                    region,
+                    partial(
+                        ec2.modify_snapshot_attribute,
+                        SnapshotId=snap,
+                        Attribute="createVolumePermission",
+                        OperationType="add",
+                        UserIds=users,
+                    ),
+                )
+                done.append(f"createVolumePermission {users} on {snap}")
+    deprecate = deprecation_time(settings, image)
+    if deprecate is not None and not _same_minute(image.get("DeprecationTime"), deprecate):
+        call(
+            "EnableImageDeprecation",
+            region,
+            lambda: ec2.enable_image_deprecation(ImageId=image_id, DeprecateAt=deprecate),
+        )
+        done.append(f"deprecation at {deprecate:%Y-%m-%dT%H:%MZ} on {image_id}")
+    return done
+
+
+def missing_volume_permissions(
+    ec2: Any, call: Caller, region: str, snapshot_id: str, settings: AwsSettings
+) -> list[str]:
+    resp = call(
+        "DescribeSnapshotAttribute",
+        region,
+        lambda: ec2.describe_snapshot_attribute(SnapshotId=snapshot_id, Attribute="createVolumePermission"),
+    )
+    have = {p.get("UserId") for p in resp.get("CreateVolumePermissions", [])}
+    return [a for a in settings.share_accounts if a not in have]
+
+
+def deprecation_time(settings: AwsSettings, image: dict[str, Any]) -> datetime | None:
+    """Relative deprecation counts from the AMI's creation, so re-runs agree on the time."""
+    after = settings.deprecate_after
+    if after is None:
+        return None
+    if isinstance(after, timedelta):
+        created = _parse(image.get("CreationDate")) or datetime.now(UTC)
+        when = created + after
+    else:
+        when = after if after.tzinfo else after.replace(tzinfo=UTC)
+    return when.astimezone(UTC).replace(second=0, microsecond=0)
+
+
+def _parse(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if not value:
+        return None
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def _same_minute(current: Any, wanted: datetime) -> bool:
+    parsed = _parse(current)
+    return parsed is not None and parsed.replace(second=0, microsecond=0) == wanted
+
+
+def share_drift(
+    ec2: Any, call: Caller, region: str, image: dict[str, Any], settings: AwsSettings
+) -> list[str]:
+    drift = [
+        f"{region}: {image['ImageId']} lacks launch permission {p}"
+        for p in missing_permissions(settings, current_permissions(ec2, call, region, image["ImageId"]))
+    ]
+    if settings.share_snapshots:
+        for snap in snapshot_ids(image):
+            for user in missing_volume_permissions(ec2, call, region, snap, settings):
+                drift.append(f"{region}: snapshot {snap} lacks createVolumePermission for {user}")
+    deprecate = deprecation_time(settings, image)
+    if deprecate is not None and not _same_minute(image.get("DeprecationTime"), deprecate):
+        drift.append(f"{region}: {image['ImageId']} deprecation time is not {deprecate:%Y-%m-%dT%H:%MZ}")
+    return drift
