@@ -137,6 +137,10 @@ class GcsUpload:
             body = carry + data if carry else data
             persisted, put = self._put_chunk(session, position, body, final)
             sent += put
+            if persisted < position:
+                raise CloudError(
+                    self._target, "upload", f"GCS went back from {position:,} to {persisted:,} stored bytes"
+                )
             carry, position = body[persisted - position :], persisted
             state = {"object": name, "session": session, "confirmed": position}
             self._journal.set(JOURNAL_KEY, state if carry else {**state, "crc32c": crc})
