@@ -23,6 +23,7 @@ from imgpub.disk.errors import ImageFormatError, UnsupportedImageError
 from imgpub.disk.extents import AllocationMap
 from imgpub.disk.image import DiskImage
 from imgpub.disk.inflate import InflateError, inflate_raw, zstd_decompress
+from imgpub.disk.raw import sparse_runs
 from imgpub.disk.zeros import is_zero, zeros
 
 MAX_VIRTUAL_SIZE = 64 << 40  # the largest EBS volume; qemu's own limit is far above any real disk
@@ -78,6 +79,7 @@ class Qcow2Image(DiskImage):
         self._local = threading.local()  # per thread: the last inflated cluster, as (host, data)
         self._max_segments = self.file_size // 32 + 1024  # bounds memory by the file's own size
         self._walk_tables()
+        self._drop_host_holes()
         self.allocation = AllocationMap.from_runs(
             self.virtual_size, zip(self._start, self._length, strict=True)
         )
@@ -270,6 +272,27 @@ class Qcow2Image(DiskImage):
                 else:
                     self._flush(run)
                     run[:] = [g, n, h]
+
+    def _drop_host_holes(self) -> None:
+        """Cut the holes of the host file out of DATA segments (preallocation=metadata leaves
+        clusters mapped but never written): they read as zeros, as `qemu-img map` reports."""
+        host_runs = sparse_runs(self.fd, self.file_size)
+        if host_runs == [(0, self.file_size)] or DATA not in self._kind:
+            return
+        run_starts = [a for a, _ in host_runs]
+        old = list(zip(self._start, self._length, self._kind, self._host, self._csize, strict=True))
+        for arr in (self._start, self._length, self._kind, self._host, self._csize):
+            del arr[:]
+        for start, length, kind, host, csize in old:
+            if kind != DATA:
+                self._append(start, length, kind, host, csize)
+                continue
+            k = max(bisect_right(run_starts, host) - 1, 0)
+            while k < len(host_runs) and host_runs[k][0] < host + length:
+                lo, hi = max(host, host_runs[k][0]), min(host + length, sum(host_runs[k]))
+                if lo < hi:
+                    self._append(start + lo - host, hi - lo, DATA, lo, 0)
+                k += 1
 
     def _add_compressed(self, e: int, guest: int, at: int, run: list[int]) -> None:
         shift = 62 - (self.cluster_bits - 8)
