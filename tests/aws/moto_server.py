@@ -30,7 +30,7 @@ import math
 import re
 import sys
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -38,8 +38,8 @@ from moto.core.exceptions import ServiceException
 from moto.core.utils import utcnow
 from moto.ebs import models as ebs_models
 from moto.ebs import responses as ebs_responses
-from moto.ec2.models import ec2_backends
 from moto.ec2.models import amis as ami_models
+from moto.ec2.models import ec2_backends
 from moto.ec2.responses import amis as ami_responses
 from moto.ec2.responses.elastic_block_store import ElasticBlockStore
 from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
@@ -210,7 +210,9 @@ def _register_image(self: ami_responses.AmisResponse) -> Any:
         raise _err("IncorrectState", f"Snapshot {snap.id} is {snap.status}")
     size = roots[0]["Ebs"].get("VolumeSize")
     if size is not None and int(size) < snap.volume.size:
-        raise _err("InvalidBlockDeviceMapping", f"VolumeSize {size} is smaller than snapshot {snap.volume.size}")
+        raise _err(
+            "InvalidBlockDeviceMapping", f"VolumeSize {size} is smaller than snapshot {snap.volume.size}"
+        )
     fields["BlockDeviceMappings"] = roots
     ami = _new_ami(backend, name, self._get_param("Description", ""), fields, snap)
     for spec in self._get_param("TagSpecifications", []):
@@ -259,8 +261,8 @@ def _enable_image_deprecation(self: ami_responses.AmisResponse) -> Any:
     at = self._get_param("DeprecateAt")
     when = at if isinstance(at, datetime) else datetime.fromisoformat(str(at).replace("Z", "+00:00"))
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    if when < utcnow().replace(tzinfo=timezone.utc):
+        when = when.replace(tzinfo=UTC)
+    if when < utcnow().replace(tzinfo=UTC):
         raise _err("InvalidParameterValue", "DeprecateAt must be in the future")
     ami.deprecation_time = when.strftime("%Y-%m-%dT%H:%M:00.000Z")
     return ami_responses.ActionResult({"Return": True})
@@ -297,7 +299,7 @@ def _import_snapshot(self: ElasticBlockStore) -> Any:
     try:
         s3 = s3_backends[self.current_account]["aws"]
         data = bytes(s3.get_object(bucket.get("S3Bucket"), bucket.get("S3Key")).value)
-    except Exception as exc:  # noqa: BLE001 -- any failure makes the task fail, as AWS does
+    except Exception as exc:
         detail.update(Status="deleted", StatusMessage=f"ClientError: cannot read the disk: {exc}")
         data = b""
     task = {"detail": detail, "data": data, "steps": 0, "region": self.region}
@@ -338,7 +340,10 @@ def _finish_import(self: ElasticBlockStore, task: dict[str, Any]) -> None:
     snap.status = "completed"
     backend.ec2_backend.snapshots[snap.snapshot_id].encrypted = task["detail"]["Encrypted"]
     task["detail"].update(
-        Status="completed", StatusMessage="completed", Progress="100", SnapshotId=snap.snapshot_id,
+        Status="completed",
+        StatusMessage="completed",
+        Progress="100",
+        SnapshotId=snap.snapshot_id,
         DiskImageSize=float(len(data)),
     )
 
@@ -412,7 +417,10 @@ class TestApi:
         action = f"{method} {path}"
         if service == "ebs":
             for pattern, name in (
-                (r"/snapshots/[^/]+/blocks/\d+$", "PutSnapshotBlock" if method == "PUT" else "GetSnapshotBlock"),
+                (
+                    r"/snapshots/[^/]+/blocks/\d+$",
+                    "PutSnapshotBlock" if method == "PUT" else "GetSnapshotBlock",
+                ),
                 (r"/snapshots/completion/", "CompleteSnapshot"),
                 (r"/snapshots/[^/]+/blocks$", "ListSnapshotBlocks"),
                 (r"/snapshots$", "StartSnapshot"),
@@ -426,14 +434,21 @@ class TestApi:
             params = {k: v[0] for k, v in parse_qs(body.decode()).items()}
             action = params.get("Action", action)
         return {
-            "action": action, "service": service, "region": region, "method": method, "path": path,
-            "headers": headers, "params": params, "body_length": len(body),
+            "action": action,
+            "service": service,
+            "region": region,
+            "method": method,
+            "path": path,
+            "headers": headers,
+            "params": params,
+            "body_length": len(body),
         }
 
     def _match(self, entry: dict[str, Any]) -> dict[str, Any] | None:
         for rule in self.faults:
             if rule.get("action") not in (None, entry["action"]) or rule.get("region") not in (
-                None, entry["region"],
+                None,
+                entry["region"],
             ):
                 continue
             if rule.get("after", 0) > 0:

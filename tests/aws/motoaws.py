@@ -1,0 +1,111 @@
+"""Helpers for the AWS tests: the moto server handle and builders for settings, images and contexts."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from imgpub.disk import DiskImage
+from imgpub.journal import Journal
+from imgpub.progress import RecordingProgress
+from imgpub.provider import Context, ImageInfo
+from imgpub.retry import FAST
+
+ACCOUNT = "123456789012"
+
+
+class Moto:
+    """The server's URL, its fault/recording API and plain boto3 clients for assertions."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def _post(self, path: str, payload: Any = None) -> Any:
+        data = json.dumps(payload).encode() if payload is not None else b""
+        req = urllib.request.Request(self.url + path, data=data, method="POST")
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return json.loads(resp.read() or b"null")
+
+    def reset(self) -> None:
+        self._post("/moto-api/reset")
+        self._post("/_imgpub/reset")
+
+    def fault(
+        self,
+        action: str,
+        *,
+        status: int = 503,
+        code: str = "ServiceUnavailable",
+        count: int = 1,
+        after: int = 0,
+        region: str | None = None,
+        message: str = "injected fault",
+    ) -> None:
+        self._post(
+            "/_imgpub/faults",
+            [
+                {
+                    "action": action,
+                    "status": status,
+                    "code": code,
+                    "count": count,
+                    "after": after,
+                    "region": region,
+                    "message": message,
+                }
+            ],
+        )
+
+    def requests(self, action: str | None = None) -> list[dict[str, Any]]:
+        with urllib.request.urlopen(self.url + "/_imgpub/requests", timeout=30) as resp:
+            log: list[dict[str, Any]] = json.loads(resp.read())
+        return [r for r in log if action is None or r["action"] == action]
+
+    def client(self, service: str, region: str = "us-east-1") -> Any:
+        return boto3.client(
+            service,
+            region_name=region,
+            endpoint_url=self.url,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            config=Config(retries={"total_max_attempts": 1}),
+        )
+
+    def blocks(self, snapshot_id: str, region: str = "us-east-1") -> dict[int, bytes]:
+        ebs = self.client("ebs", region)
+        listed = ebs.list_snapshot_blocks(SnapshotId=snapshot_id)["Blocks"]
+        return {
+            b["BlockIndex"]: ebs.get_snapshot_block(
+                SnapshotId=snapshot_id, BlockIndex=b["BlockIndex"], BlockToken=b["BlockToken"]
+            )["BlockData"].read()
+            for b in listed
+        }
+
+
+def image_info(disk: DiskImage, **kw: Any) -> ImageInfo:
+    base: dict[str, Any] = {
+        "name": "golden",
+        "version": "1.2.3",
+        "arch": "x86_64",
+        "boot": "uefi",
+        "virtual_size": disk.virtual_size,
+        "content_digest": "c0ffee",
+        "description": "Golden image",
+    }
+    return ImageInfo(**{**base, **kw})
+
+
+def context(tmp_path: Path, digest: str = "d" * 24, **kw: Any) -> Context:
+    return Context(
+        target="aws-main",
+        digest=digest,
+        journal=Journal(tmp_path / "journal.json"),
+        progress=RecordingProgress(),
+        retry=FAST,
+        **kw,
+    )
