@@ -4,11 +4,14 @@ the boot mode they suggest, and corrupt tables as ImageFormatError with the offs
 from __future__ import annotations
 
 import struct
+import tempfile
 import uuid
 import zlib
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from imaging import MiB, convert, sparse_raw
 from imgpub.disk import open_image
@@ -266,3 +269,50 @@ def test_mbr_partition_past_the_end(tmp_path: Path) -> None:
 def test_no_table(tmp_path: Path) -> None:
     t = _table(sparse_raw(tmp_path / "d.raw", SIZE, [(4096, b"data")]))
     assert (t.scheme, t.partitions, t.suggested_boot) == ("none", (), None)
+
+
+@pytest.fixture(scope="module")
+def gpt_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    path = tmp_path_factory.mktemp("gpt") / "d.raw"
+    parts = [
+        (BIOS_BOOT_GUID, 2048, 4095, "bios"),
+        (ESP_GUID, 4096, 8191, "esp"),
+        (LINUX, 8192, 20000, "root"),
+    ]
+    data = gpt_disk(path, parts, boot_code=True).read_bytes()
+    ebr = _mbr([(0, 0x83, 63, 1000), (0, 0x05, 2000, 3000)])
+    return data + _mbr([(0x80, 0x83, 2048, 4096), (0, 0x0F, 10_000, 20_000)]) + ebr
+
+
+@given(
+    edits=st.lists(st.tuples(st.integers(0, 34 * 512 + 1023), st.integers(0, 255)), min_size=1, max_size=6),
+    fix_crcs=st.booleans(),
+    mbr=st.booleans(),
+)
+@settings(max_examples=200, deadline=2000, database=None, suppress_health_check=[HealthCheck.too_slow])
+def test_mutated_tables_raise_only_image_format_errors(
+    gpt_bytes: bytes, edits: list[tuple[int, int]], fix_crcs: bool, mbr: bool
+) -> None:
+    size = SIZE
+    disk = bytearray(gpt_bytes[:size])
+    if mbr:  # an MBR disk with an extended partition at sector 10000 and its EBR
+        disk[: 34 * 512] = bytes(34 * 512)
+        disk[:512] = gpt_bytes[size : size + 512]
+        disk[10_000 * 512 : 10_000 * 512 + 512] = gpt_bytes[size + 512 :]
+    for off, value in edits:
+        where = 10_000 * 512 + off - 512 if mbr and off >= 512 else off
+        disk[where] = value
+    if fix_crcs and not mbr:
+        struct.pack_into("<I", disk, 512 + 88, zlib.crc32(disk[1024 : 1024 + 128 * 128]))
+        struct.pack_into("<I", disk, 512 + 16, 0)
+        hsize = min(max(struct.unpack_from("<I", disk, 512 + 12)[0], 92), 512)
+        struct.pack_into("<I", disk, 512 + 16, zlib.crc32(disk[512 : 512 + hsize]))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "d.raw"
+        path.write_bytes(disk)
+        try:
+            t = _table(path)
+        except ImageFormatError:
+            return
+    assert t.scheme in ("gpt", "mbr", "none")
+    assert all(p.start >= 0 and p.start + p.size <= size for p in t.partitions)
