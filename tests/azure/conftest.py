@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -31,7 +32,7 @@ from imgpub.provider import Context, ImageInfo
 from imgpub.retry import FAST
 from imgpub_azure import AzureProvider, AzureSettings
 
-AZURITE_DEFAULT = "/work/main/.cache/azurite/node_modules/.bin/azurite-blob"
+AZURITE_DEFAULT = str(Path(__file__).resolve().parents[2] / ".cache/azurite/node_modules/.bin/azurite-blob")
 API_VERSION = "2025-11-05"
 ACCOUNT = "devstoreaccount1"
 KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
@@ -179,45 +180,38 @@ def connection_string(blob_endpoint: str) -> str:
     )
 
 
+@contextmanager
+def running_azurite(memory_mb: int, *extra: str) -> Iterator[int]:
+    """Azurite's blob service in memory on a free port (node directly, so the pid is Azurite's)."""
+    binary = os.environ.get("IMGPUB_AZURITE", AZURITE_DEFAULT)
+    port = _free_port()
+    args = ["--blobHost", "127.0.0.1", "--blobPort", str(port), "--inMemoryPersistence",
+            "--extentMemoryLimit", str(memory_mb), "--disableTelemetry", "--silent", *extra]  # fmt: skip
+    proc = subprocess.Popen(["node", binary, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"Azurite did not start ({binary} {' '.join(args)})") from None
+                time.sleep(0.05)
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 @pytest.fixture(scope="session")
 def azurite() -> Iterator[str]:
     """Base URL of an in-memory Azurite (blob service only)."""
-    binary = os.environ.get("IMGPUB_AZURITE", AZURITE_DEFAULT)
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            "node",
-            binary,
-            "--blobHost",
-            "127.0.0.1",
-            "--blobPort",
-            str(port),
-            "--inMemoryPersistence",
-            "--extentMemoryLimit",
-            "1024",
-            "--disableTelemetry",
-            "--silent",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(f"Azurite did not start ({binary})") from None
-            time.sleep(0.05)
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    with running_azurite(1024) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture
@@ -360,47 +354,8 @@ def azurite_oauth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OAuthAzu
     ca.cert_pem.write_to_path(str(ca_path))
     cert.cert_chain_pems[0].write_to_path(str(cert_path))
     cert.private_key_pem.write_to_path(str(key_path))
-    binary = os.environ.get("IMGPUB_AZURITE", AZURITE_DEFAULT)
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            "node",
-            binary,
-            "--blobHost",
-            "127.0.0.1",
-            "--blobPort",
-            str(port),
-            "--inMemoryPersistence",
-            "--extentMemoryLimit",
-            "256",
-            "--disableTelemetry",
-            "--silent",
-            "--oauth",
-            "basic",
-            "--cert",
-            str(cert_path),
-            "--key",
-            str(key_path),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(f"Azurite (oauth) did not start ({binary})") from None
-            time.sleep(0.05)
-    yield OAuthAzurite(f"https://127.0.0.1:{port}", ca_path)
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    with running_azurite(256, "--oauth", "basic", "--cert", str(cert_path), "--key", str(key_path)) as port:
+        yield OAuthAzurite(f"https://127.0.0.1:{port}", ca_path)
 
 
 def storage_jwt() -> str:
