@@ -82,3 +82,17 @@ def test_account_url_defaults_to_the_public_cloud():
         clients.compute_id("images/x")
         == "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/images/x"
     )
+
+
+def test_storage_account_in_another_resource_group():
+    settings = AzureSettings(
+        name="az",
+        subscription_id="s",
+        resource_group="rg",
+        location="l",
+        storage_account="acct",
+        storage_resource_group="storage-rg",
+    )
+    assert (
+        AzureClients(settings).storage_account_id().startswith("/subscriptions/s/resourceGroups/storage-rg/")
+    )

@@ -118,8 +118,9 @@ class AzureClients:
 
     def storage_account_id(self) -> str:
         s = self.settings
+        group = s.storage_resource_group or s.resource_group
         return (
-            f"/subscriptions/{s.subscription_id}/resourceGroups/{s.resource_group}"
+            f"/subscriptions/{s.subscription_id}/resourceGroups/{group}"
             f"/providers/Microsoft.Storage/storageAccounts/{s.storage_account}"
         )
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from imgpub.disk import DiskImage
 from imgpub.disk.write_vhd import FOOTER_SIZE, vhd_disk_size, vhd_footer, vhd_pages
-from imgpub.errors import CloudError, ImgpubError
+from imgpub.errors import CloudError, CredentialsError, ImgpubError
 from imgpub.progress import NullProgress, Progress
 from imgpub.retry import RetryPolicy
 from imgpub_azure.errors import call
@@ -98,9 +98,10 @@ class PageUploader:
         self.progress = progress or NullProgress()
         self.concurrency = concurrency
 
-    def upload(self, img: DiskImage, digest: str, *, create: bool = True) -> UploadStats:
+    def upload(self, img: DiskImage, digest: str, *, create: bool = True, fresh: bool = False) -> UploadStats:
         """Make the blob hold `img` as a fixed VHD. With `create`, the blob is (re)created as needed
-        and marked complete with metadata; without, it must exist at the right size (a managed disk)."""
+        and marked complete with metadata; without, it must exist at the right size (a managed disk),
+        and `fresh` says it was just created (so nothing is there yet)."""
         disk_size = vhd_disk_size(img.virtual_size)
         stats = UploadStats(blob_size=disk_size + FOOTER_SIZE)
         if create:
@@ -110,7 +111,7 @@ class PageUploader:
                 self.progress.note("upload: the blob already holds this image")
                 return stats
         else:
-            present = self._present()
+            present = _Ranges(()) if fresh else self._present_or_nothing()
         self.progress.stage("upload", img.allocation.data_bytes + FOOTER_SIZE)
         footer = vhd_footer(disk_size, unique_id=unique_id(digest))
         pages = itertools.chain(vhd_pages(img, max_page=MAX_PAGE), [(disk_size, footer)])
@@ -141,6 +142,14 @@ class PageUploader:
             return [(r.start or 0, (r.end or 0) + 1) for r in self.blob.list_page_ranges() if not r.cleared]
 
         return _Ranges(self._call("list the blob's pages", pages))
+
+    def _present_or_nothing(self) -> _Ranges:
+        """Pages already written to a disk opened for upload; if its SAS may not list them, send all."""
+        try:
+            return self._present()
+        except CredentialsError:
+            self.progress.note("upload: cannot list the disk's pages with this SAS; sending every page")
+            return _Ranges(())
 
     def _missing(
         self, pages: Iterable[tuple[int, bytes]], present: _Ranges, stats: UploadStats

@@ -69,6 +69,9 @@ class AzureSettings(TargetSettings):
     storage_account: str | None = Field(
         default=None, description="Storage account of the temporary page blob (upload: page-blob)."
     )
+    storage_resource_group: str | None = Field(
+        default=None, description="Resource group of storage_account, when not resource_group."
+    )
     container: str = Field(default="vhds", pattern=r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
     blob_endpoint: str | None = Field(
         default=None,
@@ -118,6 +121,7 @@ class AzureSettings(TargetSettings):
                 "resource_manager_endpoint",
                 "authority_host",
                 "container",
+                "storage_resource_group",
             },
         )
         if data.get("gallery"):

@@ -89,13 +89,16 @@ class VhdUploads:
         elif disk is not None:
             self.disks.delete(name)
             disk = None
+        fresh = disk is None
         if disk is None:
             disk = self.disks.create(name, size, generation, tags)
         if disk.id:
             where = UploadedVhd("disk", name, disk.id)
         self._record(where, digest, done=False)
         sas_url = self.disks.grant_write(name)
-        stats = self._uploader(self.clients.blob_from_url(sas_url)).upload(img, digest, create=False)
+        stats = self._uploader(self.clients.blob_from_url(sas_url)).upload(
+            img, digest, create=False, fresh=fresh
+        )
         self.disks.revoke(name)
         self._record(where, digest, done=True)
         return where, stats
