@@ -11,7 +11,7 @@ from pydantic import BeforeValidator, Field
 
 from imgpub.provider import ManifestPath, TargetSettings
 
-_DURATION = re.compile(r"^\s*(\d+)\s*([dhwm]?)\s*$")
+_DURATION = re.compile(r"^\s*(\d+)\s*([dwm]?)\s*$")
 _UNITS = {"": 1, "d": 1, "w": 7, "m": 30}
 
 
@@ -23,8 +23,8 @@ def _duration_or_datetime(value: Any) -> Any:
         match = _DURATION.match(value)
         if match:
             return timedelta(days=int(match.group(1)) * _UNITS[match.group(2) or ""])
-        if match is None and value.strip().endswith("h"):
-            raise ValueError("give days ('365d'), weeks ('52w'), months ('12m') or a datetime")
+        if re.match(r"^\s*\d+\s*[a-z]+\s*$", value):
+            raise ValueError(f"{value!r}: give days ('365d'), weeks ('52w'), months ('12m') or a datetime")
     return value
 
 
