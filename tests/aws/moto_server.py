@@ -1,6 +1,7 @@
 """moto 5.2.5 in server mode, made strict where imgpub depends on AWS behaviour, plus a test API.
 
 Run as a script (the test fixture starts it as a subprocess): `python moto_server.py PORT`.
+IMGPUB_MOTO_DISCARD_BLOCKS=1 keeps block checksums but not block data (for benchmarks).
 
 Patches, all applied in this process only:
 * EBS direct: BlockSize 524288; the snapshot stays `pending` until CompleteSnapshot; ClientToken is
@@ -27,6 +28,7 @@ import base64
 import hashlib
 import json
 import math
+import os
 import re
 import sys
 import threading
@@ -47,6 +49,8 @@ from werkzeug.serving import run_simple
 
 BLOCK = 524288
 GIB = 1 << 30
+DISCARD = os.environ.get("IMGPUB_MOTO_DISCARD_BLOCKS") == "1"
+"""Benchmarks: validate blocks but keep only their checksums (moto holds blocks in RAM)."""
 
 
 class ApiError(ServiceException):
@@ -125,7 +129,9 @@ def _put_snapshot_block(
         raise _err("ValidationException", "ChecksumAlgorithm must be SHA256")
     if base64.b64encode(hashlib.sha256(block_data).digest()).decode() != checksum:
         raise _err("ValidationException", "The checksum does not match the block data (INVALID_CHECKSUM)")
-    snap.put_block(int(block_index), block_data, checksum, checksum_algorithm, data_length)
+    snap.put_block(
+        int(block_index), b"" if DISCARD else block_data, checksum, checksum_algorithm, data_length
+    )
     return checksum, checksum_algorithm
 
 

@@ -60,16 +60,16 @@ def test_access_denied_names_the_permission() -> None:
     with pytest.raises(CloudError) as info, aws_errors("t", "RegisterImage", "eu-west-1"):
         raise client_error("UnauthorizedOperation", 403, "You are not authorized to perform this operation.")
     assert str(info.value) == (
-        "target t: RegisterImage in eu-west-1 failed [UnauthorizedOperation]: You are not authorized to perform "
-        "this operation.; the caller lacks the IAM permission for RegisterImage (check the policy of the role or "
-        "user)"
+        "target t: RegisterImage in eu-west-1 failed [UnauthorizedOperation]: You are not authorized to "
+        "perform this operation.; the caller lacks the IAM permission for RegisterImage (check the policy of "
+        "the role or user)"
     )
     assert isinstance(info.value.__cause__, ClientError)
 
 
 def test_no_credentials_points_at_the_standard_chain() -> None:
     with (
-        pytest.raises(CredentialsError, match="AWS_PROFILE .* instance role"),
+        pytest.raises(CredentialsError, match=r"AWS_PROFILE .* instance role"),
         aws_errors("t", "StartSnapshot", None),
     ):
         raise NoCredentialsError()

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aws.motoaws import Moto, context, image_info
 
+from aws.motoaws import Moto, context, image_info
 from imgpub.disk import DiskImage
 from imgpub.errors import CloudError, CredentialsError, ImageConflictError
 from imgpub_aws import AwsProvider
@@ -87,7 +87,9 @@ def test_failure_between_steps_resumes_without_uploading_again(
 ) -> None:
     settings = settings_for(regions=["eu-west-1"])
     moto.fault("RegisterImage", status=400, code="InvalidParameterValue", message="boom")
-    with pytest.raises(CloudError, match="RegisterImage in us-east-1 failed .InvalidParameterValue.: boom"):
+    with pytest.raises(
+        CloudError, match=r"RegisterImage in us-east-1 failed \[InvalidParameterValue\]: boom"
+    ):
         AwsProvider().publish(image_info(disk), settings, disk, context(tmp_path))
     puts = len(moto.requests("PutSnapshotBlock"))
     assert puts > 0
@@ -226,7 +228,7 @@ def test_missing_credentials(
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    with pytest.raises(CredentialsError, match="no usable AWS credentials.*AWS_PROFILE"):
+    with pytest.raises(CredentialsError, match=r"no usable AWS credentials.*AWS_PROFILE"):
         AwsProvider().plan(image_info(disk), settings_for(), context(tmp_path))
 
 

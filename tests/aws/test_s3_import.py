@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aws.motoaws import Moto, context, image_info
 
+from aws.motoaws import Moto, context, image_info
 from imgpub.disk import DiskImage
 from imgpub.errors import CloudError
 from imgpub_aws import AwsProvider
@@ -74,7 +74,9 @@ def test_failed_import_still_deletes_the_object(
     setup_account(moto)
     moto.fault("ImportSnapshot", status=400, code="InvalidParameter", message="bad disk")
     settings = settings_for(upload="s3-import", s3_bucket="images-bucket")
-    with pytest.raises(CloudError, match="ImportSnapshot in us-east-1 failed .InvalidParameter.: bad disk"):
+    with pytest.raises(
+        CloudError, match=r"ImportSnapshot in us-east-1 failed \[InvalidParameter\]: bad disk"
+    ):
         AwsProvider().publish(image_info(disk), settings, disk, context(tmp_path))
     assert moto.client("s3").list_objects_v2(Bucket="images-bucket").get("KeyCount") == 0
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -30,7 +30,7 @@ def test_deprecate_after_durations(text: object, days: int) -> None:
 
 def test_deprecate_after_datetime() -> None:
     s = AwsSettings(name="t", region="us-east-1", deprecate_after="2030-01-01T00:00:00Z")
-    assert s.deprecate_after == datetime(2030, 1, 1, tzinfo=timezone.utc)
+    assert s.deprecate_after == datetime(2030, 1, 1, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
