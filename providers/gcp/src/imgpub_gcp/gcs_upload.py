@@ -6,13 +6,17 @@ hash and skip that many bytes, then PUT the rest in CHUNK pieces, journalling ea
 offset; the last PUT names the total. Finally compare GCS's CRC32C/MD5/size with what was sent.
 
 One sequential resumable upload, pipelined (a worker thread compresses and hashes the next chunks
-while one is in flight), not parallel composed parts. Measured with benchmarks/gcp_upload.py
-(2 GiB corpus, 203 MiB tarball, in-memory gcp-storage-emulator on this loaded 2-core machine):
-stream 8.7 s, stream cut into 64 MiB parts + 4 upload threads + compose 5.5 s, tar -Sczf + upload
-17.7 s. Compose wins against the emulator, whose per-chunk work is CPU-bound Python sharing the
-two cores with the compressor; real GCS takes one stream faster than gzip on a small machine
-produces it. Sequential keeps the object's MD5 (composites have none), resume is one offset,
-and there are no part objects to clean up or compose permissions to need.
+while one is in flight), not parallel composed parts. benchmarks/gcp_upload.py, in-memory
+gcp-storage-emulator, this 2-core machine under load from other jobs (seconds):
+
+    corpus (virtual/data, tarball)   stream   64 MiB parts x4 + compose   tar -Sczf + upload
+    2 GiB / 0.25 GiB, 203 MiB          8.7        5.5                        17.7
+    8 GiB / 1 GiB,    759 MiB         54.0       44.4                       150.8
+
+Compose wins against the emulator, whose per-chunk work is CPU-bound Python sharing the two cores
+with the compressor; real GCS takes one stream faster than gzip on a small machine produces it.
+Sequential keeps the object's MD5 (composites have none), resume is one offset, and there are no
+part objects to clean up or compose permissions to need.
 """
 
 from __future__ import annotations
