@@ -1,19 +1,6 @@
-"""moto 5.2.5 in server mode, made strict where imgpub depends on AWS behaviour, plus a test API.
+"""moto in server mode with imgpub's strictness patches (moto_patches.py) and a test API.
 
 Run as a script (the test fixture starts it as a subprocess): `python moto_server.py PORT`.
-IMGPUB_MOTO_DISCARD_BLOCKS=1 keeps block checksums but not block data (for benchmarks).
-
-Patches, all applied in this process only:
-* EBS direct: BlockSize 524288; the snapshot stays `pending` until CompleteSnapshot; ClientToken is
-  idempotent; VolumeSize/Timeout ranges; PutSnapshotBlock checks the snapshot state, the index range,
-  the 512 KiB length and the SHA-256 checksum; CompleteSnapshot checks ChangedBlocksCount and the LINEAR
-  aggregate checksum.
-* RegisterImage reads every field imgpub sends (Architecture defaults to i386 as in AWS), uses the
-  given snapshot (which must be completed) and rejects duplicate names and TPM without UEFI.
-* DescribeImageAttribute for tpmSupport/imdsSupport/uefiData; CopyImage copies the registration
-  fields, honours ClientToken and (like moto) ignores CopyImageTags.
-* ImportSnapshot / DescribeImportSnapshotTasks (read the S3 object into an EBS snapshot) and
-  EnableImageDeprecation, which moto lacks.
 
 Test API (same port):
 * `POST /_imgpub/faults` with a JSON list of rules {"action", "status", "code", "message", "count",
@@ -24,342 +11,19 @@ Test API (same port):
 
 from __future__ import annotations
 
-import base64
-import hashlib
+import io
 import json
-import math
-import os
 import re
 import sys
 import threading
-from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-from moto.core.exceptions import ServiceException
-from moto.core.utils import utcnow
-from moto.ebs import models as ebs_models
-from moto.ebs import responses as ebs_responses
-from moto.ec2.models import amis as ami_models
-from moto.ec2.models import ec2_backends
-from moto.ec2.responses import amis as ami_responses
-from moto.ec2.responses.elastic_block_store import ElasticBlockStore
+sys.path.insert(0, str(Path(__file__).parent))
+import moto_patches
 from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import run_simple
-
-BLOCK = 524288
-GIB = 1 << 30
-DISCARD = os.environ.get("IMGPUB_MOTO_DISCARD_BLOCKS") == "1"
-"""Benchmarks: validate blocks but keep only their checksums (moto holds blocks in RAM)."""
-
-
-class ApiError(ServiceException):
-    """Defined outside moto's packages so that moto serialises it with the calling service's model."""
-
-
-def _err(code: str, message: str) -> ServiceException:
-    return ApiError(code, message)
-
-
-# ---------------------------------------------------------------- EBS direct
-_tokens: dict[tuple[str, str, str], str] = {}
-
-
-def _start_snapshot(self: ebs_responses.EBSResponse) -> Any:
-    size = self._get_param("VolumeSize")
-    timeout = self._get_param("Timeout")
-    token = self._get_param("ClientToken")
-    backend = self.ebs_backend
-    if not isinstance(size, int) or not 1 <= size <= 65536:
-        raise _err("ValidationException", f"VolumeSize {size} is out of range 1-65536")
-    if timeout is not None and not 10 <= int(timeout) <= 4320:
-        raise _err("ValidationException", f"Timeout {timeout} is out of range 10-4320")
-    key = (backend.account_id, backend.region_name, token or "")
-    if token and _tokens.get(key) in backend.snapshots:
-        snap = backend.snapshots[_tokens[key]]
-    else:
-        snap = backend.start_snapshot(
-            volume_size=size, tags=self._get_param("Tags"), description=self._get_param("Description")
-        )
-        snap.block_size = BLOCK
-        ec2_snap = backend.ec2_backend.snapshots[snap.snapshot_id]
-        ec2_snap.status = "pending"
-        ec2_snap.encrypted = bool(self._get_param("Encrypted"))
-        ec2_snap.kms_key_id = self._get_param("KmsKeyArn")
-        if token:
-            _tokens[key] = snap.snapshot_id
-    return ebs_responses.ActionResult(
-        {
-            "SnapshotId": snap.snapshot_id,
-            "OwnerId": snap.account_id,
-            "Status": snap.status,
-            "StartTime": snap.start_time,
-            "VolumeSize": snap.volume_size,
-            "BlockSize": snap.block_size,
-            "Tags": snap.tags,
-            "Description": snap.description,
-        }
-    )
-
-
-def _snapshot(backend: ebs_models.EBSBackend, snapshot_id: str) -> ebs_models.EBSSnapshot:
-    snap = backend.snapshots.get(snapshot_id)
-    if snap is None or snapshot_id not in backend.ec2_backend.snapshots:
-        raise _err("ResourceNotFoundException", f"The snapshot '{snapshot_id}' does not exist.")
-    return snap
-
-
-def _put_snapshot_block(
-    self: ebs_models.EBSBackend,
-    snapshot_id: str,
-    block_index: int,
-    block_data: bytes,
-    checksum: str | None,
-    checksum_algorithm: str | None,
-    data_length: int | None,
-) -> tuple[str | None, str | None]:
-    snap = _snapshot(self, snapshot_id)
-    if snap.status != "pending":
-        raise _err("ValidationException", f"Snapshot {snapshot_id} is {snap.status}, not pending")
-    if not 0 <= int(block_index) < snap.volume_size * (GIB // BLOCK):
-        raise _err("ValidationException", f"Block index {block_index} is outside the volume")
-    if len(block_data) != BLOCK or (data_length is not None and int(data_length) != BLOCK):
-        raise _err("ValidationException", f"Block data length {len(block_data)} must be {BLOCK}")
-    if checksum_algorithm != "SHA256":
-        raise _err("ValidationException", "ChecksumAlgorithm must be SHA256")
-    if base64.b64encode(hashlib.sha256(block_data).digest()).decode() != checksum:
-        raise _err("ValidationException", "The checksum does not match the block data (INVALID_CHECKSUM)")
-    snap.put_block(
-        int(block_index), b"" if DISCARD else block_data, checksum, checksum_algorithm, data_length
-    )
-    return checksum, checksum_algorithm
-
-
-def _complete_snapshot(self: ebs_responses.EBSResponse) -> Any:
-    snapshot_id = self._get_param("SnapshotId")
-    snap = _snapshot(self.ebs_backend, snapshot_id)
-    count = self._get_param("ChangedBlocksCount")
-    if count is None or int(count) != len(snap.blocks):
-        raise _err("ValidationException", f"ChangedBlocksCount {count} != {len(snap.blocks)} blocks written")
-    checksum = self._get_param("Checksum")
-    if checksum is not None:
-        if self._get_param("ChecksumAggregationMethod") != "LINEAR":
-            raise _err("ValidationException", "ChecksumAggregationMethod must be LINEAR")
-        digests = b"".join(base64.b64decode(snap.blocks[i].checksum) for i in sorted(snap.blocks))
-        if base64.b64encode(hashlib.sha256(digests).digest()).decode() != checksum:
-            raise _err("ValidationException", "The aggregated checksum does not match (INVALID_CHECKSUM)")
-    snap.status = "completed"
-    self.ebs_backend.ec2_backend.snapshots[snapshot_id].status = "completed"
-    return ebs_responses.ActionResult({"Status": "completed"})
-
-
-ebs_responses.EBSResponse.start_snapshot = _start_snapshot  # type: ignore[method-assign]
-ebs_responses.EBSResponse.complete_snapshot = _complete_snapshot  # type: ignore[method-assign]
-ebs_models.EBSBackend.put_snapshot_block = _put_snapshot_block  # type: ignore[method-assign]
-
-
-# ---------------------------------------------------------------- AMIs
-def _bdm(self: Any) -> list[dict[str, Any]]:
-    return getattr(self, "_imgpub_bdm", None) or _orig_bdm.fget(self)  # type: ignore[misc]
-
-
-_orig_bdm = ami_models.Ami.block_device_mappings
-ami_models.Ami.block_device_mappings = property(_bdm)  # type: ignore[assignment,method-assign]
-_REG_FIELDS = ("TpmSupport", "ImdsSupport", "EnaSupport", "SriovNetSupport", "UefiData")
-
-
-def _new_ami(backend: Any, name: str, description: str, fields: dict[str, Any], snap: Any) -> Any:
-    ami = ami_models.Ami(backend, ami_models.random_ami_id(), name=name, description=description)
-    backend.delete_snapshot(ami.ebs_snapshot.id)  # moto's auto-made 15 GiB snapshot is not ours
-    ami.ebs_snapshot = snap
-    snap.from_ami = ami.id
-    ami.architecture = fields.get("Architecture") or "i386"
-    ami.virtualization_type = fields.get("VirtualizationType") or "paravirtual"
-    ami.root_device_name = fields["RootDeviceName"]
-    ami.root_device_type = "ebs"
-    ami.boot_mode = fields.get("BootMode")
-    ami.sriov = fields.get("SriovNetSupport")
-    ami.tpm = ami.tpm_support = fields.get("TpmSupport")
-    ami.imds = ami.imds_support = fields.get("ImdsSupport")
-    ami.ena_support = fields.get("EnaSupport")
-    ami.sriov_net_support = fields.get("SriovNetSupport")
-    ami.uefi = fields.get("UefiData")
-    ami.deprecation_time = None
-    ami._imgpub_fields = fields
-    ebs = dict(fields["BlockDeviceMappings"][0]["Ebs"])
-    ebs["SnapshotId"] = snap.id
-    ebs.setdefault("VolumeSize", snap.volume.size)
-    ebs["Encrypted"] = bool(snap.encrypted)
-    ami._imgpub_bdm = [{"DeviceName": fields["RootDeviceName"], "Ebs": ebs}]
-    backend.amis[ami.id] = ami
-    return ami
-
-
-def _register_image(self: ami_responses.AmisResponse) -> Any:
-    self.error_on_dryrun()
-    backend = self.ec2_backend
-    name = self._get_param("Name")
-    fields = {k: self._get_param(k) for k in ("Architecture", "BootMode", "VirtualizationType", *_REG_FIELDS)}
-    fields["RootDeviceName"] = self._get_param("RootDeviceName")
-    fields["BlockDeviceMappings"] = bdms = self._get_param("BlockDeviceMappings", [])
-    if not name or not re.fullmatch(r"[A-Za-z0-9()\[\] ./\-'@_]{3,128}", name):
-        raise _err("InvalidAMIName.Malformed", f"AMI name {name!r} is not valid")
-    if any(a.name == name and a.owner_id == backend.account_id for a in backend.amis.values()):
-        raise _err("InvalidAMIName.Duplicate", f"AMI name {name} is already in use by another AMI")
-    if fields["TpmSupport"] and fields["BootMode"] != "uefi":
-        raise _err("InvalidParameterCombination", "TpmSupport requires BootMode uefi")
-    roots = [b for b in bdms if b.get("DeviceName") == fields["RootDeviceName"] and "Ebs" in b]
-    if not roots:
-        raise _err("InvalidBlockDeviceMapping", "RootDeviceName must match a BlockDeviceMappings entry")
-    snap = backend.get_snapshot(roots[0]["Ebs"].get("SnapshotId", ""))
-    if snap.status != "completed":
-        raise _err("IncorrectState", f"Snapshot {snap.id} is {snap.status}")
-    size = roots[0]["Ebs"].get("VolumeSize")
-    if size is not None and int(size) < snap.volume.size:
-        raise _err(
-            "InvalidBlockDeviceMapping", f"VolumeSize {size} is smaller than snapshot {snap.volume.size}"
-        )
-    fields["BlockDeviceMappings"] = roots
-    ami = _new_ami(backend, name, self._get_param("Description", ""), fields, snap)
-    for spec in self._get_param("TagSpecifications", []):
-        target = ami if spec["ResourceType"] == "image" else snap
-        for tag in spec.get("Tags", []):
-            target.add_tag(tag["Key"], tag["Value"])
-    return ami_responses.ActionResult({"ImageId": ami.id})
-
-
-_copy_tokens: dict[tuple[str, str, str], str] = {}
-
-
-def _copy_image(self: ami_responses.AmisResponse) -> Any:
-    self.error_on_dryrun()
-    backend = self.ec2_backend
-    token = self._get_param("ClientToken")
-    key = (backend.account_id, backend.region_name, token or "")
-    if token and _copy_tokens.get(key) in backend.amis:
-        return ami_responses.ActionResult({"ImageId": _copy_tokens[key]})
-    src_backend = ec2_backends[backend.account_id][self._get_param("SourceRegion")]
-    src = src_backend.describe_images(ami_ids=[self._get_param("SourceImageId")])[0]
-    fields = getattr(src, "_imgpub_fields", None)
-    if fields is None:
-        return _orig_copy_image(self)
-    vol = backend.create_volume(size=src.ebs_snapshot.volume.size, zone_name=f"{backend.region_name}a")
-    snap = backend.create_snapshot(vol.id, f"Copied for {src.id}")
-    snap.encrypted = bool(self._get_param("Encrypted")) or src.ebs_snapshot.encrypted
-    ami = _new_ami(backend, self._get_param("Name") or src.name, src.description or "", fields, snap)
-    if token:
-        _copy_tokens[key] = ami.id
-    return ami_responses.ActionResult({"ImageId": ami.id})
-
-
-def _describe_image_attribute(self: ami_responses.AmisResponse) -> Any:
-    attr = self._get_param("Attribute")
-    names = {"tpmSupport": "tpm_support", "imdsSupport": "imds_support", "uefiData": "uefi"}
-    if attr in names:
-        ami = self.ec2_backend.describe_images(ami_ids=[self._get_param("ImageId")])[0]
-        value = getattr(ami, names[attr], None)
-        return ami_responses.ActionResult({"ImageId": ami.id, attr: {"Value": value} if value else None})
-    return _orig_describe_attr(self)
-
-
-def _enable_image_deprecation(self: ami_responses.AmisResponse) -> Any:
-    ami = self.ec2_backend.describe_images(ami_ids=[self._get_param("ImageId")])[0]
-    at = self._get_param("DeprecateAt")
-    when = at if isinstance(at, datetime) else datetime.fromisoformat(str(at).replace("Z", "+00:00"))
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    if when < utcnow().replace(tzinfo=UTC):
-        raise _err("InvalidParameterValue", "DeprecateAt must be in the future")
-    ami.deprecation_time = when.strftime("%Y-%m-%dT%H:%M:00.000Z")
-    return ami_responses.ActionResult({"Return": True})
-
-
-_orig_copy_image = ami_responses.AmisResponse.copy_image
-_orig_describe_attr = ami_responses.AmisResponse.describe_image_attribute
-ami_responses.AmisResponse.register_image = _register_image  # type: ignore[method-assign]
-ami_responses.AmisResponse.copy_image = _copy_image  # type: ignore[method-assign]
-ami_responses.AmisResponse.describe_image_attribute = _describe_image_attribute  # type: ignore[method-assign]
-ami_responses.AmisResponse.enable_image_deprecation = _enable_image_deprecation  # type: ignore[attr-defined]
-
-
-# ---------------------------------------------------------------- ImportSnapshot
-_import_tasks: dict[str, dict[str, Any]] = {}
-
-
-def _import_snapshot(self: ElasticBlockStore) -> Any:
-    from moto.s3.models import s3_backends
-
-    self.error_on_dryrun()
-    disk = self._get_param("DiskContainer", {})
-    bucket = disk.get("UserBucket", {})
-    task_id = f"import-snap-{hashlib.sha1(str(len(_import_tasks)).encode()).hexdigest()[:17]}"
-    detail: dict[str, Any] = {
-        "Format": disk.get("Format"),
-        "UserBucket": bucket,
-        "Status": "active",
-        "StatusMessage": "pending",
-        "Progress": "0",
-        "Description": self._get_param("Description"),
-        "Encrypted": bool(self._get_param("Encrypted")),
-    }
-    try:
-        s3 = s3_backends[self.current_account]["aws"]
-        data = bytes(s3.get_object(bucket.get("S3Bucket"), bucket.get("S3Key")).value)
-    except Exception as exc:
-        detail.update(Status="deleted", StatusMessage=f"ClientError: cannot read the disk: {exc}")
-        data = b""
-    task = {"detail": detail, "data": data, "steps": 0, "region": self.region}
-    _import_tasks[task_id] = task
-    return ElasticBlockStore_result({"ImportTaskId": task_id, "SnapshotTaskDetail": detail})
-
-
-def _describe_import_snapshot_tasks(self: ElasticBlockStore) -> Any:
-    ids = self._get_param("ImportTaskIds", []) or list(_import_tasks)
-    out = []
-    for task_id in ids:
-        task = _import_tasks.get(task_id)
-        if task is None:
-            raise _err("InvalidConversionTaskId.Malformed", f"The import task {task_id} does not exist")
-        detail = task["detail"]
-        if detail["Status"] == "active":
-            task["steps"] += 1
-            if task["steps"] == 1:
-                detail.update(StatusMessage="converting", Progress="50")
-            else:
-                _finish_import(self, task)
-        out.append({"ImportTaskId": task_id, "SnapshotTaskDetail": detail})
-    return ElasticBlockStore_result({"ImportSnapshotTasks": out})
-
-
-def _finish_import(self: ElasticBlockStore, task: dict[str, Any]) -> None:
-    data: bytes = task["data"]
-    backend = ebs_models.ebs_backends[self.current_account][task["region"]]
-    snap = backend.start_snapshot(
-        volume_size=max(1, math.ceil(len(data) / GIB)), tags=None, description="imported"
-    )
-    snap.block_size = BLOCK
-    for index in range(math.ceil(len(data) / BLOCK)):
-        block = data[index * BLOCK : (index + 1) * BLOCK].ljust(BLOCK, b"\0")
-        if block.count(0) != BLOCK:
-            digest = base64.b64encode(hashlib.sha256(block).digest()).decode()
-            snap.put_block(index, block, digest, "SHA256", BLOCK)
-    snap.status = "completed"
-    backend.ec2_backend.snapshots[snap.snapshot_id].encrypted = task["detail"]["Encrypted"]
-    task["detail"].update(
-        Status="completed",
-        StatusMessage="completed",
-        Progress="100",
-        SnapshotId=snap.snapshot_id,
-        DiskImageSize=float(len(data)),
-    )
-
-
-def ElasticBlockStore_result(value: dict[str, Any]) -> Any:  # noqa: N802
-    return ami_responses.ActionResult(value)
-
-
-ElasticBlockStore.import_snapshot = _import_snapshot  # type: ignore[attr-defined]
-ElasticBlockStore.describe_import_snapshot_tasks = _describe_import_snapshot_tasks  # type: ignore[attr-defined]
 
 
 # ---------------------------------------------------------------- test API: faults + request log
@@ -394,9 +58,7 @@ class TestApi:
         with self.lock:
             self.faults.clear()
             self.log.clear()
-        _tokens.clear()
-        _copy_tokens.clear()
-        _import_tasks.clear()
+        moto_patches.reset()
 
     def _api(self, method: str, path: str, environ: dict[str, Any], start_response: Any) -> Any:
         payload: Any = {"ok": True}
@@ -486,8 +148,6 @@ class TestApi:
 
 class _Body:
     def __init__(self, data: bytes) -> None:
-        import io
-
         self._io = io.BytesIO(data)
 
     def read(self, *args: Any) -> bytes:

@@ -264,3 +264,33 @@ def test_check_rules(disk: DiskImage, tmp_path: Path) -> None:
     assert [p.field for p in AwsProvider().check(image_info(disk), bad_name)] == ["ami_name"]
     huge = image_info(disk, virtual_size=3 << 30)
     assert any("smaller than the image (3 GiB)" in p.message for p in AwsProvider().check(huge, s))
+
+
+def test_optional_region_that_cannot_be_read_is_a_warning(
+    moto: Moto, settings_for: Any, disk: DiskImage, tmp_path: Path
+) -> None:
+    moto.fault(
+        "DescribeImages",
+        status=401,
+        code="AuthFailure",
+        region="me-south-1",
+        count=10,
+        message="region not enabled",
+    )
+    settings = settings_for(optional_regions=["me-south-1"])
+    published = AwsProvider().publish(image_info(disk), settings, disk, context(tmp_path))
+    assert [a.region for a in published.artifacts] == ["us-east-1"]
+    assert "me-south-1" in published.warnings[0] and "region not enabled" in published.warnings[0]
+
+
+def test_role_is_assumed_per_target(moto: Moto, settings_for: Any, disk: DiskImage, tmp_path: Path) -> None:
+    role = "arn:aws:iam::123456789012:role/publisher"
+    settings = settings_for(role_arn=role, external_id="ext-1")
+    AwsProvider().publish(image_info(disk), settings, disk, context(tmp_path))
+    (assume,) = moto.requests("AssumeRole")
+    assert assume["params"]["RoleArn"] == role and assume["params"]["ExternalId"] == "ext-1"
+    signed = {
+        r["headers"]["authorization"].split("Credential=")[1].split("/")[0]
+        for r in moto.requests("RegisterImage")
+    }
+    assert signed and "testing" not in signed, "calls after AssumeRole use the role's keys"

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, ClassVar
 
-from imgpub.errors import ImageConflictError
+from imgpub.errors import ImageConflictError, TargetError
 from imgpub.provider import (
     Action,
     Artifact,
@@ -56,17 +56,27 @@ class _Run:
         self.name = image_name(image, settings)
         self.ami_name = ami_name(image, settings)
         self.tags = all_tags(image, settings, ctx.digest)
+        self.warnings: list[str] = []
 
     def ec2(self, region: str) -> Any:
         return self.clients.client("ec2", region)
 
     def find_all(self) -> dict[str, Found]:
+        """imgpub's AMIs of this name+version per region; an optional region that fails is left out."""
         regions = self.settings.all_regions
+
+        def one(region: str) -> Found | None:
+            try:
+                return find_images(self.ec2(region), self.call, region, self.name, self.image.version)
+            except TargetError as exc:
+                if region not in self.settings.optional_regions:
+                    raise
+                self.warnings.append(f"optional region {region} skipped: {exc.message}")
+                return None
+
         with ThreadPoolExecutor(min(8, len(regions))) as pool:
-            found = pool.map(
-                lambda r: find_images(self.ec2(r), self.call, r, self.name, self.image.version), regions
-            )
-            return dict(zip(regions, found, strict=True))
+            found = dict(zip(regions, pool.map(one, regions), strict=True))
+        return {r: f for r, f in found.items() if f is not None}
 
     def conflicts(self, found: dict[str, Found]) -> list[tuple[str, dict[str, Any]]]:
         return [(r, img) for r, f in found.items() for img in f.others(self.ctx.digest)]
@@ -261,8 +271,8 @@ class AwsProvider(Provider[AwsSettings]):
             images[settings.region] = run.register(disk)
             changed = True
         home = images[settings.region]
-        missing = [r for r in settings.all_regions if r not in images]
-        warnings: list[str] = []
+        missing = [r for r in found if r not in images]
+        warnings = run.warnings
         if missing:
             outcome = copy_images(
                 run.clients,
@@ -295,6 +305,7 @@ class AwsProvider(Provider[AwsSettings]):
         run = _Run(image, settings, ctx)
         found = run.find_all()
         status = Status(ctx.target, self.name)
+        status.drift += [f"{w} (not checked)" for w in run.warnings]
         for region, img in run.conflicts(found):
             status.drift.append(
                 f"{region}: {img['ImageId']} has digest {tag_dict(img).get('imgpub:digest')}, "
