@@ -1,6 +1,7 @@
 """imgpub's disk writers against qemu-img and GNU tar (+ gzip/pigz), in one table.
 
     uv run --no-sync python benchmarks/convert.py [--size-gib 8] [--data-gib 1] [--runs 3] [--quick]
+                                                  [--targets raw,vhd,gce] [--no-verify]
 
 Cases: raw, qcow2, qcow2 -c and VMDK streamOptimized sources (see corpus.py) converted to a
 sparse raw file, to a fixed VHD (Azure), and to the GCE tarball. Every run is a fresh process;
@@ -20,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -44,6 +44,7 @@ class Result:
     tool: str
     times: list[float] = field(default_factory=list)
     rss: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
     apparent: float = 0.0
     allocated: float = 0.0
 
@@ -53,13 +54,14 @@ class Result:
 
 
 def child(target: str, src: str, out: str) -> None:
-    """One imgpub conversion in this process; prints {"seconds", "rss_mib"} as JSON."""
+    """One imgpub conversion in this process; prints {"seconds", "cpu", "rss_mib"} as JSON."""
     from imgpub.disk import open_image
     from imgpub.disk.write_gce import write_gce_tar
     from imgpub.disk.write_raw import write_raw
     from imgpub.disk.write_vhd import write_vhd
 
     start = time.perf_counter()
+    cpu_start = time.process_time()
     with open_image(src) as img:
         if target == "raw":
             write_raw(img, Path(out))
@@ -68,8 +70,11 @@ def child(target: str, src: str, out: str) -> None:
         else:
             write_gce_tar(img, Path(out))
     seconds = time.perf_counter() - start
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "rss_mib": rss}))
+    cpu = time.process_time() - cpu_start
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork + exec from the (bigger) parent
+    status = Path("/proc/self/status").read_text()
+    hwm = next(line for line in status.splitlines() if line.startswith("VmHWM:"))
+    print(json.dumps({"seconds": seconds, "cpu": cpu, "rss_mib": int(hwm.split()[1]) / 1024}))
 
 
 def warm(path: Path) -> None:
@@ -98,31 +103,35 @@ def fresh(out: Path) -> None:
     os.sync()
 
 
-def run_shell(cmd: str, cwd: Path) -> tuple[float, float]:
+def run_shell(cmd: str, cwd: Path) -> tuple[float, float, float]:
+    """Wall time, CPU time and peak RSS (of the largest process: GNU time's %M) of a pipeline."""
+    rss_file = bench_dir() / "out" / "rss.txt"
     start = time.perf_counter()
-    proc = subprocess.Popen(["bash", "-o", "pipefail", "-c", cmd], cwd=cwd)
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.run(
+        ["/usr/bin/time", "-f", "%U %S %M", "-o", str(rss_file), "bash", "-o", "pipefail", "-c", cmd], cwd=cwd
+    )
     seconds = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode:
         raise SystemExit(f"baseline failed ({proc.returncode}): {cmd}")
-    return seconds, usage.ru_maxrss / 1024
+    user, system, rss = rss_file.read_text().split()[-3:]
+    return seconds, float(user) + float(system), int(rss) / 1024
 
 
-def run_imgpub(target: str, src: Path, out: Path) -> tuple[float, float]:
+def run_imgpub(target: str, src: Path, out: Path) -> tuple[float, float, float]:
     proc = subprocess.run(
         [sys.executable, __file__, "--child", target, str(src), str(out)],
         check=True, capture_output=True, text=True,
     )  # fmt: skip
     data = json.loads(proc.stdout)
-    return data["seconds"], data["rss_mib"]
+    return data["seconds"], data["cpu"], data["rss_mib"]
 
 
-def measure(result: Result, runs: int, out: Path, go: Callable[[], tuple[float, float]]) -> Result:
+def measure(result: Result, runs: int, out: Path, go: Callable[[], tuple[float, float, float]]) -> Result:
     for _ in range(runs):
         fresh(out)
-        seconds, rss = go()
+        seconds, cpu, rss = go()
         result.times.append(seconds)
+        result.cpu.append(cpu)
         result.rss.append(rss)
     target = out / "disk.tar.gz" if out.is_dir() else out
     st = target.stat()
@@ -152,7 +161,7 @@ def cases(args: argparse.Namespace) -> list[list[Result]]:
     os.link(srcs["raw"], gce_dir / "disk.raw")  # GCE wants the member named disk.raw
     groups: list[list[Result]] = []
     n = args.runs
-    for target in ("raw", "vhd"):
+    for target in [t for t in ("raw", "vhd") if t in args.targets]:
         for kind, src in srcs.items():
             case = f"{LABEL[kind]} -> {'raw' if target == 'raw' else 'fixed VHD'}"
             out = work / f"out.{target}"
@@ -165,7 +174,7 @@ def cases(args: argparse.Namespace) -> list[list[Result]]:
                              lambda c=cmd: run_shell(c, work))  # fmt: skip
             groups.append([ours, theirs])
             print(f"{case}: imgpub {ours.median:.2f}s, qemu-img {theirs.median:.2f}s", file=sys.stderr)
-    for kind in ("raw", "qcow2c", "vmdk"):
+    for kind in ("raw", "qcow2c", "vmdk") if "gce" in args.targets else ():
         src = srcs[kind]
         case = f"{LABEL[kind]} -> GCE tar.gz"
         out = work / "out.tar.gz"
@@ -193,18 +202,21 @@ def cases(args: argparse.Namespace) -> list[list[Result]]:
 
 def table(groups: list[list[Result]]) -> str:
     lines = [
-        "| case | tool | median s | range s | output MiB (apparent / allocated) | peak RSS MiB "
-        "| imgpub speed-up |",
-        "|---|---|---|---|---|---|---|",
+        "| case | tool | median s | range s | CPU s | output MiB (apparent / allocated) | peak RSS MiB "
+        "| imgpub speed-up (wall; CPU) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for group in groups:
         ours = group[0]
         for r in group:
-            speed = "" if r is ours else f"**{r.median / ours.median:.1f}x**"
+            cpu = statistics.median(r.cpu)
+            ours_cpu = statistics.median(ours.cpu)
+            speed = "" if r is ours else f"**{r.median / ours.median:.1f}x**; {cpu / ours_cpu:.1f}x"
             if r is not ours and "pigz" in r.tool:
                 speed += f" (size {ours.apparent / r.apparent:.3f}x)"
             lines.append(
-                f"| {r.case} | {r.tool} | {r.median:.2f} | {min(r.times):.2f}–{max(r.times):.2f} | "
+                f"| {r.case} | {r.tool} | {r.median:.2f} | {min(r.times):.2f}–{max(r.times):.2f} "
+                f"| {cpu:.2f} | "
                 f"{r.apparent:.1f} / {r.allocated:.1f} | {max(r.rss):.0f} | {speed} |"
             )
     return "\n".join(lines)
@@ -217,6 +229,7 @@ def main() -> None:
     parser.add_argument("--data-gib", type=float, default=1.0)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="skip the slow `tar -Sczf` baseline")
+    parser.add_argument("--targets", default="raw,vhd,gce", help="comma-separated subset of raw,vhd,gce")
     parser.add_argument("--no-verify", action="store_true", help="skip the content check of raw/VHD outputs")
     parser.add_argument("--child", nargs=3, metavar=("TARGET", "SRC", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
