@@ -43,13 +43,18 @@ def check_image(manifest: Manifest, image: ImageInfo, targets: list[str] | None 
             continue
         provider = manifest.providers[target.provider]()
         for problem in provider.check(image, target):
-            problems.append((problem_loc(("targets", i), problem), problem.message))
+            loc = problem_loc(("targets", i), problem)
+            if loc[2:3] == ("image",) and "image" not in type(target).model_fields:
+                # `image.tpm`: the provider objects to the image section, for this target
+                problems.append((loc[2:], f"{problem.message} (target {target.name})"))
+            else:
+                problems.append((loc, problem.message))
     if problems:
         raise _earliest(manifest, problems)
 
 
 def problem_loc(base: Loc, problem: Problem) -> Loc:
-    """`regions[1].kms_key` or `regions.1.kms_key` inside `base`."""
+    """`regions[1].kms_key` or `regions.1.kms_key` inside `base` (`image.tpm` names the image section)."""
     loc: list[str | int] = list(base)
     for part in re.findall(r"[^.\[\]]+", problem.field):
         loc.append(int(part) if part.isdigit() else part)
