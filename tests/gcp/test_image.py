@@ -6,9 +6,12 @@ import base64
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from fakes.gce import FakeGce
 from gcp.stack import PROJECT, context, image_info
 from imgpub.disk import DiskImage
+from imgpub.errors import CloudError
 from imgpub.journal import Journal
 from imgpub.progress import NullProgress
 from imgpub.retry import FAST
@@ -85,3 +88,21 @@ def test_waiting_polls_until_done_and_reports_progress(
         gce.polls_per_operation = 1
     assert len(gce.calls("POST", "/wait")) == 3
     assert gce.image(PROJECT, "old")["labels"] == {"a": "c"}  # type: ignore[index]
+
+
+def test_an_operation_that_never_finishes_times_out(
+    make_settings: Callable[..., GcpSettings], gce: FakeGce
+) -> None:
+    settings = make_settings()
+    gce.add_image(PROJECT, "slow")
+    gce.polls_per_operation = 1000
+    try:
+        images = GceImages(
+            GcpClients(settings, "gce"), settings, "gce", FAST, NullProgress(), operation_timeout=0.3
+        )
+        with pytest.raises(
+            CloudError, match=r"deprecate image slow failed: operation operation-\S+ not done after 0 s"
+        ):
+            images.deprecate("slow", "https://example.com/new")
+    finally:
+        gce.polls_per_operation = 1

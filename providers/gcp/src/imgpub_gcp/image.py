@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 OPERATION_TIMEOUT = 3600.0
 """Seconds to wait for one image operation; a large import takes tens of minutes."""
+WAIT_FLOOR_SECONDS = 0.2
+"""globalOperations.wait long-polls (~2 min); when it returns sooner, pause this long before asking again."""
 POLL_SECONDS = 5.0
 """Between images.get calls while waiting for an image a previous run started."""
 REQUEST_NAMESPACE = uuid.UUID("5d0c7e8a-4a59-4f0e-9b7d-6c1f3f6c2a10")
@@ -249,7 +251,7 @@ class GceImages:
     def wait(self, op: compute_v1.Operation, what: str) -> None:
         """Long-poll globalOperations.wait until DONE, then raise the operation's errors in full."""
         deadline = time.monotonic() + self.operation_timeout
-        reported = -1
+        reported, asked = -1, time.monotonic()
         while op.status != op.Status.DONE:
             if op.progress != reported:
                 self.progress.note(f"{what}: {op.status.name.lower()} {op.progress}%")
@@ -261,6 +263,9 @@ class GceImages:
                     f"operation {op.name} not done after {self.operation_timeout:.0f} s",
                     retryable=True,
                 )
+            if time.monotonic() - asked < WAIT_FLOOR_SECONDS:  # the server answered early: don't spin
+                time.sleep(WAIT_FLOOR_SECONDS)
+            asked = time.monotonic()
             op = call(self.target, f"wait for {what}", self.retry, partial(self._wait_once, op.name))
         if op.error and op.error.errors:
             raise CloudError(self.target, what, operation_errors(op), code=op.error.errors[0].code or None)
