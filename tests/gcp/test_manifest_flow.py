@@ -81,3 +81,12 @@ def test_missing_credentials_fail_the_target_with_one_line(
     assert not target.ok and target.exit_code == 1
     assert target.error is not None and "\n" not in target.error
     assert "no usable Google credentials" in target.error
+
+
+def test_validate_runs_the_provider_checks(tmp_path: Path, raw_path: Path) -> None:
+    path = manifest(tmp_path, raw_path, "    bucket: bkt\n    guest_os_features: [SEV_CAPABLE]\n")
+    path.write_text(path.read_text().replace("boot: uefi", "boot: bios"))
+    with pytest.raises(ManifestError) as caught:
+        imgpub.validate(path)
+    assert "SEV_CAPABLE needs UEFI boot" in str(caught.value)
+    assert "guest_os_features" in str(caught.value)
