@@ -73,3 +73,10 @@ def test_imgpub_labels_are_reserved() -> None:
 
 def test_long_image_names_are_trimmed_not_rejected() -> None:
     assert problems(info(name="x" * 70), settings()) == []
+
+
+def test_deprecate_previous_needs_a_family() -> None:
+    assert problems(info(), settings(deprecate_previous=True)) == [
+        ("deprecate_previous", "needs a family: the previous image is found by family")
+    ]
+    assert problems(info(), settings(deprecate_previous=True, family="demo")) == []

@@ -85,6 +85,10 @@ class GcpProvider(Provider[GcpSettings]):
                 problems.append(Problem("shielded_instance_initial_state", "Secure Boot keys need UEFI boot"))
             if image.secure_boot or image.tpm:
                 problems.append(Problem("boot", "Secure Boot and vTPM on GCE need UEFI boot"))
+        if settings.deprecate_previous and not settings.family:
+            problems.append(
+                Problem("deprecate_previous", "needs a family: the previous image is found by family")
+            )
         state = settings.shielded_instance_initial_state
         for path in state.files() if state else []:
             if not path.is_file():
