@@ -101,10 +101,10 @@ def image_info(disk: DiskImage, **kw: Any) -> ImageInfo:
 
 
 def context(tmp_path: Path, digest: str = "d" * 24, **kw: Any) -> Context:
+    kw.setdefault("journal", Journal(tmp_path / "journal.json"))
     return Context(
         target="aws-main",
         digest=digest,
-        journal=Journal(tmp_path / "journal.json"),
         progress=RecordingProgress(),
         retry=FAST,
         **kw,

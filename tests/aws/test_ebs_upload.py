@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 
-from aws.motoaws import Moto
+from aws.motoaws import Moto, context, image_info
 from imgpub.disk import DiskImage
 from imgpub.errors import CloudError
 from imgpub.journal import Journal
 from imgpub.progress import RecordingProgress
 from imgpub.retry import FAST
+from imgpub_aws import AwsProvider
 from imgpub_aws.clients import AwsClients
 from imgpub_aws.ebs_upload import BLOCK_SIZE, GENERATION_KEY, JOURNAL_KEY, EbsUploader, volume_gib
 from imgpub_aws.errors import Caller
@@ -167,6 +168,8 @@ def test_crash_resume_skips_uploaded_blocks(
     with pytest.raises(Crash):
         uploader(settings, Journal(journal_path), clients).upload(disk, 1)
     first = Journal(journal_path).get(JOURNAL_KEY)
+    plan = AwsProvider().plan(image_info(disk), settings, context(tmp_path, journal=Journal(journal_path)))
+    assert plan.actions[0].detail == f"resume pending snapshot {first['snapshot_id']}"
     done = {i for a, b in first["done"] for i in range(a, b)}
     puts_before = len(moto.requests("PutSnapshotBlock"))
 

@@ -260,6 +260,8 @@ def test_check_rules(disk: DiskImage, tmp_path: Path) -> None:
     assert "image.boot" in arm
     ok = AwsSettings(name="t", region="us-east-1")
     assert AwsProvider().check(image_info(disk), ok) == []
+    past = AwsSettings(name="t", region="us-east-1", deprecate_after="2001-01-01T00:00:00Z")
+    assert [p.field for p in AwsProvider().check(image_info(disk), past)] == ["deprecate_after"]
     bad_name = AwsSettings(name="t", region="us-east-1", ami_name="x!")
     assert [p.field for p in AwsProvider().check(image_info(disk), bad_name)] == ["ami_name"]
     huge = image_info(disk, virtual_size=3 << 30)

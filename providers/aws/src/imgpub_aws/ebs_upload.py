@@ -98,7 +98,7 @@ class EbsUploader:
             digests, sent = self._put_blocks(disk, snapshot_id, done)
             self._complete_snapshot(snapshot_id, digests)
             self._wait_completed(snapshot_id)
-        except TargetError:
+        except Exception:  # a failure for good (a crash or Ctrl-C is a BaseException: resumable)
             self._abandon(snapshot_id)
             raise
         self.journal.delete(JOURNAL_KEY)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any, ClassVar
 
@@ -27,7 +28,7 @@ from imgpub.provider import (
     TargetSettings,
 )
 from imgpub_aws.clients import AwsClients
-from imgpub_aws.ebs_upload import GIB, EbsUploader, volume_gib
+from imgpub_aws.ebs_upload import GIB, JOURNAL_KEY, EbsUploader, volume_gib
 from imgpub_aws.errors import Caller
 from imgpub_aws.register import register_image, register_params, wait_available
 from imgpub_aws.replicate import copy_images, snapshot_ids, tag_image
@@ -206,6 +207,11 @@ class AwsProvider(Provider[AwsSettings]):
             problems.append(Problem("public", "encrypted AMIs cannot be made public"))
         if settings.upload == "s3-import" and not settings.s3_bucket:
             problems.append(Problem("s3_bucket", "upload: s3-import needs s3_bucket"))
+        after = settings.deprecate_after
+        if isinstance(after, datetime) and (
+            after if after.tzinfo else after.replace(tzinfo=UTC)
+        ) < datetime.now(UTC):
+            problems.append(Problem("deprecate_after", f"{after.isoformat()} is in the past"))
         if settings.share_snapshots and not settings.share_accounts:
             problems.append(Problem("share_snapshots", "share_snapshots needs share_accounts"))
         return problems
@@ -223,15 +229,13 @@ class AwsProvider(Provider[AwsSettings]):
         home = found[settings.region].matching(ctx.digest)
         if home is None:
             snap = find_snapshot(run.ec2(settings.region), run.call, settings.region, ctx.digest)
-            if snap is None:
-                plan.actions.append(
-                    Action(
-                        "upload",
-                        "snapshot",
-                        f"{settings.upload} of {image.virtual_size} bytes",
-                        settings.region,
-                    )
-                )
+            pending = ctx.journal.get(JOURNAL_KEY) or {}
+            if snap is None and pending.get("digest") == ctx.digest:
+                detail = f"resume pending snapshot {pending.get('snapshot_id')}"
+                plan.actions.append(Action("upload", "snapshot", detail, settings.region))
+            elif snap is None:
+                detail = f"{settings.upload} of {image.virtual_size} bytes"
+                plan.actions.append(Action("upload", "snapshot", detail, settings.region))
             plan.actions.append(Action("create", "ami", f"register {run.ami_name}", settings.region))
         for region, f in found.items():
             img = f.matching(ctx.digest)

@@ -1,0 +1,36 @@
+"""Client set-up: boto3's own retries are off (imgpub.retry is in charge), timeouts, endpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from aws.motoaws import Moto
+from imgpub_aws.clients import CONNECT_TIMEOUT, READ_TIMEOUT, AwsClients
+
+
+def test_boto3_does_not_retry_by_itself(moto: Moto, settings_for: Any) -> None:
+    moto.fault("DescribeImages", status=503, code="RequestLimitExceeded", count=1)
+    ec2 = AwsClients(settings_for()).client("ec2")
+    with pytest.raises(ClientError, match="RequestLimitExceeded"):
+        ec2.describe_images(Owners=["self"])
+    assert len(moto.requests("DescribeImages")) == 1
+
+
+def test_timeouts_and_pool_are_explicit(settings_for: Any) -> None:
+    clients = AwsClients(settings_for())
+    config = clients.client("ebs", pool=40).meta.config
+    assert (config.connect_timeout, config.read_timeout) == (CONNECT_TIMEOUT, READ_TIMEOUT)
+    assert config.max_pool_connections == 40
+
+
+def test_service_endpoint_variables_are_not_overridden(
+    moto: Moto, settings_for: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_EBS", "http://127.0.0.1:9/ebs-only")
+    clients = AwsClients(settings_for(endpoint_url=None))
+    assert clients.client("ebs").meta.endpoint_url == "http://127.0.0.1:9/ebs-only"
+    assert clients.client("ec2").meta.endpoint_url.startswith("https://ec2.us-east-1.amazonaws")
+    assert AwsClients(settings_for()).client("ebs").meta.endpoint_url == moto.url
