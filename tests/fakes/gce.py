@@ -4,8 +4,9 @@ Serves images (insert, get, list with a label/name/family filter, delete, deprec
 getIamPolicy, setIamPolicy) and globalOperations (get, wait). Every request body and query is checked
 against the compute v1 discovery document that google-api-python-client ships: unknown fields,
 wrong types and bad enum values get a 400 in Google's JSON error format. images.insert downloads
-rawDisk.source from the GCS emulator and accepts only a gzip'd tar whose one member is a sparse
-`disk.raw` of whole GiB. Failures can be injected: HTTP errors N times, an operation error, quota.
+rawDisk.source from the GCS emulator and accepts only a gzip'd GNU tar (no PAX headers) whose one
+member is `disk.raw` (regular or GNU sparse) of whole GiB. Failures can be injected: HTTP errors
+N times (429, 503, 403 quota), an operation error.
 """
 
 from __future__ import annotations
@@ -385,11 +386,14 @@ class FakeGce:
         try:
             with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
                 members = tar.getmembers()
+                pax = bool(tar.pax_headers) or any(m.pax_headers for m in members)
         except (tarfile.TarError, gzip.BadGzipFile, EOFError, OSError) as exc:
             return _op_error("INVALID_IMAGE_TAR", f"The tar archive is not a valid image. ({exc})")
         if len(members) != 1 or members[0].name != "disk.raw" or not members[0].isreg():
             names = [m.name for m in members]
             return _op_error("INVALID_IMAGE_TAR", f"The tar archive is not a valid image (members {names}).")
+        if pax:  # GCE wants GNU (oldgnu) tar; PAX sparse archives are refused
+            return _op_error("INVALID_IMAGE_TAR", "The tar archive is not a valid image (PAX headers).")
         if members[0].size % GIB or members[0].size == 0:
             return _op_error(
                 "INVALID_IMAGE_TAR", f"disk.raw is {members[0].size} bytes, not a multiple of 1 GiB"

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -75,3 +77,23 @@ def test_a_source_that_is_not_an_image_tarball_fails_the_operation(
     _, done = post(gce, f"global/operations/{op['name']}/wait", None)
     assert done["error"]["errors"][0]["code"] == "INVALID_IMAGE_TAR"
     assert done["httpErrorStatusCode"] == 400
+
+
+def test_a_pax_tarball_is_refused_like_gce_does(
+    gce: FakeGce, storage_client: Any, bucket: str, tmp_path: Path
+) -> None:
+    raw = tmp_path / "disk.raw"
+    with open(raw, "wb") as f:
+        f.truncate(1 << 30)
+    archive = tmp_path / "pax.tar.gz"
+    subprocess.run(
+        ["tar", "--format=pax", "-Sczf", str(archive), "-C", str(tmp_path), "disk.raw"], check=True
+    )
+    storage_client.bucket(bucket).blob("pax.tar.gz").upload_from_filename(str(archive))
+    source = f"https://storage.googleapis.com/{bucket}/pax.tar.gz"
+    _, op = post(gce, "global/images", {"name": "pax", "rawDisk": {"source": source}})
+    _, done = post(gce, f"global/operations/{op['name']}/wait", None)
+    assert done["error"]["errors"][0] == {
+        "code": "INVALID_IMAGE_TAR",
+        "message": "The tar archive is not a valid image (PAX headers).",
+    }
