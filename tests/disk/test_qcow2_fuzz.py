@@ -44,6 +44,7 @@ INTERESTING = [
 ]
 OPTIONS = {
     "c4k": ["cluster_size=4096"],
+    "c512": ["cluster_size=512"],
     "c4k-deflate": ["-c", "cluster_size=4096"],
     "c512-zstd": ["-c", "compression_type=zstd", "cluster_size=512"],
     "extl2-16k": ["extended_l2=on", "cluster_size=16k"],
@@ -56,7 +57,7 @@ def _hot_offsets(data: bytes) -> list[int]:
     hot = list(range(0, 112, 4))
     l1 = struct.unpack_from(">Q", data, 40)[0]
     l1_size = struct.unpack_from(">I", data, 36)[0]
-    for i in range(min(l1_size, 16)):
+    for i in range(min(l1_size, 64)):
         hot.append(l1 + 8 * i)
         l2 = struct.unpack_from(">Q", data, l1 + 8 * i)[0] & 0x00FF_FFFF_FFFF_FE00
         if l2:
