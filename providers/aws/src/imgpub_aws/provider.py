@@ -271,6 +271,9 @@ class AwsProvider(Provider[AwsSettings]):
             run.deregister(conflicts)
             changed = True
         images = {r: img for r, f in found.items() if (img := f.matching(ctx.digest)) is not None}
+        for region, img in images.items():
+            if img.get("State") != "available":  # registered or copied by a run that stopped
+                images[region] = wait_available(run.ec2(region), run.call, region, img["ImageId"])
         if settings.region not in images:
             images[settings.region] = run.register(disk)
             changed = True
