@@ -302,10 +302,14 @@ class FakeGce:
         elif raw.strip() not in (b"", b"{}"):
             raise ApiError(400, f"{name} takes no request body")
         args = match.groupdict()
+        handler = getattr(self, "_" + re.sub(r"(?<!^)(?=[A-Z])", "_", name.replace(".", "_")).lower())
         with self.lock:
-            return 200, getattr(self, "_" + re.sub(r"(?<!^)(?=[A-Z])", "_", name.replace(".", "_")).lower())(
-                args, query, body
-            )
+            answer = json.loads(json.dumps(handler(args, query, body)))
+        try:  # the fake's own answers must be what real Compute could send
+            validate(answer, method["response"], method["response"]["$ref"])
+        except ApiError as exc:
+            raise RuntimeError(f"the fake answered {name} with an invalid body: {exc.message}") from None
+        return 200, answer
 
     # -- images ---------------------------------------------------------------------------------
 
