@@ -169,3 +169,10 @@ def test_unwritable_tmpdir(disk: bytes, tmp_path: Path, monkeypatch: pytest.Monk
     src.write_bytes(gzip.compress(disk[:MiB], compresslevel=1))
     monkeypatch.setenv("TMPDIR", str(tmp_path / "missing"))
     broken(src, "gzip", "temporary file")
+
+
+def test_decompression_bomb_is_capped(disk: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("imgpub.disk.compressed.MAX_SIZE", 8 * MiB)
+    src = tmp_path / "bomb.raw.zst"
+    src.write_bytes(zstandard.ZstdCompressor().compress(bytes(64 * MiB)))
+    broken(src, "zstd", "more than 64 TiB")

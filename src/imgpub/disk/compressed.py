@@ -23,8 +23,13 @@ from imgpub.disk.zeros import is_zero
 READ = 1 << 20  # compressed bytes per read
 OUT = 4 << 20  # decompressed bytes per call: memory stays bounded whatever the ratio
 HOLE = 64 << 10  # zero runs this long (and aligned) become holes
+MAX_SIZE = 64 << 40  # the largest EBS volume
 
 MAGICS = {b"\xfd7zXZ\x00": "xz", b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd"}
+
+
+class DiskTooLarge(Exception):
+    """The stream decompresses to more than MAX_SIZE (a decompression bomb, or not a disk)."""
 
 
 class _SparseSink:
@@ -38,6 +43,8 @@ class _SparseSink:
         self._pending += data
         if len(self._pending) >= OUT:
             self._drain(final=False)
+            if self.size > MAX_SIZE:
+                raise DiskTooLarge
 
     def _drain(self, *, final: bool) -> None:
         buf = self._pending
@@ -242,6 +249,8 @@ def open_compressed(path: Path, fd: int) -> DiskImage:
         try:
             decode(path, fd, fmt, sink)
             size = sink.finish()
+        except DiskTooLarge:
+            raise ImageFormatError(path, fmt, "stream", None, "decompresses to more than 64 TiB") from None
         except OSError as exc:
             raise ImageFormatError(
                 path, fmt, "temporary file", None,
