@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from aws.motoaws import Moto, context, image_info
-from imgpub.disk import DiskImage
+from imaging import convert
+from imgpub.disk import DiskImage, open_image
 from imgpub.errors import CloudError
 from imgpub.journal import Journal
 from imgpub.progress import RecordingProgress
@@ -182,3 +183,14 @@ def test_crash_resume_skips_uploaded_blocks(
     assert sorted(resent) == sorted(set(want) - done)
     assert moto.blocks(result.snapshot_id) == want
     assert Journal(journal_path).get(JOURNAL_KEY) is None
+
+
+@pytest.mark.parametrize("fmt", [("qcow2", "qcow2"), ("vmdk", "vmdk", "subformat=streamOptimized")])
+def test_any_source_format_uploads_the_same_blocks(
+    moto: Moto, settings_for: Any, disk: DiskImage, tmp_path: Path, fmt: tuple[str, ...]
+) -> None:
+    converted = convert(disk.path, tmp_path / f"disk.{fmt[0]}", fmt[1], *fmt[2:])
+    with open_image(converted) as img:
+        assert img.format != "raw"
+        result = uploader(settings_for(), Journal(tmp_path / "j.json")).upload(img, 1)
+    assert moto.blocks(result.snapshot_id) == expected_blocks(disk)
