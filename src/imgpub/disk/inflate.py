@@ -9,6 +9,7 @@ Callers turn InflateError into their own ImageFormatError with the structure and
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -69,20 +70,20 @@ def inflate_zlib(buf: bytes | bytearray | memoryview, out_len: int) -> bytes:
     return inflate(buf, out_len, 15)
 
 
-_zstd: Any = None
+_zstd_local = threading.local()  # one ZstdDecompressor per thread: they are not thread-safe
 
 
 def zstd_decompress(buf: bytes | bytearray | memoryview, out_len: int) -> bytes:
     """Exactly `out_len` bytes from one zstd frame (trailing bytes ignored); InflateError otherwise."""
-    global _zstd
-    if _zstd is None:
-        import zstandard
+    import zstandard
 
-        _zstd = zstandard
+    d = getattr(_zstd_local, "d", None)
+    if d is None:
+        d = _zstd_local.d = zstandard.ZstdDecompressor()
     try:
-        reader = _zstd.ZstdDecompressor().stream_reader(buf, read_across_frames=False)
+        reader = d.stream_reader(buf, read_across_frames=False)
         out: bytes = reader.read(out_len + 1)
-    except _zstd.ZstdError as exc:
+    except zstandard.ZstdError as exc:
         raise InflateError(f"invalid zstd data ({exc})") from None
     if len(out) != out_len:
         raise InflateError(f"zstd frame decodes to {len(out)} bytes, expected {out_len}")
