@@ -9,6 +9,7 @@ All rows go to one in-memory gcp-storage-emulator started here:
                     then Blob.upload_from_filename
 
     uv run --no-sync python benchmarks/gcp_upload.py [--size-gib 8] [--data-gib 1] [--level 1]
+        [--chunks-mib 4,64] [--skip-compose]
 
 The emulator keeps objects in RAM and appends each chunk by copying, so large objects slow it down
 more than linearly (emulators.md §3); compare rows of the same run only.
@@ -75,10 +76,12 @@ def start_emulator() -> tuple[subprocess.Popen[bytes], str]:
     return proc, url
 
 
-def streamed(clients: GcpClients, bucket: str, raw: Path, level: int) -> tuple[float, int]:
+def streamed(
+    clients: GcpClients, bucket: str, raw: Path, level: int, chunk: int = CHUNK
+) -> tuple[float, int]:
     start = time.perf_counter()
     with open_image(raw) as img:
-        upload = GcsUpload(clients, "bench", Journal(None), RetryPolicy(), NullProgress(), CHUNK)
+        upload = GcsUpload(clients, "bench", Journal(None), RetryPolicy(), NullProgress(), chunk)
         result = upload.run(
             bucket, "stream.tar.gz", {"imgpub-digest": "bench"}, lambda: gce_tar_stream(img, level=level)
         )
@@ -156,6 +159,9 @@ def main() -> None:
     parser.add_argument("--data-gib", type=float, default=1.0)
     parser.add_argument("--level", type=int, default=1)
     parser.add_argument("--skip-compose", action="store_true")
+    parser.add_argument(
+        "--chunks-mib", default="", help="also time the stream with these chunk sizes (MiB, comma-separated)"
+    )
     args = parser.parse_args()
     raw = ensure_corpus("raw", args.size_gib, args.data_gib)
     os.environ["IMGPUB_GCP_ANONYMOUS"] = "1"
@@ -168,6 +174,10 @@ def main() -> None:
         seconds, size = streamed(clients, "bench", raw, args.level)
         rows.append(("imgpub stream", seconds, size, "no local file"))
         clients.storage.bucket("bench").delete_blob("stream.tar.gz")
+        for mib in filter(None, args.chunks_mib.split(",")):
+            seconds, size = streamed(clients, "bench", raw, args.level, int(mib) * MiB)
+            rows.append((f"imgpub stream, {mib} MiB chunks", seconds, size, "no local file"))
+            clients.storage.bucket("bench").delete_blob("stream.tar.gz")
         if not args.skip_compose:
             seconds, size = composed(clients, "bench", raw, args.level)
             rows.append(("stream+compose (4 threads)", seconds, size, f"{PART // MiB} MiB parts"))
@@ -189,9 +199,9 @@ def main() -> None:
     print(
         f"corpus {raw.name}: {args.size_gib} GiB virtual, {args.data_gib:g} GiB data, gzip level {args.level}"
     )
-    print(f"{'method':28} {'seconds':>8} {'MiB sent':>9} {'MiB/s':>7} {'vs tar':>7}  notes")
+    print(f"{'method':30} {'seconds':>8} {'MiB sent':>9} {'MiB/s':>7} {'vs tar':>7}  notes")
     for name, secs, size, note in rows:
-        print(f"{name:28} {secs:8.2f} {size / MiB:9.1f} {size / MiB / secs:7.1f} {base / secs:6.2f}x  {note}")
+        print(f"{name:30} {secs:8.2f} {size / MiB:9.1f} {size / MiB / secs:7.1f} {base / secs:6.2f}x  {note}")
 
 
 if __name__ == "__main__":
