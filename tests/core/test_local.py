@@ -123,4 +123,5 @@ def test_corrupt_index_is_a_clear_target_error(write_manifest, tmp_path: Path) -
     (tmp_path / "out" / "index.json").write_text("{not json")
     result = publish(write_manifest(LOCAL))
     assert result.exit_code == 2
-    assert str(result.targets[0].error).startswith(f"{tmp_path / 'out' / 'index.json'}: not a valid imgpub index (")
+    index = tmp_path / "out" / "index.json"
+    assert str(result.targets[0].error).startswith(f"{index}: not a valid imgpub index (")
