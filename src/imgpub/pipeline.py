@@ -115,7 +115,7 @@ def _prepare(manifest: Manifest, state_dir: Path, progress: Progress) -> Iterato
     with open_image(path, fmt) as disk:
         cache = DigestCache(state_dir)
         if cache.get(path, f"content:{fmt}") is None:
-            progress.stage("digest", disk.allocation.data_bytes)
+            progress.stage(f"digest {disk.allocation.data_bytes >> 20} MiB of data")
         digest = cache.content_digest(path, fmt, disk)
         yield _Prepared(path, _image_info(manifest, disk, digest))
 
