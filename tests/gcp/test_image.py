@@ -25,6 +25,9 @@ def test_arm64_image_with_secure_boot_keys_kms_and_licenses(
 ) -> None:
     (tmp_path / "pk.der").write_bytes(b"\x30\x82platform-key")
     (tmp_path / "db.esl").write_bytes(b"signature-list")
+    der = b"\x30\x82kek-certificate"
+    pem = b"-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(der) + b"-----END CERTIFICATE-----\n"
+    (tmp_path / "kek.pem").write_bytes(pem)
     license_url = "https://compute.googleapis.com/compute/v1/projects/vm-options/global/licenses/enable-vmx"
     settings = make_settings(
         image_name="demo-arm",
@@ -32,7 +35,11 @@ def test_arm64_image_with_secure_boot_keys_kms_and_licenses(
         guest_os_features=["IDPF"],
         licenses=[license_url],
         kms_key="projects/p/locations/global/keyRings/r/cryptoKeys/k",
-        shielded_instance_initial_state={"pk": str(tmp_path / "pk.der"), "dbs": [str(tmp_path / "db.esl")]},
+        shielded_instance_initial_state={
+            "pk": str(tmp_path / "pk.der"),
+            "keks": [str(tmp_path / "kek.pem")],
+            "dbs": [str(tmp_path / "db.esl")],
+        },
     )
     info = image_info(disk, arch="arm64", boot="uefi")
 
@@ -48,6 +55,7 @@ def test_arm64_image_with_secure_boot_keys_kms_and_licenses(
     }
     state = image["shieldedInstanceInitialState"]
     assert state["pk"] == {"content": base64.b64encode(b"\x30\x82platform-key").decode(), "fileType": "X509"}
+    assert state["keks"] == [{"content": base64.b64encode(der).decode(), "fileType": "X509"}]
     assert state["dbs"] == [{"content": base64.b64encode(b"signature-list").decode(), "fileType": "BIN"}]
 
 

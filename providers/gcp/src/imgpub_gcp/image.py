@@ -56,12 +56,14 @@ def wanted_labels(image: ImageInfo, settings: GcpSettings, digest: str) -> dict[
 
 
 def guest_os_features(image: ImageInfo, settings: GcpSettings) -> list[str]:
-    """The settings' features plus the derived ones: UEFI_COMPATIBLE for UEFI boot, GVNIC always."""
+    """The settings' features plus the derived ones: UEFI_COMPATIBLE for UEFI boot, GVNIC always.
+
+    Secure Boot and vTPM are switched on per instance (shieldedInstanceConfig); the image needs only
+    UEFI_COMPATIBLE (and a GPT disk with an EFI System Partition) for them.
+    """
     derived = ["GVNIC"]
     if image.boot != "bios" or image.arch == "arm64":
         derived.insert(0, "UEFI_COMPATIBLE")
-    if image.secure_boot:
-        derived.append("SECURE_BOOT")
     return sorted(set(settings.guest_os_features) | set(derived))
 
 
@@ -84,6 +86,10 @@ def _file_buffer(path: Path) -> compute_v1.FileContentBuffer:
             f"shielded_instance_initial_state: cannot read {path}: {exc.strerror}"
         ) from exc
     kind = "X509" if path.suffix.lower() in X509_SUFFIXES else "BIN"
+    if content.lstrip().startswith(b"-----BEGIN"):  # PEM: GCE takes the certificate as DER
+        pem = content.strip().splitlines()
+        end = next((i for i, line in enumerate(pem[1:], 1) if line.startswith(b"-----END")), len(pem))
+        content, kind = base64.b64decode(b"".join(pem[1:end])), "X509"
     # FileContentBuffer.content is a proto string carrying base64 (discovery format "byte").
     return compute_v1.FileContentBuffer(content=base64.b64encode(content).decode(), file_type=kind)
 
