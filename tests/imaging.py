@@ -12,6 +12,7 @@ from pathlib import Path
 MiB = 1 << 20
 GiB = 1 << 30
 
+
 def pattern(n: int, seed: int) -> bytes:
     """n reproducible pseudo-random bytes (incompressible)."""
     return random.Random(seed).randbytes(n)

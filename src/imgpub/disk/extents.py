@@ -89,4 +89,6 @@ class AllocationMap:
         return hash((self.virtual_size, self._runs))
 
     def __repr__(self) -> str:
-        return f"AllocationMap(virtual_size={self.virtual_size}, runs={len(self._runs)}, data={self.data_bytes})"
+        return (
+            f"AllocationMap(virtual_size={self.virtual_size}, runs={len(self._runs)}, data={self.data_bytes})"
+        )

@@ -56,7 +56,10 @@ class DiskImage(ABC):
         """Exactly `length` host bytes at `offset`, or an ImageFormatError naming `structure`."""
         if offset < 0 or offset + length > self.file_size:
             raise ImageFormatError(
-                self.path, self.format, structure, offset,
+                self.path,
+                self.format,
+                structure,
+                offset,
                 f"needs {length} bytes but the file ends at byte {self.file_size:#x} (truncated?)",
             )
         data = os.pread(self.fd, length, offset)
