@@ -194,3 +194,23 @@ def test_any_source_format_uploads_the_same_blocks(
         assert img.format != "raw"
         result = uploader(settings_for(), Journal(tmp_path / "j.json")).upload(img, 1)
     assert moto.blocks(result.snapshot_id) == expected_blocks(disk)
+
+
+def test_throttling_that_never_ends_fails_and_cleans_up(
+    moto: Moto, settings_for: Any, disk: DiskImage, tmp_path: Path
+) -> None:
+    moto.fault(
+        "PutSnapshotBlock",
+        status=400,
+        code="RequestThrottledException",
+        count=10000,
+        message="ACCOUNT_THROTTLED",
+    )
+    with pytest.raises(CloudError) as info:
+        uploader(settings_for(), Journal(tmp_path / "j.json")).upload(disk, 1)
+    assert (
+        info.value.retryable
+        and "block(s) failed" in str(info.value)
+        and "ACCOUNT_THROTTLED" in str(info.value)
+    )
+    assert moto.client("ec2").describe_snapshots(OwnerIds=["self"])["Snapshots"] == []

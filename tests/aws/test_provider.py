@@ -296,3 +296,15 @@ def test_role_is_assumed_per_target(moto: Moto, settings_for: Any, disk: DiskIma
         for r in moto.requests("RegisterImage")
     }
     assert signed and "testing" not in signed, "calls after AssumeRole use the role's keys"
+
+
+def test_encryption_reaches_the_api(moto: Moto, settings_for: Any, disk: DiskImage, tmp_path: Path) -> None:
+    key = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    settings = settings_for(encrypted=True, kms_key_id=key, regions=["eu-west-1"])
+    AwsProvider().publish(image_info(disk), settings, disk, context(tmp_path))
+    (start,) = moto.requests("StartSnapshot")
+    assert start["params"]["Encrypted"] is True and start["params"]["KmsKeyArn"] == key
+    (copy,) = moto.requests("CopyImage")
+    assert copy["params"]["Encrypted"] == "true"
+    (reg,) = moto.requests("RegisterImage")
+    assert not [k for k in reg["params"] if "Encrypted" in k], "no encryption flag next to a SnapshotId"

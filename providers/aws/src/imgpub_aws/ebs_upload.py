@@ -243,12 +243,15 @@ class EbsUploader:
     def _raise_failures(self, failures: list[tuple[int, BaseException]]) -> None:
         index, first = min(failures, key=lambda f: f[0])
         if isinstance(first, CloudError):
+            coded = f" [{first.code}]" if first.code else ""
+            detail = first.message.removeprefix(f"PutSnapshotBlock in {self.region} failed{coded}: ")
             raise CloudError(
                 first.target,
                 "PutSnapshotBlock",
-                f"{len(failures)} block(s) failed, first block {index}: {first.message}",
+                f"{len(failures)} block(s) failed, first block {index}: {detail}",
                 code=first.code,
                 region=self.region,
+                retryable=first.retryable,
             ) from first
         raise first
 
