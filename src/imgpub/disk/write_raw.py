@@ -38,14 +38,13 @@ class DataMeter:
     zero blocks that readers skip still count when a later block arrives.
     """
 
-    __slots__ = ("_done", "_i", "_on_progress", "_pos", "_runs")
+    __slots__ = ("_i", "_on_progress", "_pos", "_runs")
 
     def __init__(self, allocation: AllocationMap, on_progress: ProgressFn | None) -> None:
         self._runs = allocation.data_runs
         self._on_progress = on_progress
         self._i = 0
         self._pos = 0
-        self._done = 0
 
     def upto(self, pos: int) -> None:
         if self._on_progress is None or pos <= self._pos:
@@ -63,7 +62,6 @@ class DataMeter:
                 break
         self._pos = pos
         if gained:
-            self._done += gained
             self._on_progress(gained)
 
     def finish(self) -> None:
