@@ -34,3 +34,13 @@ def test_service_endpoint_variables_are_not_overridden(
     assert clients.client("ebs").meta.endpoint_url == "http://127.0.0.1:9/ebs-only"
     assert clients.client("ec2").meta.endpoint_url.startswith("https://ec2.us-east-1.amazonaws")
     assert AwsClients(settings_for()).client("ebs").meta.endpoint_url == moto.url
+
+
+def test_importing_the_provider_does_not_import_boto3() -> None:
+    """Loading a manifest builds the settings union; the SDK waits until a target is used."""
+    import subprocess
+    import sys
+
+    code = "import sys, imgpub_aws; print(sorted(m for m in ('boto3', 'botocore') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -3,15 +3,13 @@
 boto3 reads AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE> itself; `endpoint_url` is passed only
 when the settings name one, so those variables keep working. boto3's own retries are switched off
 (one attempt): imgpub.retry decides what is retried, so the back-off and budget are ours.
+boto3 is imported on first use, so loading a manifest does not pay for it.
 """
 
 from __future__ import annotations
 
 import threading
 from typing import Any
-
-import boto3  # type: ignore[import-untyped]
-from botocore.config import Config  # type: ignore[import-untyped]
 
 from imgpub_aws.settings import AwsSettings
 
@@ -37,6 +35,8 @@ class AwsClients:
             return self._session
 
     def _make_session(self) -> Any:
+        import boto3  # type: ignore[import-untyped]
+
         base = boto3.session.Session(profile_name=self.settings.profile)
         if not self.settings.role_arn:
             return base
@@ -59,6 +59,8 @@ class AwsClients:
 
     @staticmethod
     def config(pool: int = 10) -> Any:
+        from botocore.config import Config  # type: ignore[import-untyped]
+
         return Config(
             connect_timeout=CONNECT_TIMEOUT,
             read_timeout=READ_TIMEOUT,

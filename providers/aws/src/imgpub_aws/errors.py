@@ -9,9 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal, TypeVar
-
-from botocore import exceptions as bx  # type: ignore[import-untyped]
+from typing import Any, Literal, TypeVar
 
 from imgpub.errors import CloudError, CredentialsError, ImgpubError
 from imgpub.retry import RetryPolicy
@@ -92,26 +90,40 @@ CODES: dict[str, Rule] = {
 }
 
 _TRANSIENT_STATUS = {429, 500, 502, 503, 504}
-_NETWORK = (bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError, bx.ConnectionClosedError)
+
+
+def _bx() -> Any:
+    """botocore.exceptions, imported when an error is first looked at (not when a manifest loads)."""
+    from botocore import exceptions  # type: ignore[import-untyped]
+
+    return exceptions
+
+
+def _network(exc: BaseException) -> bool:
+    bx = _bx()
+    return isinstance(
+        exc,
+        bx.EndpointConnectionError | bx.ConnectTimeoutError | bx.ReadTimeoutError | bx.ConnectionClosedError,
+    )
 
 
 def error_code(exc: BaseException) -> str | None:
-    if isinstance(exc, bx.ClientError):
+    if isinstance(exc, _bx().ClientError):
         return str(exc.response.get("Error", {}).get("Code") or "") or None
     if isinstance(exc, CloudError):
         return exc.code
     return None
 
 
-def _status(exc: bx.ClientError) -> int:
+def _status(exc: Any) -> int:
     return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
 
 
 def is_transient(exc: BaseException) -> bool:
     """Throttling, 5xx and network timeouts; everything else fails at once."""
-    if isinstance(exc, _NETWORK):
+    if _network(exc):
         return True
-    if isinstance(exc, bx.ClientError):
+    if isinstance(exc, _bx().ClientError):
         rule = CODES.get(error_code(exc) or "")
         if rule is not None:
             return rule.kind == "transient"
@@ -120,7 +132,7 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def retry_after(exc: BaseException) -> float | None:
-    if isinstance(exc, bx.ClientError):
+    if isinstance(exc, _bx().ClientError):
         value = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("retry-after")
         if value and str(value).isdigit():
             return float(value)
@@ -129,6 +141,7 @@ def retry_after(exc: BaseException) -> float | None:
 
 def translate(exc: Exception, target: str, operation: str, region: str | None) -> ImgpubError | None:
     """The imgpub error for a botocore exception, or None when `exc` is not from botocore."""
+    bx = _bx()
     if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError | bx.CredentialRetrievalError):
         return CredentialsError(
             target,
@@ -139,7 +152,7 @@ def translate(exc: Exception, target: str, operation: str, region: str | None) -
         return CredentialsError(target, f"{exc}; check profile in the manifest or AWS_PROFILE")
     if isinstance(exc, bx.NoRegionError):
         return CredentialsError(target, "no AWS region configured; set region in the manifest")
-    if isinstance(exc, _NETWORK):
+    if _network(exc):
         return CloudError(target, operation, f"network error: {exc}", region=region, retryable=True)
     if isinstance(exc, bx.ClientError):
         code = error_code(exc) or str(_status(exc))
