@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import subprocess
 import tarfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -174,3 +175,14 @@ def test_other_source_formats(tmp_path: Path, fmt: str, options: tuple[str, ...]
     assert out.stat().st_size == GiB
     with open(out, "rb") as f:
         assert f.read(32 * MiB + 512) == src.read_bytes()
+
+
+def test_abandoning_the_stream_stops_its_threads(tmp_path: Path) -> None:
+    src = sparse_raw(tmp_path / "disk.raw", 64 * MiB, [(0, pattern(40 * MiB, 8))])
+    before = threading.active_count()
+    with open_image(src) as img:
+        stream = gce_tar_stream(img, threads=2)
+        assert next(stream).startswith(b"\x1f\x8b\x08")
+        next(stream)
+        stream.close()
+    assert threading.active_count() == before
