@@ -173,6 +173,13 @@ def test_status_reports_drift(moto: Moto, settings_for: Any, disk: DiskImage, tm
     assert "lacks tag team=os" in text
     plan = AwsProvider().plan(image_info(disk), wider, context(tmp_path))
     assert {a.kind for a in plan.actions} == {"copy", "share", "tag"}
+    moto.client("ec2").modify_image_attribute(
+        ImageId=status.artifacts[0].id, LaunchPermission={"Add": [{"Group": "all"}]}
+    )
+    status = AwsProvider().status(image_info(disk), settings_for(), context(tmp_path))
+    assert status.drift == [
+        f"us-east-1: {status.artifacts[0].id} is public, but the manifest says public: false"
+    ]
 
 
 def test_optional_region_failure_is_a_warning(
@@ -260,6 +267,9 @@ def test_check_rules(disk: DiskImage, tmp_path: Path) -> None:
     assert "image.boot" in arm
     ok = AwsSettings(name="t", region="us-east-1")
     assert AwsProvider().check(image_info(disk), ok) == []
+    tagged = AwsSettings(name="t", region="us-east-1", tags={"aws:x": "1", "k" * 128: "v", "ok": "v"})
+    fields = {p.field for p in AwsProvider().check(image_info(disk), tagged)}
+    assert fields == {"tags.aws:x", "tags." + "k" * 128}
     past = AwsSettings(name="t", region="us-east-1", deprecate_after="2001-01-01T00:00:00Z")
     assert [p.field for p in AwsProvider().check(image_info(disk), past)] == ["deprecate_after"]
     bad_name = AwsSettings(name="t", region="us-east-1", ami_name="x!")

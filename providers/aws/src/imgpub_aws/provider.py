@@ -44,6 +44,7 @@ from imgpub_aws.tags import (
     find_snapshot,
     image_name,
     tag_dict,
+    tag_problems,
 )
 
 
@@ -212,6 +213,7 @@ class AwsProvider(Provider[AwsSettings]):
             after if after.tzinfo else after.replace(tzinfo=UTC)
         ) < datetime.now(UTC):
             problems.append(Problem("deprecate_after", f"{after.isoformat()} is in the past"))
+        problems += tag_problems(settings.tags)
         if settings.share_snapshots and not settings.share_accounts:
             problems.append(Problem("share_snapshots", "share_snapshots needs share_accounts"))
         return problems

@@ -132,10 +132,13 @@ def _same_minute(current: Any, wanted: datetime) -> bool:
 def share_drift(
     ec2: Any, call: Caller, region: str, image: dict[str, Any], settings: AwsSettings
 ) -> list[str]:
+    current = current_permissions(ec2, call, region, image["ImageId"])
     drift = [
         f"{region}: {image['ImageId']} lacks launch permission {p}"
-        for p in missing_permissions(settings, current_permissions(ec2, call, region, image["ImageId"]))
+        for p in missing_permissions(settings, current)
     ]
+    if not settings.public and {"Group": "all"} in current:
+        drift.append(f"{region}: {image['ImageId']} is public, but the manifest says public: false")
     if settings.share_snapshots:
         for snap in snapshot_ids(image):
             for user in missing_volume_permissions(ec2, call, region, snap, settings):

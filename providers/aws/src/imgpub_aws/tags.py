@@ -7,11 +7,27 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from imgpub.identity import TAG_DIGEST, TAG_MANAGED, TAG_NAME, TAG_VERSION
-from imgpub.provider import ImageInfo
+from imgpub.provider import ImageInfo, Problem
 from imgpub_aws.errors import Caller
 from imgpub_aws.settings import AwsSettings
 
 AMI_NAME = re.compile(r"^[A-Za-z0-9()\[\] ./\-'@_]{3,128}$")
+
+
+MAX_USER_TAGS = 50 - 4
+"""AWS allows 50 tags per resource; imgpub's identity tags take 4."""
+
+
+def tag_problems(tags: dict[str, str]) -> list[Problem]:
+    problems = []
+    if len(tags) > MAX_USER_TAGS:
+        problems.append(Problem("tags", f"{len(tags)} tags; AWS allows {MAX_USER_TAGS} next to imgpub's own"))
+    for key, value in tags.items():
+        if key.lower().startswith(("aws:", "imgpub:")):
+            problems.append(Problem(f"tags.{key}", "keys starting with aws: or imgpub: are reserved"))
+        elif not 1 <= len(key) <= 127 or len(value) > 255:
+            problems.append(Problem(f"tags.{key}", "tag keys are 1-127 characters, values at most 255"))
+    return problems
 
 
 def image_name(image: ImageInfo, settings: AwsSettings) -> str:
