@@ -33,40 +33,47 @@ class DiskTooLarge(Exception):
 
 
 class _SparseSink:
-    """Writes a byte stream to `fd`, seeking over all-zero HOLE-sized blocks."""
+    """Writes a byte stream to `fd`, seeking over all-zero HOLE-sized blocks (without copying the
+    stream: only a partial block between two writes is buffered)."""
 
     def __init__(self, fd: int) -> None:
         self.fd, self.size = fd, 0
         self._pending = bytearray()
 
     def write(self, data: bytes) -> None:
-        self._pending += data
-        if len(self._pending) >= OUT:
-            self._drain(final=False)
-            if self.size > MAX_SIZE:
-                raise DiskTooLarge
+        pos = 0
+        if self._pending:
+            pos = min(HOLE - len(self._pending), len(data))
+            self._pending += data[:pos]
+            if len(self._pending) < HOLE:
+                return
+            self._emit(self._pending, 0, HOLE)
+            self._pending = bytearray()
+        usable = pos + (len(data) - pos) // HOLE * HOLE
+        self._emit(data, pos, usable)
+        self._pending += data[usable:]
+        if self.size > MAX_SIZE:
+            raise DiskTooLarge
 
-    def _drain(self, *, final: bool) -> None:
-        buf = self._pending
-        usable = len(buf) if final else len(buf) // HOLE * HOLE
+    def _emit(self, buf: bytes | bytearray, lo: int, hi: int) -> None:
+        """Write buf[lo:hi] at the current size, leaving its all-zero HOLE blocks as holes."""
         view = memoryview(buf)
         start = None  # first byte of the run of non-zero blocks being collected
-        for lo in range(0, usable, HOLE):
-            hi = min(lo + HOLE, usable)
-            if is_zero(buf, lo, hi):
+        for block in range(lo, hi, HOLE):
+            if is_zero(buf, block, min(block + HOLE, hi)):
                 if start is not None:
-                    os.pwrite(self.fd, view[start:lo], self.size + start)
+                    os.pwrite(self.fd, view[start:block], self.size + start - lo)
                     start = None
             elif start is None:
-                start = lo
+                start = block
         if start is not None:
-            os.pwrite(self.fd, view[start:usable], self.size + start)
+            os.pwrite(self.fd, view[start:hi], self.size + start - lo)
         view.release()
-        self.size += usable
-        del buf[:usable]
+        self.size += hi - lo
 
     def finish(self) -> int:
-        self._drain(final=True)
+        self._emit(self._pending, 0, len(self._pending))
+        self._pending = bytearray()
         os.ftruncate(self.fd, self.size)
         return self.size
 
