@@ -186,3 +186,13 @@ def test_abandoning_the_stream_stops_its_threads(tmp_path: Path) -> None:
         next(stream)
         stream.close()
     assert threading.active_count() == before
+
+
+def test_zero_check_pass_only_for_mostly_allocated_cheap_sources(tmp_path: Path) -> None:
+    sparse = mixed_raw(tmp_path / "sparse.raw", 32 * MiB)  # 1 MiB of written zeros at 8 MiB
+    with open_image(sparse) as img:
+        assert sparse_map(img) == sparse_map(img, refine=False) != sparse_map(img, refine=True)
+    dense = sparse_raw(tmp_path / "dense.raw", 16 * MiB, [(0, pattern(3 * MiB, 5) + bytes(13 * MiB))])
+    with open_image(dense) as img:
+        assert img.allocation.data_bytes == 16 * MiB
+        assert sparse_map(img) == [(0, 3 * MiB)]
