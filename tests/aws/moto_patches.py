@@ -42,7 +42,10 @@ DISCARD = os.environ.get("IMGPUB_MOTO_DISCARD_BLOCKS") == "1"
 
 
 class ApiError(ServiceException):
-    """Defined outside moto's packages so that moto serialises it with the calling service's model."""
+    """Serialised with the calling service's model: moto looks a model up by module name when the
+    module starts with "moto", so this class claims a module name that does not."""
+
+    __module__ = "imgpub_test_patches"
 
 
 def _err(code: str, message: str) -> ServiceException:

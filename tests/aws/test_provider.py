@@ -318,3 +318,25 @@ def test_encryption_reaches_the_api(moto: Moto, settings_for: Any, disk: DiskIma
     assert copy["params"]["Encrypted"] == "true"
     (reg,) = moto.requests("RegisterImage")
     assert not [k for k in reg["params"] if "Encrypted" in k], "no encryption flag next to a SnapshotId"
+
+
+def test_name_taken_by_an_image_imgpub_did_not_make(
+    moto: Moto, settings_for: Any, disk: DiskImage, tmp_path: Path
+) -> None:
+    ebs, ec2 = moto.client("ebs"), moto.client("ec2")
+    snap = ebs.start_snapshot(VolumeSize=1)["SnapshotId"]
+    ebs.complete_snapshot(SnapshotId=snap, ChangedBlocksCount=0)
+    ec2.register_image(
+        Name="golden-1.2.3",
+        Architecture="x86_64",
+        RootDeviceName="/dev/xvda",
+        BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"SnapshotId": snap}}],
+    )
+    with pytest.raises(
+        CloudError, match=r"\[InvalidAMIName\.Duplicate\].*exists without imgpub tags; set ami_name"
+    ):
+        AwsProvider().publish(image_info(disk), settings_for(), disk, context(tmp_path))
+    settings = settings_for(ami_name="golden 1.2.3 (imgpub)")
+    published = AwsProvider().publish(image_info(disk), settings, disk, context(tmp_path))
+    assert published.artifacts[0].extra["name"] == "golden 1.2.3 (imgpub)"
+    assert len(moto.requests("StartSnapshot")) == 2, "the second run reuses the snapshot the first uploaded"
