@@ -152,7 +152,6 @@ class _Run:
         )
         self.ctx.progress.stage(f"register {region}")
         image_id = register_image(self.ec2(region), self.call, region, params)
-        self.ctx.journal.set("image_id", image_id)
         return wait_available(self.ec2(region), self.call, region, image_id)
 
     def artifacts(self, images: dict[str, dict[str, Any]]) -> list[Artifact]:
@@ -307,7 +306,6 @@ class AwsProvider(Provider[AwsSettings]):
             for line in done:
                 ctx.progress.note(f"{region}: {line}")
             changed = changed or bool(done)
-        ctx.journal.delete("image_id")
         return Published(ctx.target, self.name, run.artifacts(images), changed=changed, warnings=warnings)
 
     def status(self, image: ImageInfo, settings: AwsSettings, ctx: Context) -> Status:
