@@ -158,7 +158,7 @@ class Qcow2Image(DiskImage):
             return 0, b""
         lo = min(h for h, _ in hosts)
         hi = max(h + n for h, n in hosts)
-        if hi - lo > 2 * sum(n for _, n in hosts) + self.cluster_size:
+        if hi - lo > min(2 * sum(n for _, n in hosts) + self.cluster_size, 16 << 20):
             return 0, b""
         return lo, os.pread(self.fd, hi - lo, lo)
 
