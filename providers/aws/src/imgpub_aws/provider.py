@@ -235,7 +235,7 @@ class AwsProvider(Provider[AwsSettings]):
                 detail = f"resume pending snapshot {pending.get('snapshot_id')}"
                 plan.actions.append(Action("upload", "snapshot", detail, settings.region))
             elif snap is None:
-                detail = f"{settings.upload} of {image.virtual_size} bytes"
+                detail = f"{settings.upload} of a {image.virtual_size / GIB:.2f} GiB disk"
                 plan.actions.append(Action("upload", "snapshot", detail, settings.region))
             plan.actions.append(Action("create", "ami", f"register {run.ami_name}", settings.region))
         for region, f in found.items():

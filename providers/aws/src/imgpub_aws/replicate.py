@@ -48,7 +48,7 @@ def copy_images(
     regions = [*required, *optional]
     if not regions:
         return out
-    progress.stage("copy", len(regions))
+    progress.stage(f"copy to {', '.join(regions)}")
 
     def one(region: str) -> dict[str, Any]:
         ec2 = clients.client("ec2", region)
@@ -66,7 +66,7 @@ def copy_images(
         image_id = str(call("CopyImage", region, lambda: ec2.copy_image(**params))["ImageId"])
         image = wait_available(ec2, call, region, image_id)
         tag_image(ec2, call, region, image, tags)
-        progress.advance(1)
+        progress.note(f"copied to {region}: {image_id}")
         return wait_available(ec2, call, region, image_id)
 
     errors: list[TargetError] = []
