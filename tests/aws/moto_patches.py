@@ -301,7 +301,7 @@ def _import_snapshot(self: ElasticBlockStore) -> Any:
         data = b""
     task = {"detail": detail, "data": data, "steps": 0, "region": self.region}
     _import_tasks[task_id] = task
-    return ElasticBlockStore_result({"ImportTaskId": task_id, "SnapshotTaskDetail": detail})
+    return ami_responses.ActionResult({"ImportTaskId": task_id, "SnapshotTaskDetail": detail})
 
 
 def _describe_import_snapshot_tasks(self: ElasticBlockStore) -> Any:
@@ -319,7 +319,7 @@ def _describe_import_snapshot_tasks(self: ElasticBlockStore) -> Any:
             else:
                 _finish_import(self, task)
         out.append({"ImportTaskId": task_id, "SnapshotTaskDetail": detail})
-    return ElasticBlockStore_result({"ImportSnapshotTasks": out})
+    return ami_responses.ActionResult({"ImportSnapshotTasks": out})
 
 
 def _finish_import(self: ElasticBlockStore, task: dict[str, Any]) -> None:
@@ -343,10 +343,6 @@ def _finish_import(self: ElasticBlockStore, task: dict[str, Any]) -> None:
         SnapshotId=snap.snapshot_id,
         DiskImageSize=float(len(data)),
     )
-
-
-def ElasticBlockStore_result(value: dict[str, Any]) -> Any:  # noqa: N802
-    return ami_responses.ActionResult(value)
 
 
 ElasticBlockStore.import_snapshot = _import_snapshot  # type: ignore[attr-defined]
