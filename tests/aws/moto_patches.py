@@ -13,7 +13,6 @@ Patches, applied on import, in the server process only:
   fields, honours ClientToken and (like moto) ignores CopyImageTags.
 * ImportSnapshot / DescribeImportSnapshotTasks (read the S3 object into an EBS snapshot) and
   EnableImageDeprecation, which moto lacks.
-
 """
 
 from __future__ import annotations
