@@ -144,6 +144,7 @@ def test_copies_and_shares_in_every_region(
     for copy in moto.requests("CopyImage"):
         assert copy["params"]["SourceRegion"] == "us-east-1" and copy["params"]["CopyImageTags"] == "true"
         assert len(copy["params"]["ClientToken"]) == 64
+    deprecations = set()
     for art in published.artifacts:
         ec2 = moto.client("ec2", art.region or "")
         (ami,) = ec2.describe_images(ImageIds=[art.id])["Images"]
@@ -160,6 +161,8 @@ def test_copies_and_shares_in_every_region(
         created = datetime.fromisoformat(ami["CreationDate"].replace("Z", "+00:00"))
         deprecated = datetime.fromisoformat(ami["DeprecationTime"].replace("Z", "+00:00"))
         assert (deprecated - created).days in (364, 365)
+        deprecations.add(ami["DeprecationTime"])
+    assert len(deprecations) == 1, "every region deprecates at the same minute (from the home AMI)"
     status = AwsProvider().status(image_info(disk), settings, context(tmp_path))
     assert status.drift == [] and len(status.artifacts) == 3
 

@@ -228,6 +228,7 @@ class AwsProvider(Provider[AwsSettings]):
                 Action("replace", img["ImageId"], "deregister (needs --replace)", r) for r, img in conflicts
             ]
         home = found[settings.region].matching(ctx.digest)
+        created = home.get("CreationDate") if home else None
         if home is None:
             snap = find_snapshot(run.ec2(settings.region), run.call, settings.region, ctx.digest)
             pending = ctx.journal.get(JOURNAL_KEY) or {}
@@ -244,7 +245,7 @@ class AwsProvider(Provider[AwsSettings]):
                 plan.existing += run.artifacts({region: img})
                 plan.actions += [
                     Action("share" if "permission" in d else "tag", img["ImageId"], d, region)
-                    for d in self._drift(run, region, img)
+                    for d in self._drift(run, region, img, created)
                 ]
             elif region != settings.region:
                 plan.actions.append(
@@ -254,12 +255,12 @@ class AwsProvider(Provider[AwsSettings]):
                 plan.actions.append(Action("share", "ami", "launch permissions / deprecation", region))
         return plan
 
-    def _drift(self, run: _Run, region: str, img: dict[str, Any]) -> list[str]:
+    def _drift(self, run: _Run, region: str, img: dict[str, Any], created: Any) -> list[str]:
         have = tag_dict(img)
         drift = [
             f"{region}: {img['ImageId']} lacks tag {k}={v}" for k, v in run.tags.items() if have.get(k) != v
         ]
-        return drift + share_drift(run.ec2(region), run.call, region, img, run.settings)
+        return drift + share_drift(run.ec2(region), run.call, region, img, run.settings, created)
 
     def publish(self, image: ImageInfo, settings: AwsSettings, disk: DiskImage, ctx: Context) -> Published:
         run = _Run(image, settings, ctx)
@@ -302,7 +303,7 @@ class AwsProvider(Provider[AwsSettings]):
         for region, img in images.items():
             ec2 = run.ec2(region)
             changed = tag_image(ec2, run.call, region, img, run.tags) or changed
-            done = share_image(ec2, run.call, region, img, settings)
+            done = share_image(ec2, run.call, region, img, settings, home.get("CreationDate"))
             for line in done:
                 ctx.progress.note(f"{region}: {line}")
             changed = changed or bool(done)
@@ -318,6 +319,8 @@ class AwsProvider(Provider[AwsSettings]):
                 f"{region}: {img['ImageId']} has digest {tag_dict(img).get('imgpub:digest')}, "
                 f"the manifest gives {ctx.digest}"
             )
+        origin = found[settings.region].matching(ctx.digest) if settings.region in found else None
+        created = origin.get("CreationDate") if origin else None
         for region, f in found.items():
             current = f.matching(ctx.digest)
             if current is None:
@@ -325,7 +328,7 @@ class AwsProvider(Provider[AwsSettings]):
                 status.drift.append(f"{region}: missing ({kind})")
                 continue
             status.artifacts += run.artifacts({region: current})
-            status.drift += self._drift(run, region, current)
+            status.drift += self._drift(run, region, current, created)
         return status
 
 

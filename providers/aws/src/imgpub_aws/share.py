@@ -40,7 +40,7 @@ def missing_permissions(settings: AwsSettings, current: list[dict[str, str]]) ->
 
 
 def share_image(
-    ec2: Any, call: Caller, region: str, image: dict[str, Any], settings: AwsSettings
+    ec2: Any, call: Caller, region: str, image: dict[str, Any], settings: AwsSettings, created: Any = None
 ) -> list[str]:
     """Add what is missing; returns a line per change. Never removes permissions it did not add."""
     done: list[str] = []
@@ -80,7 +80,7 @@ def share_image(
                     ),
                 )
                 done.append(f"createVolumePermission {users} on {snap}")
-    deprecate = deprecation_time(settings, image)
+    deprecate = deprecation_time(settings, image, created)
     if deprecate is not None and not _same_minute(image.get("DeprecationTime"), deprecate):
         call(
             "EnableImageDeprecation",
@@ -103,14 +103,15 @@ def missing_volume_permissions(
     return [a for a in settings.share_accounts if a not in have]
 
 
-def deprecation_time(settings: AwsSettings, image: dict[str, Any]) -> datetime | None:
-    """Relative deprecation counts from the AMI's creation, so re-runs agree on the time."""
+def deprecation_time(settings: AwsSettings, image: dict[str, Any], created: Any = None) -> datetime | None:
+    """Relative deprecation counts from `created` (the home region AMI's creation, so every region and
+    every re-run agree on the time), else from this AMI's creation."""
     after = settings.deprecate_after
     if after is None:
         return None
     if isinstance(after, timedelta):
-        created = _parse(image.get("CreationDate")) or datetime.now(UTC)
-        when = created + after
+        origin = _parse(created) or _parse(image.get("CreationDate")) or datetime.now(UTC)
+        when = origin + after
     else:
         when = after if after.tzinfo else after.replace(tzinfo=UTC)
     return when.astimezone(UTC).replace(second=0, microsecond=0)
@@ -130,7 +131,7 @@ def _same_minute(current: Any, wanted: datetime) -> bool:
 
 
 def share_drift(
-    ec2: Any, call: Caller, region: str, image: dict[str, Any], settings: AwsSettings
+    ec2: Any, call: Caller, region: str, image: dict[str, Any], settings: AwsSettings, created: Any = None
 ) -> list[str]:
     current = current_permissions(ec2, call, region, image["ImageId"])
     drift = [
@@ -143,7 +144,7 @@ def share_drift(
         for snap in snapshot_ids(image):
             for user in missing_volume_permissions(ec2, call, region, snap, settings):
                 drift.append(f"{region}: snapshot {snap} lacks createVolumePermission for {user}")
-    deprecate = deprecation_time(settings, image)
+    deprecate = deprecation_time(settings, image, created)
     if deprecate is not None and not _same_minute(image.get("DeprecationTime"), deprecate):
         drift.append(f"{region}: {image['ImageId']} deprecation time is not {deprecate:%Y-%m-%dT%H:%MZ}")
     return drift
