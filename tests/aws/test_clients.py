@@ -44,3 +44,25 @@ def test_importing_the_provider_does_not_import_boto3() -> None:
     code = "import sys, imgpub_aws; print(sorted(m for m in ('boto3', 'botocore') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_unknown_profile_is_a_credentials_error(moto: Moto, settings_for: Any, tmp_path: Any) -> None:
+    from aws.motoaws import context, image_info
+    from imgpub.disk import open_image
+    from imgpub.errors import CredentialsError
+    from imgpub_aws import AwsProvider
+
+    raw = tmp_path / "d.raw"
+    raw.write_bytes(b"\1" * 4096)
+    with (
+        open_image(raw) as disk,
+        pytest.raises(CredentialsError, match=r"profile \(nope\) could not be found; check profile"),
+    ):
+        AwsProvider().plan(image_info(disk), settings_for(profile="nope"), context(tmp_path))
+
+
+def test_endpoint_url_must_be_a_url(settings_for: Any) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="endpoint_url"):
+        settings_for(endpoint_url="localhost:5000")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from imgpub_aws.errors import aws_errors
 from imgpub_aws.settings import AwsSettings
 
 CONNECT_TIMEOUT = 10
@@ -31,7 +32,8 @@ class AwsClients:
     def session(self) -> Any:
         with self._lock:
             if self._session is None:
-                self._session = self._make_session()
+                with aws_errors(self.settings.name, "load credentials", None):
+                    self._session = self._make_session()
             return self._session
 
     def _make_session(self) -> Any:
@@ -40,8 +42,6 @@ class AwsClients:
         base = boto3.session.Session(profile_name=self.settings.profile)
         if not self.settings.role_arn:
             return base
-        from imgpub_aws.errors import aws_errors
-
         params: dict[str, Any] = {"RoleArn": self.settings.role_arn, "RoleSessionName": "imgpub"}
         if self.settings.external_id:
             params["ExternalId"] = self.settings.external_id

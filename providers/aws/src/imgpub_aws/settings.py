@@ -60,6 +60,7 @@ class AwsSettings(TargetSettings):
     external_id: str | None = Field(default=None, description="ExternalId for assuming role_arn.")
     endpoint_url: str | None = Field(
         default=None,
+        pattern=r"^https?://[^\s/]+(/.*)?$",
         description="One endpoint for every service (moto, LocalStack); AWS_ENDPOINT_URL_* also work.",
     )
     upload: Literal["ebs-direct", "s3-import"] = "ebs-direct"
