@@ -196,3 +196,10 @@ def test_zero_check_pass_only_for_mostly_allocated_cheap_sources(tmp_path: Path)
     with open_image(dense) as img:
         assert img.allocation.data_bytes == 16 * MiB
         assert sparse_map(img) == [(0, 3 * MiB)]
+
+
+def test_stream_is_deterministic_across_runs_and_thread_counts(tmp_path: Path) -> None:
+    src = mixed_raw(tmp_path / "src.raw", 24 * MiB)
+    with open_image(src) as img:
+        runs = {b"".join(gce_tar_stream(img, threads=t)) for t in (1, 2, 3, 2)}
+    assert len(runs) == 1
