@@ -16,6 +16,7 @@ from pathlib import Path
 
 from imgpub.disk.extents import AllocationMap
 from imgpub.disk.image import DiskImage
+from imgpub.disk.raw import RawImage
 from imgpub.disk.zeros import is_zero
 
 __all__ = ["BLOCK", "GRAIN", "DataMeter", "ProgressFn", "data_ranges", "replace_atomically", "write_raw"]
@@ -154,11 +155,10 @@ def _pwrite_all(fd: int, pieces: list[memoryview], offset: int) -> None:
 
 
 def write_sparse(fd: int, img: DiskImage, on_progress: ProgressFn | None) -> None:
-    """Write the non-zero ranges of `img` at their guest offsets into the (pre-sized) file `fd`.
-
-    Two writer threads: filling fresh page-cache pages runs at about 1 GiB/s per core here, so one
-    thread would halve the speed (qemu-img writes from a thread pool too).
-    """
+    """Write the non-zero ranges of `img` at their guest offsets into the (pre-sized) file `fd`."""
+    if isinstance(img, RawImage) and type(img).blocks is DiskImage.blocks:
+        _copy_raw(fd, img, on_progress)
+        return
     threads = min(os.cpu_count() or 1, WRITERS)
     pending: deque[Future[None]] = deque()
     with ThreadPoolExecutor(threads, thread_name_prefix="imgpub-write") as pool:
@@ -172,6 +172,40 @@ def write_sparse(fd: int, img: DiskImage, on_progress: ProgressFn | None) -> Non
         finally:
             for fut in pending:
                 fut.cancel()
+
+
+def _copy_block(fd: int, img: DiskImage, index: int) -> None:
+    data = img.read(index * BLOCK, BLOCK)
+    view = memoryview(data)
+    for a, b in _nonzero_runs(data, GRAIN):
+        _pwrite_all(fd, [view[a:b]], index * BLOCK + a)
+
+
+def _copy_raw(fd: int, img: DiskImage, on_progress: ProgressFn | None) -> None:
+    """Raw sources: each worker reads, zero-checks and writes whole blocks (pread is thread-safe).
+
+    Reading in parallel too beats one reader feeding writers: raw -> raw of 1 GiB of data took
+    0.24-0.27 s with 3 such workers on 2 cores, against 0.33-0.37 s (qemu-img: 0.30 s).
+    """
+    threads = (os.cpu_count() or 1) + 1
+    meter = DataMeter(img.allocation, on_progress)
+    pending: deque[tuple[int, Future[None]]] = deque()
+    with ThreadPoolExecutor(threads, thread_name_prefix="imgpub-copy") as pool:
+        try:
+            for index in img.allocation.blocks(BLOCK):
+                pending.append((index, pool.submit(_copy_block, fd, img, index)))
+                while len(pending) > 4 * threads:
+                    done, fut = pending.popleft()
+                    fut.result()
+                    meter.upto((done + 1) * BLOCK)
+            while pending:
+                done, fut = pending.popleft()
+                fut.result()
+                meter.upto((done + 1) * BLOCK)
+        finally:
+            for _, fut in pending:
+                fut.cancel()
+    meter.finish()
 
 
 def write_raw(img: DiskImage, dest: Path, on_progress: ProgressFn | None = None) -> None:
