@@ -64,8 +64,9 @@ def convert(src: Path, dst: Path, out_fmt: str, *options: str, src_fmt: str | No
     if src_fmt:
         args += ["-f", src_fmt]
     args += ["-O", out_fmt]
-    if options:
-        args += ["-o", ",".join(o for o in options if not o.startswith("-"))]
+    settings = [o for o in options if not o.startswith("-")]
+    if settings:
+        args += ["-o", ",".join(settings)]
     args += [o for o in options if o.startswith("-")]
     args += [src, dst]
     qemu_img(*args)
