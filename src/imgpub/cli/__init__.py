@@ -60,4 +60,9 @@ app.command("providers")(providers)
 
 
 def main() -> None:
+    from imgpub.disk.allocator import keep_freed_memory
+
+    # Process-wide, so only the CLI does it: freed block buffers are reused instead of being
+    # returned to the kernel and faulted in again for every block (see imgpub.disk.allocator).
+    keep_freed_memory()
     app()
