@@ -126,6 +126,8 @@ def test_compressed_sources(tmp_path: Path, fmt: str, options: tuple[str, ...]) 
     src = mixed_raw(tmp_path / "src.raw", 32 * MiB + 512)
     image = convert(src, tmp_path / f"src.{fmt}", fmt, *options, src_fmt="raw")
     dest = tmp_path / "out.vhd"
+    steps: list[int] = []
     with open_image(image) as img:
-        write_vhd(img, dest)
+        write_vhd(img, dest, on_progress=steps.append)
+        assert sum(steps) == img.allocation.data_bytes
     assert "identical" in qemu_img("compare", "-f", "vpc", "-F", "raw", dest, src)
