@@ -1,7 +1,8 @@
 """imgpub's disk writers against qemu-img and GNU tar (+ gzip/pigz), in one table.
 
     uv run --no-sync python benchmarks/convert.py [--size-gib 8] [--data-gib 1] [--runs 3] [--quick]
-                                                  [--targets raw,vhd,gce] [--no-verify]
+                                                  [--targets raw,vhd,gce] [--sources raw,qcow2,qcow2c,vmdk]
+                                                  [--no-verify]
 
 Cases: raw, qcow2, qcow2 -c and VMDK streamOptimized sources (see corpus.py) converted to a
 sparse raw file, to a fixed VHD (Azure), and to the GCE tarball. Every run is a fresh process;
@@ -9,6 +10,7 @@ the output is deleted and `sync` run before each (so no run pays for the previou
 writeback), and the sources are read once first (warm page cache). imgpub's time is that of the
 library call (open_image + write_*), measured inside its process, whose peak RSS is reported;
 interpreter start-up and imports (about 0.1 s) are left out, as the library is what is compared.
+Like the CLI, that process calls imgpub.disk.allocator.keep_freed_memory() once before timing.
 The raw and VHD outputs of imgpub are checked against the source by content digest (untimed).
 Baselines are timed from outside: `qemu-img convert -W` (raw, vpc fixed force_size),
 `tar --format=oldgnu -Sczf` (the GCE docs' command; skipped by --quick, ~45 s a run) and
@@ -54,12 +56,16 @@ class Result:
 
 
 def child(target: str, src: str, out: str) -> None:
-    """One imgpub conversion in this process; prints {"seconds", "cpu", "rss_mib"} as JSON."""
+    """One imgpub conversion in this process; prints {"seconds", "cpu", "rss_mib"} as JSON.
+
+    Like the CLI (imgpub.cli.main), the process first calls keep_freed_memory() once."""
     from imgpub.disk import open_image
+    from imgpub.disk.allocator import keep_freed_memory
     from imgpub.disk.write_gce import write_gce_tar
     from imgpub.disk.write_raw import write_raw
     from imgpub.disk.write_vhd import write_vhd
 
+    keep_freed_memory()
     start = time.perf_counter()
     cpu_start = time.process_time()
     with open_image(src) as img:
@@ -152,13 +158,14 @@ def verify(src: Path, out: Path) -> None:
 def cases(args: argparse.Namespace) -> list[list[Result]]:
     work = bench_dir() / "out"
     work.mkdir(exist_ok=True)
-    srcs = {k: ensure_corpus(k, args.size_gib, args.data_gib) for k in ("raw", "qcow2", "qcow2c", "vmdk")}
+    kinds = [k for k in ("raw", "qcow2", "qcow2c", "vmdk") if k in args.sources.split(",")]
+    srcs = {k: ensure_corpus(k, args.size_gib, args.data_gib) for k in kinds}
     for path in srcs.values():
         warm(path)
     gce_dir = work / "gce-src"
     gce_dir.mkdir(exist_ok=True)
     (gce_dir / "disk.raw").unlink(missing_ok=True)
-    os.link(srcs["raw"], gce_dir / "disk.raw")  # GCE wants the member named disk.raw
+    os.link(ensure_corpus("raw", args.size_gib, args.data_gib), gce_dir / "disk.raw")  # GCE wants disk.raw
     groups: list[list[Result]] = []
     n = args.runs
     for target in [t for t in ("raw", "vhd") if t in args.targets]:
@@ -174,7 +181,7 @@ def cases(args: argparse.Namespace) -> list[list[Result]]:
                              lambda c=cmd: run_shell(c, work))  # fmt: skip
             groups.append([ours, theirs])
             print(f"{case}: imgpub {ours.median:.2f}s, qemu-img {theirs.median:.2f}s", file=sys.stderr)
-    for kind in ("raw", "qcow2c", "vmdk") if "gce" in args.targets else ():
+    for kind in [k for k in ("raw", "qcow2c", "vmdk") if k in srcs] if "gce" in args.targets else ():
         src = srcs[kind]
         case = f"{LABEL[kind]} -> GCE tar.gz"
         out = work / "out.tar.gz"
@@ -230,6 +237,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="skip the slow `tar -Sczf` baseline")
     parser.add_argument("--targets", default="raw,vhd,gce", help="comma-separated subset of raw,vhd,gce")
+    parser.add_argument("--sources", default="raw,qcow2,qcow2c,vmdk", help="subset of raw,qcow2,qcow2c,vmdk")
     parser.add_argument("--no-verify", action="store_true", help="skip the content check of raw/VHD outputs")
     parser.add_argument("--child", nargs=3, metavar=("TARGET", "SRC", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -239,7 +247,8 @@ def main() -> None:
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     groups = cases(args)
     print(f"corpus {args.size_gib} GiB virtual, {args.data_gib:g} GiB data; {args.runs} runs; "
-          f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f}; {started}\n")  # fmt: skip
+          f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f}; {started}; imgpub runs call "
+          "keep_freed_memory() first, as the CLI does\n")  # fmt: skip
     print(table(groups))
 
 
