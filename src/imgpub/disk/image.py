@@ -36,6 +36,16 @@ class DiskImage(ABC):
     def read(self, offset: int, length: int) -> bytes:
         """Guest bytes [offset, offset+length), clipped to the virtual size; holes read as zeros."""
 
+    def readinto(self, offset: int, buf: memoryview) -> int:
+        """Guest bytes [offset, offset+len(buf)) into `buf`, holes as zeros; returns how many
+        (fewer than len(buf) only at the end of the disk). Safe to call from several threads.
+
+        Formats that can read straight into the buffer (no intermediate bytes) override this;
+        writers then copy with one reused buffer per thread."""
+        data = self.read(offset, len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
     def blocks(self, block_size: int, *, skip_zero: bool = True) -> Iterator[tuple[int, bytes]]:
         """(index, data) for each `block_size` block that overlaps the allocation map, ascending.
 

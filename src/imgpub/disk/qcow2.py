@@ -187,12 +187,11 @@ class Qcow2Image(DiskImage):
     def read(self, offset: int, length: int) -> bytes:
         return _joined(self._parts(offset, length))
 
-    def _parts(self, offset: int, length: int) -> list[bytes | memoryview]:
-        """The pieces of read(offset, length): host bytes, zeros and slices of inflated clusters."""
-        end = min(offset + length, self.virtual_size)
+    def _walk(self, offset: int, end: int) -> Iterator[tuple[int, int, int, tuple[int, bytes]]]:
+        """(pos, stop, i, span) for the segments over guest [offset, end), in order: i is the
+        segment of [pos, stop), or -1 for a hole; span is the compressed bytes read in one go."""
         if end <= offset:
-            return []
-        parts: list[bytes | memoryview] = []
+            return
         pos = offset
         i = max(bisect_right(self._start, offset) - 1, 0)
         count = len(self._start)
@@ -210,18 +209,43 @@ class Qcow2Image(DiskImage):
                 i += 1
                 continue
             if seg_start > pos:
-                parts.append(zeros(seg_start - pos))
+                yield pos, seg_start, -1, span
                 pos = seg_start
             stop = min(seg_end, end)
-            if self._kind[i] == DATA:
-                parts.append(self._host_bytes(self._host[i] + pos - seg_start, stop - pos))
-            else:
-                parts.append(memoryview(self._cluster(i, span))[pos - seg_start : stop - seg_start])
+            yield pos, stop, i, span
             pos = stop
             i += 1
         if pos < end:
-            parts.append(zeros(end - pos))
+            yield pos, end, -1, span
+
+    def _parts(self, offset: int, length: int) -> list[bytes | memoryview]:
+        """The pieces of read(offset, length): host bytes, zeros and slices of inflated clusters."""
+        parts: list[bytes | memoryview] = []
+        for pos, stop, i, span in self._walk(offset, min(offset + length, self.virtual_size)):
+            if i < 0:
+                parts.append(zeros(stop - pos))
+            elif self._kind[i] == DATA:
+                parts.append(self._host_bytes(self._host[i] + pos - self._start[i], stop - pos))
+            else:
+                seg_start = self._start[i]
+                parts.append(memoryview(self._cluster(i, span))[pos - seg_start : stop - seg_start])
         return parts
+
+    def readinto(self, offset: int, buf: memoryview) -> int:
+        """Host runs are read straight into `buf` (one preadv each), inflated clusters copied."""
+        end = min(offset + len(buf), self.virtual_size)
+        for pos, stop, i, span in self._walk(offset, end):
+            a, b = pos - offset, stop - offset
+            if i < 0:
+                buf[a:b] = zeros(b - a)
+            elif self._kind[i] == DATA:
+                got = os.preadv(self.fd, [buf[a:b]], self._host[i] + pos - self._start[i])
+                if got < b - a:  # the last cluster may end past EOF; qemu reads that as zeros
+                    buf[a + got : b] = zeros(b - a - got)
+            else:
+                seg_start = self._start[i]
+                buf[a:b] = memoryview(self._cluster(i, span))[pos - seg_start : stop - seg_start]
+        return max(end - offset, 0)
 
     def _host_bytes(self, host: int, length: int) -> bytes:
         data = os.pread(self.fd, length, host)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -114,9 +115,9 @@ def data_ranges(
     meter.finish()
 
 
-def _nonzero_runs(data: bytes, grain: int) -> Iterator[tuple[int, int]]:
-    """[a, b) runs of `data` made of consecutive grains that are not all zero."""
-    size = len(data)
+def _nonzero_runs(data: bytes | bytearray, grain: int, size: int = -1) -> Iterator[tuple[int, int]]:
+    """[a, b) runs of data[:size] (all of it by default) made of grains that are not all zero."""
+    size = len(data) if size < 0 else size
     run = -1
     for g in range(0, size, grain):
         if is_zero(data, g, min(g + grain, size)):
@@ -158,8 +159,9 @@ def _pwrite_all(fd: int, pieces: list[memoryview], offset: int) -> None:
 
 def write_sparse(fd: int, img: DiskImage, on_progress: ProgressFn | None) -> None:
     """Write the non-zero ranges of `img` at their guest offsets into the (pre-sized) file `fd`."""
-    if isinstance(img, RawImage) and type(img).blocks is DiskImage.blocks:
-        _copy_raw(fd, img, on_progress)
+    reader = _block_reader(img)
+    if reader is not None:
+        _copy_blocks(fd, img, reader, on_progress)
         return
     threads = min(os.cpu_count() or 1, WRITERS)
     pending: deque[Future[None]] = deque()
@@ -176,26 +178,55 @@ def write_sparse(fd: int, img: DiskImage, on_progress: ProgressFn | None) -> Non
                 fut.cancel()
 
 
-def _copy_block(fd: int, img: DiskImage, index: int) -> None:
-    data = img.read(index * BLOCK, BLOCK)
-    view = memoryview(data)
-    for a, b in _nonzero_runs(data, GRAIN):
-        _pwrite_all(fd, [view[a:b]], index * BLOCK + a)
+BlockReader = Callable[[int, memoryview], int]
 
 
-def _copy_raw(fd: int, img: DiskImage, on_progress: ProgressFn | None) -> None:
-    """Raw sources: each worker reads, zero-checks and writes whole blocks (pread is thread-safe).
+def _block_reader(img: DiskImage) -> BlockReader | None:
+    """How workers read a block into their buffer, for images with random access that is
+    thread-safe and cheap; None sends the image through its own `blocks()` (e.g. VMDK streams)."""
+    if type(img).readinto is not DiskImage.readinto:
+        return img.readinto
+    if not isinstance(img, RawImage) or type(img).blocks is not DiskImage.blocks:
+        return None
+    if type(img).read is not RawImage.read:
+        return img.readinto
+    fd, size = img.fd, img.virtual_size
 
-    Reading in parallel too beats one reader feeding writers: raw -> raw of 1 GiB of data took
-    0.24-0.27 s with 3 such workers on 2 cores, against 0.33-0.37 s (qemu-img: 0.30 s).
+    def read_raw(offset: int, buf: memoryview) -> int:
+        length = max(0, min(len(buf), size - offset))
+        got = os.preadv(fd, [buf[:length]], offset) if length else 0
+        if got < length:  # a file shorter than its virtual size reads as zeros past its end
+            buf[got:length] = bytes(length - got)
+        return length
+
+    return read_raw
+
+
+def _copy_blocks(fd: int, img: DiskImage, reader: BlockReader, on_progress: ProgressFn | None) -> None:
+    """cpu+1 workers each read a block into their own reused buffer, zero-check it (64 KiB grains)
+    and pwrite the non-zero runs: no bytes objects, no hand-off between threads.
+
+    raw -> raw of 1 GiB of data took 0.24-0.27 s this way on 2 cores, against 0.33-0.37 s with
+    one reading thread feeding writers (qemu-img: 0.30 s).
     """
     threads = min((os.cpu_count() or 1) + 1, COPIERS)
     meter = DataMeter(img.allocation, on_progress)
+    local = threading.local()
+
+    def copy(index: int) -> None:
+        buf: bytearray | None = getattr(local, "buf", None)
+        if buf is None:
+            buf = local.buf = bytearray(BLOCK)
+        view = memoryview(buf)
+        n = reader(index * BLOCK, view)
+        for a, b in _nonzero_runs(buf, GRAIN, n):
+            _pwrite_all(fd, [view[a:b]], index * BLOCK + a)
+
     pending: deque[tuple[int, Future[None]]] = deque()
     with ThreadPoolExecutor(threads, thread_name_prefix="imgpub-copy") as pool:
         try:
             for index in img.allocation.blocks(BLOCK):
-                pending.append((index, pool.submit(_copy_block, fd, img, index)))
+                pending.append((index, pool.submit(copy, index)))
                 while len(pending) > 3 * threads:
                     done, fut = pending.popleft()
                     fut.result()
