@@ -63,6 +63,10 @@ def assert_matches_qemu(path: Path, tmp: Path) -> Qcow2Image:
             off = rnd.randrange(len(ref))
             n = rnd.randrange(1, 300_000)
             assert img.read(off, n) == ref[off : off + n]
+            buf = bytearray(b"\xa5" * n)  # readinto must overwrite holes with zeros too
+            got_n = img.readinto(off, memoryview(buf))
+            assert got_n == len(ref[off : off + n])
+            assert buf[:got_n] == ref[off : off + n]
         runs = img.allocation.data_runs
         for rec in qemu_map(path):
             if rec["data"] and not rec["zero"]:  # data that qemu knows reads as zeros may be a hole
