@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import http.client
-import os
-import re
-import socket
-import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 from azure.core.credentials import AccessToken, AccessTokenInfo
 from azure.storage.blob import BlobServiceClient
 
 from fakes.arm import FakeArm
+from fakes.azurite import ACCOUNT, API_VERSION, StorageProxy, connection_string, running_azurite
 from imaging import MiB, pattern, sparse_raw
 from imgpub.disk import DiskImage, open_image
 from imgpub.identity import image_digest
@@ -32,179 +24,7 @@ from imgpub.provider import Context, ImageInfo
 from imgpub.retry import FAST
 from imgpub_azure import AzureProvider, AzureSettings
 
-AZURITE_DEFAULT = str(Path(__file__).resolve().parents[2] / ".cache/azurite/node_modules/.bin/azurite-blob")
-API_VERSION = "2025-11-05"
-ACCOUNT = "devstoreaccount1"
-KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 SUBSCRIPTION = "00000000-0000-0000-0000-000000000001"
-
-
-@dataclass
-class Recorded:
-    method: str
-    path: str
-    query: str
-    range: str | None
-    length: int
-    md5: str | None = None
-
-
-@dataclass
-class Rule:
-    method: str
-    query: re.Pattern[str]
-    status: int
-    times: int
-    headers: dict[str, str]
-    after: int = 0
-    """Let this many matching requests through first."""
-
-
-@dataclass
-class StorageProxy:
-    upstream: str
-    requests: list[Recorded] = field(default_factory=list)
-    rules: list[Rule] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def fail(
-        self,
-        method: str,
-        query: str,
-        status: int,
-        *,
-        times: int = 1,
-        after: int = 0,
-        retry_after: int | None = None,
-        code: str = "ServerBusy",
-    ) -> None:
-        headers = {"x-ms-error-code": code}
-        if retry_after is not None:
-            headers["Retry-After"] = str(retry_after)
-        self.rules.append(Rule(method, re.compile(query), status, times, headers, after))
-
-    def pages(self) -> list[Recorded]:
-        """Put Page requests that carried data."""
-        return [r for r in self.requests if r.method == "PUT" and "comp=page" in r.query]
-
-    def decide(self, method: str, query: str) -> Rule | None:
-        with self.lock:
-            for rule in self.rules:
-                if rule.method == method and rule.query.search(query) and rule.times > 0:
-                    if rule.after > 0:
-                        rule.after -= 1
-                        return None
-                    rule.times -= 1
-                    return rule
-        return None
-
-
-def _handler(proxy: StorageProxy) -> type[BaseHTTPRequestHandler]:
-    up = urlsplit(proxy.upstream)
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            parts = urlsplit(self.path)
-            rule = proxy.decide(self.command, parts.query)
-            if rule is not None:
-                payload = (
-                    f"<?xml version='1.0'?><Error><Code>{rule.headers['x-ms-error-code']}</Code>"
-                    "<Message>injected</Message></Error>".encode()
-                )
-                self.send_response(rule.status)
-                for k, v in rule.headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-                return
-            with proxy.lock:
-                proxy.requests.append(
-                    Recorded(
-                        self.command,
-                        parts.path,
-                        parts.query,
-                        self.headers.get("x-ms-range") or self.headers.get("Range"),
-                        length,
-                        self.headers.get("Content-MD5"),
-                    )
-                )
-            conn = http.client.HTTPConnection(up.hostname or "127.0.0.1", up.port, timeout=60)
-            headers: dict[str, Any] = {k: v for k, v in self.headers.items()}
-            conn.request(self.command, self.path, body=body, headers=headers)
-            resp = conn.getresponse()
-            data = resp.read()
-            self.send_response(resp.status)
-            for k, v in resp.getheaders():
-                if k.lower() not in ("content-length", "transfer-encoding", "connection"):
-                    self.send_header(k, v)
-            head_length = resp.getheader("Content-Length") if self.command == "HEAD" else None
-            self.send_header("Content-Length", head_length or str(len(data)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(data)
-            conn.close()
-
-        do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _serve  # noqa: N815
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    return Handler
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def connection_string(blob_endpoint: str) -> str:
-    return (
-        f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};"
-        f"BlobEndpoint={blob_endpoint}/{ACCOUNT};"
-    )
-
-
-@contextmanager
-def running_azurite(memory_mb: int, *extra: str) -> Iterator[int]:
-    """Azurite's blob service in memory on a free port (node directly, so the pid is Azurite's)."""
-    binary = os.environ.get("IMGPUB_AZURITE", AZURITE_DEFAULT)
-    port = _free_port()
-    args = ["--blobHost", "127.0.0.1", "--blobPort", str(port), "--inMemoryPersistence",
-            "--extentMemoryLimit", str(memory_mb), "--disableTelemetry", "--silent", *extra]  # fmt: skip
-    proc = subprocess.Popen(["node", binary, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"Azurite did not start ({binary} {' '.join(args)})") from None
-                time.sleep(0.05)
-        yield port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @pytest.fixture(scope="session")

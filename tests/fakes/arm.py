@@ -140,7 +140,13 @@ _TYPES: list[tuple[re.Pattern[str], str, type]] = [
 
 class FakeArm:
     def __init__(
-        self, storage_conn: str, ca_dir: Path, *, storage_api_version: str = "2025-11-05", polls: int = 2
+        self,
+        storage_conn: str,
+        ca_dir: Path,
+        *,
+        storage_api_version: str = "2025-11-05",
+        polls: int = 2,
+        port: int = 0,
     ) -> None:
         self.storage_conn = storage_conn
         self.storage_api_version = storage_api_version
@@ -163,7 +169,7 @@ class FakeArm:
         cert = self._ca.issue_cert("127.0.0.1", "localhost")
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         cert.configure_cert(context)
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), _make_handler(self))
         self.server.daemon_threads = True
         self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         self.url = f"https://127.0.0.1:{self.server.server_address[1]}"

@@ -156,7 +156,7 @@ class FakeGce:
 
     # -- lifecycle and test controls -------------------------------------------------------
 
-    def start(self) -> FakeGce:
+    def start(self, port: int = 0) -> FakeGce:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -170,7 +170,7 @@ class FakeGce:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True, name="fake-gce").start()
         return self

@@ -1,7 +1,14 @@
-"""Helpers shared by the gcp tests: the test project, an ImageInfo and a Context for a settings model."""
+"""Helpers shared by the gcp tests: the test project, the GCS emulator, an ImageInfo and a Context."""
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from imgpub.disk import DiskImage
@@ -13,6 +20,41 @@ from imgpub.retry import FAST
 from imgpub_gcp import GcpSettings
 
 PROJECT = "imgpub-test"
+
+
+@contextmanager
+def running_gcs(port: int = 0) -> Iterator[str]:
+    """Base URL of an in-memory gcp-storage-emulator on `port` (0: a free one)."""
+    if not port:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+    args = ["--host", "127.0.0.1", "--port", str(port), "--in-memory", "-q"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gcp_storage_emulator", "start", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"gcp-storage-emulator did not start on {url}") from None
+                time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def image_info(disk: DiskImage, **overrides: Any) -> ImageInfo:
