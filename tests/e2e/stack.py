@@ -42,7 +42,11 @@ IDENTITY_HEADER = "imgpub-sandbox"
 
 @dataclass(frozen=True)
 class Ports:
-    """0 picks a free port. The sandbox's fixed ports are the defaults in examples/sandbox/imgpub.yaml."""
+    """0 picks a free port. The sandbox's fixed ports are the defaults in examples/sandbox/imgpub.yaml.
+
+    `gcs` and `azurite` are the recording proxies' ports (the CLI's endpoints); the emulators behind
+    them listen on free ports.
+    """
 
     moto: int = 0
     gcs: int = 0
@@ -100,21 +104,36 @@ class TokenServer:
 
 
 @dataclass
+class AzureSide:
+    azurite_url: str
+    storage: StorageProxy
+    """Records the CLI's blob requests."""
+    arm: FakeArm
+    identity: TokenServer
+
+    def container_client(self) -> Any:
+        from azure.storage.blob import ContainerClient
+
+        return ContainerClient.from_connection_string(
+            connection_string(self.azurite_url), CONTAINER, api_version=API_VERSION
+        )
+
+
+@dataclass
 class Clouds:
     moto: Moto
     gcs_url: str
     gcs: StorageProxy
     """Records the CLI's GCS requests (the emulator keeps no log)."""
     gce: FakeGce
-    azurite_url: str
-    storage: StorageProxy
-    arm: FakeArm
-    identity: TokenServer
+    azure_side: AzureSide | None
+    """None when started without Azure (the sandbox without Azurite)."""
     out: Path
 
     @property
-    def blob_endpoint(self) -> str:
-        return f"{self.storage.url}/{ACCOUNT}"
+    def azure(self) -> AzureSide:
+        assert self.azure_side is not None, "started without Azure"
+        return self.azure_side
 
     def env(self, **extra: str) -> dict[str, str]:
         """The CLI's environment: credentials for the emulators and the manifest's endpoint ${VARS}."""
@@ -131,19 +150,25 @@ class Clouds:
                 "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
                 "AWS_EC2_METADATA_DISABLED": "true",
                 "IMGPUB_GCP_ANONYMOUS": "1",
-                "AZURE_STORAGE_CONNECTION_STRING": connection_string(self.storage.url),
-                "REQUESTS_CA_BUNDLE": str(self.arm.ca_path),
-                "IDENTITY_ENDPOINT": self.identity.url,
-                "IDENTITY_HEADER": IDENTITY_HEADER,
-                "IMGPUB_AZURE_POLLING_INTERVAL": "0.01",
                 "IMGPUB_SANDBOX_AWS": self.moto.url,
                 "IMGPUB_SANDBOX_GCS": self.gcs.url,
                 "IMGPUB_SANDBOX_GCE": self.gce.url,
-                "IMGPUB_SANDBOX_BLOB": self.blob_endpoint,
-                "IMGPUB_SANDBOX_ARM": self.arm.url,
                 "IMGPUB_SANDBOX_OUT": str(self.out),
             }
         )
+        if self.azure_side is not None:
+            side = self.azure_side
+            env.update(
+                {
+                    "AZURE_STORAGE_CONNECTION_STRING": connection_string(side.storage.url),
+                    "REQUESTS_CA_BUNDLE": str(side.arm.ca_path),
+                    "IDENTITY_ENDPOINT": side.identity.url,
+                    "IDENTITY_HEADER": IDENTITY_HEADER,
+                    "IMGPUB_AZURE_POLLING_INTERVAL": "0.01",
+                    "IMGPUB_SANDBOX_BLOB": f"{side.storage.url}/{ACCOUNT}",
+                    "IMGPUB_SANDBOX_ARM": side.arm.url,
+                }
+            )
         env.update(extra)
         return env
 
@@ -157,38 +182,39 @@ class Clouds:
             client_options={"api_endpoint": self.gcs_url},
         )
 
-    def container_client(self) -> Any:
-        from azure.storage.blob import ContainerClient
-
-        return ContainerClient.from_connection_string(
-            connection_string(self.azurite_url), CONTAINER, api_version=API_VERSION
-        )
-
 
 @contextmanager
-def running_clouds(folder: Path, ports: Ports = Ports(), log: Path | None = None) -> Iterator[Clouds]:
+def running_clouds(
+    folder: Path, ports: Ports = Ports(), *, azure: bool = True, log: Path | None = None
+) -> Iterator[Clouds]:
     """Start every back end (moto first: it takes the longest), create the bucket and the container."""
     folder.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         moto_log = stack.enter_context((log or folder / "moto.log").open("wb"))
         moto_url = stack.enter_context(running_moto(ports.moto, moto_log))
-        gcs_url = stack.enter_context(running_gcs(ports.gcs))
-        gcs = StorageProxy(gcs_url)
+        gcs_url = stack.enter_context(running_gcs())
+        gcs = StorageProxy(gcs_url, port=ports.gcs)
         stack.callback(gcs.close)
         gce = FakeGce(gcs_url).start(ports.gce)
         stack.callback(gce.stop)
-        azurite_port = stack.enter_context(running_azurite(512, port=ports.azurite))
+        side = stack.enter_context(_running_azure(folder, ports)) if azure else None
+        clouds = Clouds(Moto(moto_url), gcs_url, gcs, gce, side, folder / "out")
+        clouds.storage_client().create_bucket(BUCKET)
+        if side is not None:
+            side.container_client().create_container()
+        yield clouds
+
+
+@contextmanager
+def _running_azure(folder: Path, ports: Ports) -> Iterator[AzureSide]:
+    with ExitStack() as stack:
+        azurite_port = stack.enter_context(running_azurite(512))
         azurite_url = f"http://127.0.0.1:{azurite_port}"
-        storage = StorageProxy(azurite_url)
+        storage = StorageProxy(azurite_url, port=ports.azurite)
         stack.callback(storage.close)
         arm = stack.enter_context(
             FakeArm(connection_string(azurite_url), folder / "arm-ca", polls=1, port=ports.arm)
         )
         identity = TokenServer(ports.identity)
         stack.callback(identity.close)
-        clouds = Clouds(
-            Moto(moto_url), gcs_url, gcs, gce, azurite_url, storage, arm, identity, folder / "out"
-        )
-        clouds.storage_client().create_bucket(BUCKET)
-        clouds.container_client().create_container()
-        yield clouds
+        yield AzureSide(azurite_url, storage, arm, identity)

@@ -79,8 +79,8 @@ class Counts:
             amis=len(clouds.moto.requests("RegisterImage")) + len(clouds.moto.requests("CopyImage")),
             gcs_uploads=len(_gcs_uploads(clouds)),
             gce_inserts=len(inserts),
-            page_writes=len(clouds.storage.pages()),
-            arm_puts=sum(1 for method, _ in clouds.arm.requests if method == "PUT"),
+            page_writes=len(clouds.azure.storage.pages()),
+            arm_puts=sum(1 for method, _ in clouds.azure.arm.requests if method == "PUT"),
         )
 
 
@@ -141,13 +141,13 @@ def test_gce_image_exists_and_its_upload_is_gone(clouds: Clouds, first: Run) -> 
 
 
 def test_azure_images_exist_and_the_page_blob_is_gone(clouds: Clouds, first: Run) -> None:
-    image = clouds.arm.get("images/sandbox-1.0.0")
+    image = clouds.azure.arm.get("images/sandbox-1.0.0")
     assert image is not None and image["properties"]["provisioningState"] == "Succeeded"
-    version = clouds.arm.get("galleries/sandbox_gallery/images/sandbox/versions/1.0.0")
+    version = clouds.azure.arm.get("galleries/sandbox_gallery/images/sandbox/versions/1.0.0")
     assert version is not None and version["_regions"] == ["westeurope", "northeurope"]
-    assert clouds.storage.pages(), "the VHD went up as page writes"
-    assert list(clouds.container_client().list_blobs()) == []
-    assert clouds.identity.resources, "the CLI got its ARM token from the managed identity endpoint"
+    assert clouds.azure.storage.pages(), "the VHD went up as page writes"
+    assert list(clouds.azure.container_client().list_blobs()) == []
+    assert clouds.azure.identity.resources, "the CLI got its ARM token from the managed identity endpoint"
 
 
 def test_second_publish_changes_nothing_and_uploads_nothing(
@@ -222,7 +222,7 @@ def test_one_cloud_failing_leaves_the_others_published(clouds: Clouds, first: Ru
     assert len(shown) == 1 and shown[0].startswith("aws (aws): FAILED: "), run.stdout
     assert run.stdout.rstrip().endswith("1 of 4 target(s) failed: aws")
     assert clouds.gce.image(PROJECT, "sandbox-1-0-1") is not None
-    assert clouds.arm.get("galleries/sandbox_gallery/images/sandbox/versions/1.0.1") is not None
+    assert clouds.azure.arm.get("galleries/sandbox_gallery/images/sandbox/versions/1.0.1") is not None
     assert (clouds.out / "sandbox" / "1.0.1" / "disk.raw").is_file()
     assert clouds.moto.client("ec2").describe_images(Owners=["self"], Filters=[
         {"Name": "name", "Values": ["*1.0.1*"]}])["Images"] == []  # fmt: skip

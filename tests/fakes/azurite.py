@@ -52,10 +52,12 @@ class StorageProxy:
     upstream: str
     requests: list[Recorded] = field(default_factory=list)
     rules: list[Rule] = field(default_factory=list)
+    port: int = 0
+    """Where the proxy listens (0: a free port)."""
 
     def __post_init__(self) -> None:
         self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), _handler(self))
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
