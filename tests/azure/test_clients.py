@@ -96,3 +96,29 @@ def test_storage_account_in_another_resource_group():
     assert (
         AzureClients(settings).storage_account_id().startswith("/subscriptions/s/resourceGroups/storage-rg/")
     )
+
+
+def test_a_connection_string_for_another_account_or_endpoint_is_refused(monkeypatch):
+    """Found end to end: the connection string silently won over storage_account and blob_endpoint."""
+    import pytest
+
+    from imgpub.errors import CredentialsError
+
+    def settings(**kw):
+        fields = {"name": "az", "subscription_id": "s", "resource_group": "rg", "location": "l"}
+        return AzureSettings(**{**fields, "storage_account": ACCOUNT, **kw})
+
+    conn = f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};BlobEndpoint=http://127.0.0.1:1/{ACCOUNT};"
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", conn)
+    ok = AzureClients(settings(blob_endpoint=f"http://127.0.0.1:1/{ACCOUNT}/")).blob("c", "b.vhd")
+    assert ok.url == f"http://127.0.0.1:1/{ACCOUNT}/c/b.vhd"
+    with pytest.raises(CredentialsError) as caught:
+        AzureClients(settings(blob_endpoint=f"http://127.0.0.1:2/{ACCOUNT}")).blob("c", "b.vhd")
+    assert str(caught.value) == (
+        f"target az: AZURE_STORAGE_CONNECTION_STRING is for blob endpoint http://127.0.0.1:1/{ACCOUNT}, "
+        f"not blob_endpoint http://127.0.0.1:2/{ACCOUNT}; unset it or fix the target"
+    )
+    with pytest.raises(
+        CredentialsError, match="is for storage account 'devstoreaccount1', not storage_account 'other'"
+    ):
+        AzureClients(settings(storage_account="other")).blob("c", "b.vhd")

@@ -226,3 +226,22 @@ def test_one_cloud_failing_leaves_the_others_published(clouds: Clouds, first: Ru
     assert (clouds.out / "sandbox" / "1.0.1" / "disk.raw").is_file()
     assert clouds.moto.client("ec2").describe_images(Owners=["self"], Filters=[
         {"Name": "name", "Values": ["*1.0.1*"]}])["Images"] == []  # fmt: skip
+
+
+def test_a_connection_string_for_another_endpoint_fails_the_azure_target(clouds: Clouds, first: Run) -> None:
+    """The storage connection string in the environment no longer wins silently over blob_endpoint."""
+    pages = len(clouds.azure.storage.pages())
+    run = imgpub(
+        clouds,
+        "publish",
+        "--target",
+        "azure",
+        IMGPUB_SANDBOX_VERSION="1.0.2",
+        IMGPUB_SANDBOX_BLOB="http://127.0.0.1:9/devstoreaccount1",
+    )
+    assert run.code == 1
+    error = run.target("azure")["error"]
+    assert "\n" not in error and "AZURE_STORAGE_CONNECTION_STRING is for blob endpoint" in error
+    assert "not blob_endpoint http://127.0.0.1:9/devstoreaccount1" in error
+    assert len(clouds.azure.storage.pages()) == pages
+    assert clouds.azure.arm.get("images/sandbox-1.0.2") is None

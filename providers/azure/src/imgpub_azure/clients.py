@@ -11,6 +11,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
+from imgpub.errors import CredentialsError
 from imgpub_azure.settings import AzureSettings
 
 if TYPE_CHECKING:
@@ -98,7 +99,9 @@ class AzureClients:
         kwargs = self._storage_kwargs()
         conn = os.environ.get("AZURE_STORAGE_CONNECTION_STRING")
         if conn:
-            return BlobClient.from_connection_string(conn, container, name, **kwargs)
+            blob = BlobClient.from_connection_string(conn, container, name, **kwargs)
+            self._check_connection_string(blob)
+            return blob
         sas = os.environ.get("AZURE_STORAGE_SAS_TOKEN")
         key = os.environ.get("AZURE_STORAGE_KEY")
         credential: Any
@@ -109,6 +112,20 @@ class AzureClients:
         else:
             credential = self.credential
         return BlobClient(self.account_url, container, name, credential=credential, **kwargs)
+
+    def _check_connection_string(self, blob: BlobClient) -> None:
+        """The connection string names its own account and endpoint: they must be the target's."""
+        s = self.settings
+        where = None
+        if s.storage_account and blob.account_name != s.storage_account:
+            where = f"storage account {blob.account_name!r}, not storage_account {s.storage_account!r}"
+        elif s.blob_endpoint and not strip_query(blob.url).startswith(self.account_url + "/"):
+            endpoint = strip_query(blob.url).rsplit("/", 2)[0]
+            where = f"blob endpoint {endpoint}, not blob_endpoint {self.account_url}"
+        if where is not None:
+            raise CredentialsError(
+                s.name, f"AZURE_STORAGE_CONNECTION_STRING is for {where}; unset it or fix the target"
+            )
 
     def blob_from_url(self, sas_url: str) -> BlobClient:
         """A blob addressed by a SAS URL (a managed disk opened for upload)."""
