@@ -245,3 +245,28 @@ def test_a_connection_string_for_another_endpoint_fails_the_azure_target(clouds:
     assert "not blob_endpoint http://127.0.0.1:9/devstoreaccount1" in error
     assert len(clouds.azure.storage.pages()) == pages
     assert clouds.azure.arm.get("images/sandbox-1.0.2") is None
+
+
+def test_status_sees_deleted_artifacts_and_publish_puts_them_back(clouds: Clouds, first: Run) -> None:
+    """Someone deletes things by hand (console, another tool): status shows it, publish repairs it."""
+    eu = next(a["id"] for a in first.artifacts("aws", "ami") if a["region"] == "eu-west-1")
+    clouds.moto.client("ec2", "eu-west-1").deregister_image(ImageId=eu)
+    with clouds.gce.lock:  # GCE still remembers the requestId of the insert that made it
+        del clouds.gce.state.images[(PROJECT, "sandbox-1-0-0")]
+    with clouds.azure.arm.lock:
+        del clouds.azure.arm.resources[f"/{RG}/images/sandbox-1.0.0".lower()]
+    (clouds.out / "sandbox" / "1.0.0" / "disk.vhd").unlink()
+
+    drift = {t["name"]: t["drift"] for t in imgpub(clouds, "status", "--json").report["targets"]}
+    assert all(drift.values()), drift
+    repaired = imgpub(clouds, "publish")
+    assert repaired.code == 0, repaired.stdout + repaired.stderr
+    assert all(t["changed"] for t in repaired.report["targets"])
+    assert {t["name"]: t["drift"] for t in imgpub(clouds, "status", "--json").report["targets"]} == {
+        "aws": [],
+        "gcp": [],
+        "azure": [],
+        "folder": [],
+    }
+    assert clouds.gce.image(PROJECT, "sandbox-1-0-0") is not None
+    assert clouds.azure.arm.get("images/sandbox-1.0.0") is not None

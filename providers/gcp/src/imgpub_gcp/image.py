@@ -183,38 +183,44 @@ class GceImages:
         )
 
     def insert(self, body: compute_v1.Image, digest: str) -> compute_v1.Image:
+        """Create the image. GCE keeps a requestId for an hour or more: when the stable one names an
+        earlier insert whose image has since been deleted, insert once more under a fresh id."""
         from google.cloud import compute_v1
 
-        request = compute_v1.InsertImageRequest(
-            project=self.project, image_resource=body, request_id=request_id(digest, "insert")
-        )
-        op = call(
-            self.target,
-            f"create image {body.name}",
-            self.retry,
-            lambda: self.clients.images.insert_unary(request=request, retry=None),
-        )
-        self.wait(op, f"create image {body.name}")
-        found = self.get(body.name)
-        if found is None:
-            raise CloudError(
-                self.target, f"create image {body.name}", "the operation finished but the image is missing"
+        for rid in (request_id(digest, "insert"), str(uuid.uuid4())):
+            request = compute_v1.InsertImageRequest(project=self.project, image_resource=body, request_id=rid)
+            op = call(
+                self.target,
+                f"create image {body.name}",
+                self.retry,
+                partial(self.clients.images.insert_unary, request=request, retry=None),
             )
-        return found
+            self.wait(op, f"create image {body.name}")
+            found = self.get(body.name)
+            if found is not None:
+                return found
+        raise CloudError(
+            self.target, f"create image {body.name}", "the operation finished but the image is missing"
+        )
 
     def delete(self, name: str, digest: str) -> None:
+        """Delete the image; as with insert, a stale requestId's earlier operation gets a fresh retry."""
         from google.cloud import compute_v1
 
-        request = compute_v1.DeleteImageRequest(
-            project=self.project, image=name, request_id=request_id(digest, f"delete {name}")
+        for rid in (request_id(digest, f"delete {name}"), str(uuid.uuid4())):
+            request = compute_v1.DeleteImageRequest(project=self.project, image=name, request_id=rid)
+            op = call(
+                self.target,
+                f"delete image {name}",
+                self.retry,
+                partial(self.clients.images.delete_unary, request=request, retry=None),
+            )
+            self.wait(op, f"delete image {name}")
+            if self.get(name) is None:
+                return
+        raise CloudError(
+            self.target, f"delete image {name}", "the operation finished but the image is still there"
         )
-        op = call(
-            self.target,
-            f"delete image {name}",
-            self.retry,
-            lambda: self.clients.images.delete_unary(request=request, retry=None),
-        )
-        self.wait(op, f"delete image {name}")
 
     def deprecate(self, name: str, replacement: str) -> None:
         from google.cloud import compute_v1
