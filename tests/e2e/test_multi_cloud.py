@@ -18,6 +18,7 @@ import pytest
 
 from e2e.stack import BUCKET, PROJECT, Clouds
 from imgpub.disk import open_image
+from imgpub.disk.digest import content_digest
 from imgpub.disk.zeros import is_zero
 
 pytestmark = pytest.mark.emulator
@@ -113,7 +114,10 @@ def test_publish_reaches_every_target(first: Run) -> None:
     assert {a["kind"] for a in first.target("folder")["artifacts"]} == {"raw", "vhd", "gce"}
     for artifact in first.target("folder")["artifacts"]:
         assert Path(artifact["id"]).is_file()
-    assert "\n" not in first.stdout.split("folder (local)")[0].splitlines()[0]
+    with open_image(SOURCE) as img:
+        digest = content_digest(img)
+    assert first.report["image"]["content_digest"] == digest
+    assert first.stdout.splitlines()[0] == f"sandbox 1.0.0  content {digest[:16]}  (publish)"
 
 
 def test_ami_snapshot_holds_exactly_the_source_blocks(clouds: Clouds, first: Run) -> None:
@@ -154,6 +158,7 @@ def test_second_publish_changes_nothing_and_uploads_nothing(
     clouds: Clouds, first: Run, tmp_path: Path
 ) -> None:
     before = Counts.of(clouds)
+    assert all(vars(before).values()), before  # the first publish went through every back end
     local = {a["id"]: Path(a["id"]).stat().st_mtime_ns for a in first.target("folder")["artifacts"]}
     outputs, summary = tmp_path / "github_output", tmp_path / "step_summary"
     again = imgpub(
