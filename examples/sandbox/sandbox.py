@@ -44,8 +44,12 @@ def _publish(clouds: Clouds, out: Path, extra: list[str], report: Path) -> int:
     return subprocess.run(argv, env=env).returncode
 
 
+def _azurite() -> Path:
+    return Path(os.environ.get("IMGPUB_AZURITE", AZURITE))
+
+
 def _azurite_installed() -> bool:
-    return Path(os.environ.get("IMGPUB_AZURITE", AZURITE)).exists() and shutil.which("node") is not None
+    return _azurite().exists() and shutil.which("node") is not None
 
 
 def main() -> int:
@@ -57,7 +61,7 @@ def main() -> int:
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(sig, _stop)
     if not _azurite_installed():
-        print(f"sandbox: no Azurite at {AZURITE} (scripts/test installs it): skipping the azure target")
+        print(f"sandbox: no Azurite at {_azurite()} (scripts/test installs it): skipping the azure target")
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="imgpub-sandbox-") as tmp:
         with running_clouds(Path(tmp), SANDBOX_PORTS, azure=_azurite_installed()) as clouds:
