@@ -2,15 +2,16 @@
 
     uv run --no-sync python benchmarks/convert.py [--size-gib 8] [--data-gib 1] [--runs 3] [--quick]
                                                   [--targets raw,vhd,gce] [--sources raw,qcow2,qcow2c,vmdk]
-                                                  [--no-verify]
+                                                  [--interleave] [--no-verify]
 
 Cases: raw, qcow2, qcow2 -c and VMDK streamOptimized sources (see corpus.py) converted to a
-sparse raw file, to a fixed VHD (Azure), and to the GCE tarball. Every run is a fresh process;
-the tools of a case take turns (imgpub, baseline, imgpub, ...) so that load from other jobs hits
-both alike; the output is deleted and `sync` run before each (so no run pays for the previous one's
-writeback), and the sources are read once first (warm page cache). imgpub's time is that of the
-library call (open_image + write_*), measured inside its process, whose peak RSS is reported;
-interpreter start-up and imports (about 0.1 s) are left out, as the library is what is compared.
+sparse raw file, to a fixed VHD (Azure), and to the GCE tarball. Every run is a fresh process
+(all runs of one tool, then the next's; `--interleave` alternates them: see the README for why
+that is not the default); the output is deleted and `sync` run before each (so no run pays for
+the previous one's writeback), and the sources are read once first (warm page cache). imgpub's
+time is that of the library call (open_image + write_*), measured inside its process, whose peak
+RSS is reported; interpreter start-up and imports (about 0.1 s) are left out, as the library is
+what is compared.
 Like the CLI, that process calls imgpub.disk.allocator.keep_freed_memory() once before timing.
 The raw and VHD outputs of imgpub are checked against the source by content digest (untimed).
 Baselines are timed from outside: `qemu-img convert -W` (raw, vpc fixed force_size),
@@ -137,22 +138,29 @@ Go = Callable[[], tuple[float, float, float]]
 
 
 def measure(
-    tools: list[tuple[Result, Go]], runs: int, out: Path, check: Callable[[], None] | None = None
+    tools: list[tuple[Result, Go]],
+    runs: int,
+    out: Path,
+    check: Callable[[], None] | None = None,
+    *,
+    interleave: bool = False,
 ) -> list[Result]:
-    """Run every tool of a case once per round, interleaved (ABAB...), so load from other jobs on a
-    shared machine hits both sides alike. `check` runs (untimed) after the first tool's first run."""
-    for round_ in range(runs):
-        for k, (result, go) in enumerate(tools):
-            fresh(out)
-            seconds, cpu, rss = go()
-            result.times.append(seconds)
-            result.cpu.append(cpu)
-            result.rss.append(rss)
-            target = out / "disk.tar.gz" if out.is_dir() else out
-            st = target.stat()
-            result.apparent, result.allocated = st.st_size / MiB, st.st_blocks * 512 / MiB
-            if check is not None and k == 0 and round_ == 0:
-                check()
+    """`runs` runs of each tool of a case: all of the first tool's, then the next's (default), or in
+    turns (ABAB...) with `interleave`. `check` runs (untimed) after the first tool's first run."""
+    order = [k for _ in range(runs) for k in range(len(tools))] if interleave else \
+        [k for k in range(len(tools)) for _ in range(runs)]  # fmt: skip
+    for n, k in enumerate(order):
+        result, go = tools[k]
+        fresh(out)
+        seconds, cpu, rss = go()
+        result.times.append(seconds)
+        result.cpu.append(cpu)
+        result.rss.append(rss)
+        target = out / "disk.tar.gz" if out.is_dir() else out
+        st = target.stat()
+        result.apparent, result.allocated = st.st_size / MiB, st.st_blocks * 512 / MiB
+        if check is not None and n == 0:
+            check()
     return [result for result, _ in tools]
 
 
@@ -190,7 +198,7 @@ def cases(args: argparse.Namespace) -> list[list[Result]]:
                 (Result(case, f"`qemu-img convert -W {opts}`"), lambda c=cmd: run_shell(c, work)),
             ]
             check = None if args.no_verify else lambda s=src, o=out: verify(s, o)
-            ours, theirs = measure(tools, n, out, check)
+            ours, theirs = measure(tools, n, out, check, interleave=args.interleave)
             groups.append([ours, theirs])
             print(f"{case}: imgpub {ours.median:.2f}s, qemu-img {theirs.median:.2f}s", file=sys.stderr)
     for kind in [k for k in ("raw", "qcow2c", "vmdk") if k in srcs] if "gce" in args.targets else ():
@@ -212,7 +220,7 @@ def cases(args: argparse.Namespace) -> list[list[Result]]:
                    f"{tmp}/disk.raw && cd {tmp} && {pigz} && rm -rf {tmp}")  # fmt: skip
             tools.append((Result(case, "`qemu-img convert` + `tar -S | pigz -1 -p 2`"),
                           lambda c=cmd: run_shell(c, work)))  # fmt: skip
-        group = measure(tools, n, out)
+        group = measure(tools, n, out, interleave=args.interleave)
         groups.append(group)
         print(f"{case}: " + ", ".join(f"{r.tool} {r.median:.2f}s" for r in group), file=sys.stderr)
     (gce_dir / "disk.raw").unlink()
@@ -250,6 +258,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="skip the slow `tar -Sczf` baseline")
     parser.add_argument("--targets", default="raw,vhd,gce", help="comma-separated subset of raw,vhd,gce")
     parser.add_argument("--sources", default="raw,qcow2,qcow2c,vmdk", help="subset of raw,qcow2,qcow2c,vmdk")
+    parser.add_argument("--interleave", action="store_true", help="alternate the tools run by run (ABAB...)")
     parser.add_argument("--no-verify", action="store_true", help="skip the content check of raw/VHD outputs")
     parser.add_argument("--child", nargs=3, metavar=("TARGET", "SRC", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
