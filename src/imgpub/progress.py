@@ -8,8 +8,12 @@ from typing import Protocol
 class Progress(Protocol):
     """Progress of one target. Thread-safe: upload workers call `advance` concurrently."""
 
-    def stage(self, name: str, total: int | None = None) -> None:
-        """A new stage begins ('upload', 'register', 'copy eu-west-1', ...); `total` in bytes or steps."""
+    def stage(self, name: str, total: int | None = None, unit: str = "B") -> None:
+        """A new stage begins ('upload', 'register', 'copy eu-west-1', ...).
+
+        `total` is counted in `unit`: "B" for bytes (shown with rates), anything else ("%",
+        "regions") is shown as a plain count.
+        """
 
     def advance(self, amount: int) -> None:
         """`amount` more bytes (or steps) of the current stage are done."""
@@ -19,7 +23,7 @@ class Progress(Protocol):
 
 
 class NullProgress:
-    def stage(self, name: str, total: int | None = None) -> None:
+    def stage(self, name: str, total: int | None = None, unit: str = "B") -> None:
         pass
 
     def advance(self, amount: int) -> None:
@@ -34,11 +38,13 @@ class RecordingProgress:
 
     def __init__(self) -> None:
         self.stages: list[tuple[str, int | None]] = []
+        self.units: list[str] = []
         self.advanced = 0
         self.notes: list[str] = []
 
-    def stage(self, name: str, total: int | None = None) -> None:
+    def stage(self, name: str, total: int | None = None, unit: str = "B") -> None:
         self.stages.append((name, total))
+        self.units.append(unit)
 
     def advance(self, amount: int) -> None:
         self.advanced += amount

@@ -68,7 +68,7 @@ def test_failed_target_exit_1_with_report(write_manifest, fake_provider, tmp_pat
     )
     result = run("publish", path, "--report", tmp_path / "report.json")
     assert result.exit_code == 1
-    assert "bad (fake): FAILED: target bad: CreateImage in r1 failed [Quota]: quota exceeded" in result.stdout
+    assert "bad (fake): FAILED: CreateImage in r1 failed [Quota]: quota exceeded" in result.stdout
     assert "good (fake): published" in result.stdout
     assert "error" not in result.stderr  # a failed target is reported, not raised
     assert "sdk chatter" not in result.stderr

@@ -52,3 +52,27 @@ def test_rich_bars_appear_at_the_first_stage() -> None:
     text = stream.getvalue()
     assert "busy" in text and "upload" in text and "resumed" in text
     assert "idle" not in text
+
+
+def test_counted_stages_show_percent_not_bytes(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    stream = io.StringIO()
+    clock = iter([0.0, 0.0, 6.0])
+    monkeypatch.setattr(console.time, "monotonic", lambda: next(clock))
+    with console.Board(stream=stream) as board:
+        progress = board.factory("gallery")
+        progress.stage("replicate", 200, unit="%")
+        progress.advance(50)
+    assert stream.getvalue().splitlines() == [
+        "imgpub: gallery: replicate",
+        "imgpub: gallery: replicate 25%",
+    ]
+
+
+def test_rich_counted_stage_has_no_byte_sizes() -> None:
+    stream = _Tty()
+    with console.Board(stream=stream) as board:
+        progress = board.factory("gallery")
+        progress.stage("replicate", 200, unit="%")
+        progress.advance(100)
+    text = stream.getvalue()
+    assert "50%" in text and "B/s" not in text and "/200" not in text

@@ -98,11 +98,11 @@ class _RichTask:
         self.bars, self.name = board, name
         self.task: Any = None
 
-    def stage(self, name: str, total: int | None = None) -> None:
+    def stage(self, name: str, total: int | None = None, unit: str = "B") -> None:
         if self.task is None:
-            self.task = self.bars.add_task(self.name or "image", total=total, stage=name)
+            self.task = self.bars.add_task(self.name or "image", total=total, stage=name, unit=unit)
         else:
-            self.bars.reset(self.task, total=total, completed=0, stage=name)
+            self.bars.reset(self.task, total=total, completed=0, stage=name, unit=unit)
 
     def advance(self, amount: int) -> None:
         if self.task is not None:
@@ -118,7 +118,7 @@ class _PlainTask:
     def __init__(self, stream: IO[str], name: str) -> None:
         self.stream, self.name = stream, name or "image"
         self.lock = threading.Lock()
-        self.stage_name, self.done = "", 0
+        self.stage_name, self.done, self.unit = "", 0, "B"
         self.total: int | None = None
         self.started = self.last = time.monotonic()
 
@@ -126,11 +126,11 @@ class _PlainTask:
         self.stream.write(f"imgpub: {self.name}: {text}\n")
         self.stream.flush()
 
-    def stage(self, name: str, total: int | None = None) -> None:
+    def stage(self, name: str, total: int | None = None, unit: str = "B") -> None:
         with self.lock:
-            self.stage_name, self.total, self.done = name, total, 0
+            self.stage_name, self.total, self.done, self.unit = name, total, 0, unit
             self.started = self.last = time.monotonic()
-            self._line(f"{name}" + (f" ({human_size(total)})" if total else ""))
+            self._line(f"{name}" + (f" ({human_size(total)})" if total and unit == "B" else ""))
 
     def advance(self, amount: int) -> None:
         with self.lock:
@@ -139,13 +139,27 @@ class _PlainTask:
             if now - self.last < PLAIN_INTERVAL:
                 return
             self.last = now
-            rate = self.done / max(now - self.started, 1e-6)
             pct = f"{100 * self.done / self.total:.0f}% " if self.total else ""
+            if self.unit != "B":
+                self._line(f"{self.stage_name} {pct}".rstrip())
+                return
+            rate = self.done / max(now - self.started, 1e-6)
             self._line(f"{self.stage_name} {pct}{human_size(self.done)} at {human_size(rate)}/s")
 
     def note(self, message: str) -> None:
         with self.lock:
             self._line(message)
+
+
+def _bytes_only(bytes_column: Any, other: Any) -> Any:
+    """A rich column that renders `bytes_column` for byte stages and `other` for counted ones."""
+    from rich.progress import ProgressColumn
+
+    class BytesOnly(ProgressColumn):
+        def render(self, task: Any) -> Any:
+            return (bytes_column if task.fields.get("unit", "B") == "B" else other).render(task)
+
+    return BytesOnly()
 
 
 class Board:
@@ -163,6 +177,7 @@ class Board:
             from rich.progress import (
                 BarColumn,
                 DownloadColumn,
+                TaskProgressColumn,
                 TextColumn,
                 TimeRemainingColumn,
                 TransferSpeedColumn,
@@ -173,8 +188,8 @@ class Board:
                 TextColumn("{task.description:<12}"),
                 TextColumn("{task.fields[stage]:<20}"),
                 BarColumn(bar_width=24),
-                DownloadColumn(binary_units=True),
-                TransferSpeedColumn(),
+                _bytes_only(DownloadColumn(binary_units=True), TaskProgressColumn()),
+                _bytes_only(TransferSpeedColumn(), TextColumn("")),
                 TimeRemainingColumn(),
                 console=Console(file=self.stream),
                 transient=False,

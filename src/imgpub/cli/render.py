@@ -23,7 +23,7 @@ def render(result: RunResult) -> None:
     out(f"{image.name} {image.version}  content {image.content_digest[:16]}  ({result.command})")
     for t in result.targets:
         if not t.ok:
-            _head(t, f"FAILED: {t.error}")
+            _head(t, f"FAILED: {_without_target_prefix(t.error or '', t.target)}")
             continue
         if t.status is not None:
             _head(t, "drifted" if t.status.drift else "published")
@@ -49,3 +49,9 @@ def render(result: RunResult) -> None:
     failed = [t.target for t in result.targets if not t.ok]
     if failed:
         out(f"{len(failed)} of {len(result.targets)} target(s) failed: {', '.join(failed)}")
+
+
+def _without_target_prefix(error: str, target: str) -> str:
+    """`target x: msg` -> `msg`: the line already starts with the target's name."""
+    prefix = f"target {target}: "
+    return error[len(prefix) :] if error.startswith(prefix) else error

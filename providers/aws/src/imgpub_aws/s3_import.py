@@ -151,7 +151,7 @@ class S3Importer:
 
     def _wait(self, task_id: str) -> str:
         ec2 = self.clients.client("ec2", self.region)
-        self.progress.stage(f"import snapshot {self.region}", 100)
+        self.progress.stage(f"import snapshot {self.region}", 100, unit="%")
         deadline, delay, shown = time.monotonic() + WAIT_TIMEOUT_SECONDS, 1.0, 0
         while True:
             tasks = self.call(

@@ -253,7 +253,7 @@ class GalleryImages:
         """Report replication progress per region until the operation finishes."""
         reported: dict[str, int] = {}
         total = max(1, len(self.gallery.target_regions) or 1) * 100
-        progress.stage("replicate", total)
+        progress.stage("replicate", total, unit="%")
         interval = self.clients.polling_interval(REPLICATION_POLL_SECONDS)
         while not done():
             wait(timeout=interval)
