@@ -151,7 +151,7 @@ def test_crash_mid_upload_resumes_the_same_snapshot(
         uploader(settings, Journal(journal_path), clients).upload(disk, 1)
     state = Journal(journal_path).get(JOURNAL_KEY)
     done = {i for a, b in state["done"] for i in range(a, b)}
-    assert 1 <= len(done) <= 8
+    assert 0 < len(done) <= 8
     moto.reset()  # forget the log; keep nothing of the first run but the journal...
     # ... which now points at a snapshot moto no longer has: start over
     fresh = uploader(settings, Journal(journal_path)).upload(disk, 1)
