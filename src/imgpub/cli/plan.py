@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import typer
-
 from imgpub.cli import options
 from imgpub.cli.console import Board, guarded
 
@@ -18,15 +16,9 @@ def plan(
 ) -> None:
     """Show what publish would create, copy or replace on each target. Changes nothing."""
     with guarded():
-        from imgpub.cli.render import render
+        from imgpub.cli.render import show
         from imgpub.pipeline import plan as run
-        from imgpub.report import build_report, report_json
 
         with Board() as board:
             result = run(manifest, target or None, concurrency=concurrency, progress=board.factory)
-        if json_:
-            typer.echo(report_json(build_report(result)), nl=False)
-        else:
-            render(result)
-        if result.exit_code:
-            raise typer.Exit(result.exit_code)
+        show(result, json_)

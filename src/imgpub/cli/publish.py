@@ -24,10 +24,10 @@ def publish(
 ) -> None:
     """Publish the image to every target (or the --target ones), concurrently."""
     with guarded():
-        from imgpub.cli.render import render
+        from imgpub.cli.render import show
         from imgpub.journal import default_state_dir
         from imgpub.pipeline import publish as run
-        from imgpub.report import build_report, report_json, write_github, write_report
+        from imgpub.report import build_report, write_github, write_report
 
         with Board() as board:
             result = run(
@@ -46,9 +46,4 @@ def publish(
             if report is None:
                 write_report(data, path)
             write_github(data, os.environ, path)
-        if json_:
-            typer.echo(report_json(data), nl=False)
-        else:
-            render(result)
-        if result.exit_code:
-            raise typer.Exit(result.exit_code)
+        show(result, json_, data)

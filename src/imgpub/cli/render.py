@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import typer
 
 from imgpub.cli.console import out
 
 if TYPE_CHECKING:
     from imgpub.pipeline import RunResult, TargetResult
+
+
+def show(result: RunResult, json_: bool, report: Mapping[str, Any] | None = None) -> None:
+    """The run on stdout, as the JSON report (`report`, if already built) or as text; then exit with
+    the run's code if it failed."""
+    if json_:
+        from imgpub.report import build_report, report_json
+
+        typer.echo(report_json(build_report(result) if report is None else report), nl=False)
+    else:
+        render(result)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
 
 
 def _where(a_region: str | None) -> str:
