@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from imgpub.errors import ConfigurationError, ImageConflictError
-from imgpub.identity import LABEL_DIGEST, LABEL_NAME, LABEL_VERSION, label_safe
+from imgpub.identity import DIGEST_LENGTH, LABEL_DIGEST, LABEL_NAME, LABEL_VERSION, label_safe
 from imgpub.provider import (
     Action,
     ActionKind,
@@ -29,7 +29,7 @@ from imgpub.provider import (
 from imgpub_gcp.clients import GcpClients
 from imgpub_gcp.errors import call
 from imgpub_gcp.gcs_upload import CHUNK, GcsUpload, UploadResult
-from imgpub_gcp.image import GceImages, image_body, image_name, source_url, wanted_labels
+from imgpub_gcp.image import GceImages, identity_labels, image_body, image_name, source_url, wanted_labels
 from imgpub_gcp.labels import labels_problems, name_problem
 from imgpub_gcp.settings import UEFI_ONLY_FEATURES, GcpSettings
 from imgpub_gcp.share import ImageSharing
@@ -95,7 +95,7 @@ class GcpProvider(Provider[GcpSettings]):
                 problems.append(Problem("shielded_instance_initial_state", f"{path}: no such file"))
         labels = {**image.labels, **settings.labels}
         problems.extend(
-            Problem("labels", p) for p in labels_problems(wanted_labels(image, settings, "0" * 24))
+            Problem("labels", p) for p in labels_problems(wanted_labels(image, settings, "0" * DIGEST_LENGTH))
         )
         if len(labels) != len(set(labels) - {LABEL_NAME, LABEL_VERSION, LABEL_DIGEST}):
             problems.append(
@@ -183,11 +183,7 @@ class GcpProvider(Provider[GcpSettings]):
     ) -> UploadResult:
         ctx.progress.stage("upload", disk.allocation.data_bytes)
         uploader = GcsUpload(clients, ctx.target, ctx.journal, ctx.retry, ctx.progress, self._upload_chunk)
-        metadata = {
-            LABEL_DIGEST: ctx.digest,
-            LABEL_NAME: label_safe(image.name),
-            LABEL_VERSION: label_safe(image.version),
-        }
+        metadata = identity_labels(image, ctx.digest)
 
         def stream() -> Iterable[bytes]:
             return self._tar_stream(disk, level=settings.compression_level, on_progress=ctx.progress.advance)
