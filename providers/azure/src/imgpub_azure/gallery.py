@@ -11,7 +11,7 @@ from imgpub.errors import ConfigurationError
 from imgpub.progress import NullProgress, Progress
 from imgpub_azure.clients import AzureClients
 from imgpub_azure.errors import Caller
-from imgpub_azure.names import text
+from imgpub_azure.names import region_key, text
 from imgpub_azure.settings import GallerySettings
 from imgpub_azure.upload_source import UploadedVhd
 
@@ -45,10 +45,6 @@ class RegionState:
     state: str
     progress: int
     details: str
-
-
-def _region_key(name: str) -> str:
-    return name.replace(" ", "").lower()
 
 
 def replication_states(version: GalleryImageVersion) -> list[RegionState]:
@@ -258,7 +254,7 @@ class GalleryImages:
         while not done():
             wait(timeout=interval)
             for state in replication_states(read()):
-                key = _region_key(state.region)
+                key = region_key(state.region)
                 step = max(0, state.progress - reported.get(key, 0))
                 if step:
                     progress.advance(step)

@@ -12,6 +12,7 @@ __all__ = [
     "default_definition",
     "default_image_name",
     "gallery_version_problem",
+    "region_key",
     "text",
     "upload_disk_name",
 ]
@@ -59,6 +60,11 @@ def gallery_version_problem(version: str) -> str | None:
     if any(int(part) > _INT32_MAX for part in match.groups()):
         return f"{version!r}: each part must be at most {_INT32_MAX}"
     return None
+
+
+def region_key(region: str | None) -> str:
+    """A region as a comparable key: 'West Europe' and 'westeurope' are the same region."""
+    return (region or "").replace(" ", "").lower()
 
 
 def text(value: object) -> str:

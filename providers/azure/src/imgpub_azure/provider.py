@@ -30,6 +30,7 @@ from imgpub_azure.clients import AzureClients, default_credential
 from imgpub_azure.errors import Caller
 from imgpub_azure.gallery import DefinitionSpec, GalleryImages, RegionState, replication_states
 from imgpub_azure.managed_image import ManagedImages
+from imgpub_azure.names import region_key
 from imgpub_azure.settings import AzureSettings
 from imgpub_azure.tags import digest_of, identity_tags
 from imgpub_azure.upload import VhdUploads
@@ -177,8 +178,8 @@ class AzureProvider(Provider[AzureSettings]):
         gal = settings.gallery
         wanted = [r.name for r in gal.target_regions] if gal and gal.target_regions else [settings.location]
         profile = version.properties.publishing_profile if version.properties else None
-        have = {_norm(r.name) for r in (profile.target_regions or [] if profile else [])}
-        return [r for r in wanted if _norm(r) not in have]
+        have = {region_key(r.name) for r in (profile.target_regions or [] if profile else [])}
+        return [r for r in wanted if region_key(r) not in have]
 
     def _require_valid(self, image: ImageInfo, settings: AzureSettings) -> None:
         problems = self.check(image, settings)
@@ -270,10 +271,6 @@ class AzureProvider(Provider[AzureSettings]):
                     status.drift.append(f"gallery image version {ref} is not replicated to {region}")
                 status.drift.extend(_replication_warnings(ref, states))
         return status
-
-
-def _norm(region: str | None) -> str:
-    return (region or "").replace(" ", "").lower()
 
 
 def _replication_warnings(ref: str, states: list[RegionState]) -> list[str]:
