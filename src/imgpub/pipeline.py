@@ -26,7 +26,7 @@ from imgpub.manifest.checks import check_image
 from imgpub.progress import NullProgress, Progress
 from imgpub.provider import Context, ImageInfo, Plan, Published, Status, TargetSettings
 from imgpub.retry import RetryPolicy
-from imgpub.source import DigestCache, download, local_source
+from imgpub.source import DigestCache, cached_download, download, local_source
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
@@ -156,7 +156,7 @@ def validate(manifest: Manifest | str | Path, *, state_dir: Path | None = None) 
     loaded = _manifest(manifest)
     image = loaded.image
     state = state_dir or default_state_dir()
-    path = (state / "cache" / "sources" / str(image.sha256)) if image.is_url else Path(image.source)
+    path = cached_download(state / "cache", str(image.sha256)) if image.is_url else Path(image.source)
     if not image.is_url and not path.is_file():
         raise loaded.error(("image", "source"), f"no such file: {path}")
     if path.is_file():

@@ -108,9 +108,14 @@ def local_source(
     return path
 
 
+def cached_download(cache_dir: Path, sha256: str) -> Path:
+    """Where download() keeps the verified file whose sha256 is `sha256` (it may not exist yet)."""
+    return cache_dir / "sources" / sha256
+
+
 def download(url: str, sha256: str, cache_dir: Path, progress: Progress | None = None) -> Path:
     """The file at `url`, from the cache or downloaded into it; its sha256 must be `sha256`."""
-    dest = cache_dir / "sources" / sha256
+    dest = cached_download(cache_dir, sha256)
     if dest.exists():
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
