@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
+from fakes.process import free_port, stop, wait_until_ready
+
 HERE = Path(__file__).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager
@@ -36,21 +30,14 @@ def running_moto(port: int = 0, log: IO[bytes] | None = None) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(url + "/moto-api/", timeout=2).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    where = f" (see {log.name})" if log is not None else ""
-                    raise RuntimeError(f"moto server did not start on {url}{where}") from None
-                time.sleep(0.2)
+        where = f" (see {log.name})" if log is not None else ""
+        wait_until_ready(
+            proc,
+            lambda: urllib.request.urlopen(url + "/moto-api/", timeout=2).close(),
+            timeout=60,
+            poll=0.2,
+            failure=f"moto server did not start on {url}{where}",
+        )
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)

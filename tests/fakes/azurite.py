@@ -11,7 +11,6 @@ import re
 import socket
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,6 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from fakes.process import free_port, stop, wait_until_ready
 
 AZURITE_DEFAULT = str(Path(__file__).resolve().parents[2] / ".cache/azurite/node_modules/.bin/azurite-blob")
 API_VERSION = "2025-11-05"
@@ -156,12 +157,6 @@ def _handler(proxy: StorageProxy) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def connection_string(blob_endpoint: str) -> str:
     return (
         f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};"
@@ -173,24 +168,18 @@ def connection_string(blob_endpoint: str) -> str:
 def running_azurite(memory_mb: int, *extra: str, port: int = 0) -> Iterator[int]:
     """Azurite's blob service in memory on `port` (0: a free one); node directly, so the pid is Azurite's."""
     binary = os.environ.get("IMGPUB_AZURITE", AZURITE_DEFAULT)
-    port = port or _free_port()
+    port = port or free_port()
     args = ["--blobHost", "127.0.0.1", "--blobPort", str(port), "--inMemoryPersistence",
             "--extentMemoryLimit", str(memory_mb), "--disableTelemetry", "--silent", *extra]  # fmt: skip
     proc = subprocess.Popen(["node", binary, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"Azurite did not start ({binary} {' '.join(args)})") from None
-                time.sleep(0.05)
+        wait_until_ready(
+            proc,
+            lambda: socket.create_connection(("127.0.0.1", port), timeout=0.2).close(),
+            timeout=30,
+            poll=0.05,
+            failure=f"Azurite did not start ({binary} {' '.join(args)})",
+        )
         yield port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from fakes.process import free_port, stop, wait_until_ready
 from imgpub.disk import DiskImage
 from imgpub.identity import image_digest
 from imgpub.journal import Journal
@@ -25,10 +24,7 @@ PROJECT = "imgpub-test"
 @contextmanager
 def running_gcs(port: int = 0) -> Iterator[str]:
     """Base URL of an in-memory gcp-storage-emulator on `port` (0: a free one)."""
-    if not port:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
+    port = port or free_port()
     args = ["--host", "127.0.0.1", "--port", str(port), "--in-memory", "-q"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "gcp_storage_emulator", "start", *args],
@@ -37,24 +33,21 @@ def running_gcs(port: int = 0) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"gcp-storage-emulator did not start on {url}") from None
-                time.sleep(0.05)
+        wait_until_ready(
+            proc,
+            lambda: _status(url + "/") == 200,
+            timeout=20,
+            poll=0.05,
+            failure=f"gcp-storage-emulator did not start on {url}",
+        )
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
+
+
+def _status(url: str) -> int:
+    with urllib.request.urlopen(url, timeout=1) as r:
+        return int(r.status)
 
 
 def image_info(disk: DiskImage, **overrides: Any) -> ImageInfo:
