@@ -113,10 +113,7 @@ def _prepare(manifest: Manifest, state_dir: Path, progress: Progress) -> Iterato
     path = source_path(manifest, state_dir, progress)
     fmt = manifest.image.format
     with open_image(path, fmt) as disk:
-        cache = DigestCache(state_dir)
-        if cache.get(path, f"content:{fmt}") is None:
-            progress.stage(f"digest {disk.allocation.data_bytes >> 20} MiB of data")
-        digest = cache.content_digest(path, fmt, disk)
+        digest = DigestCache(state_dir).content_digest(path, fmt, disk, progress)
         yield _Prepared(path, _image_info(manifest, disk, digest))
 
 

@@ -74,12 +74,14 @@ class DigestCache:
                 Path(tmp).unlink(missing_ok=True)
                 raise
 
-    def content_digest(self, path: Path, fmt: str, disk: DiskImage) -> str:
+    def content_digest(self, path: Path, fmt: str, disk: DiskImage, progress: Progress | None = None) -> str:
         from imgpub.disk.digest import content_digest
 
         kind = f"content:{fmt}"
         cached = self.get(path, kind)
         if cached is None:
+            if progress is not None:
+                progress.stage(f"digest {disk.allocation.data_bytes >> 20} MiB of data")
             cached = content_digest(disk)
             self.put(path, kind, cached)
         return cached
