@@ -283,17 +283,13 @@ class EbsUploader:
                 return
             if state == "error" or time.monotonic() > deadline:
                 raise CloudError(
-                    self.journal_target,
+                    self.call.target,
                     "CompleteSnapshot",
                     f"snapshot {snapshot_id} is {state}: {snap.get('StateMessage', '')}",
                     region=self.region,
                 )
             self.sleep(delay)
             delay = min(delay * 2, 15.0)
-
-    @property
-    def journal_target(self) -> str:
-        return self.call.target
 
     def _flush(self, finished: set[int]) -> None:
         state = self.journal.get(JOURNAL_KEY)
