@@ -30,8 +30,6 @@ import argparse
 import base64
 import hashlib
 import os
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -41,8 +39,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(ROOT / "tests"))
 from corpus import ensure_corpus  # noqa: E402
 
+from aws.stack import running_moto  # noqa: E402
 from imgpub.disk import DiskImage, open_image  # noqa: E402
 from imgpub.journal import Journal  # noqa: E402
 from imgpub.progress import NullProgress  # noqa: E402
@@ -53,29 +53,6 @@ from imgpub_aws.ebs_upload import BLOCK_SIZE, EbsUploader, volume_gib  # noqa: E
 from imgpub_aws.errors import Caller  # noqa: E402
 
 MiB = 1 << 20
-
-
-def start_moto() -> tuple[subprocess.Popen[bytes], str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(MOTO_EC2_LOAD_DEFAULT_AMIS="false", IMGPUB_MOTO_DISCARD_BLOCKS="1")
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests/aws/moto_server.py"), str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(url + "/moto-api/", timeout=2).close()
-            return proc, url
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("moto did not start")
 
 
 def imgpub_upload(disk: DiskImage, settings: AwsSettings, concurrency: int) -> tuple[int, int]:
@@ -152,11 +129,13 @@ def main() -> None:
     args = parser.parse_args()
 
     path = ensure_corpus("raw", args.size_gib, args.data_gib)
-    proc, url = start_moto()
-    os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench")
-    settings = AwsSettings(name="bench", region="us-east-1", endpoint_url=url, concurrency=args.concurrency)
-    rows: list[tuple[str, int, int, float]] = []
-    try:
+    os.environ["IMGPUB_MOTO_DISCARD_BLOCKS"] = "1"
+    with running_moto() as url:
+        os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench")
+        settings = AwsSettings(
+            name="bench", region="us-east-1", endpoint_url=url, concurrency=args.concurrency
+        )
+        rows: list[tuple[str, int, int, float]] = []
         with open_image(path) as disk:
             print(
                 f"{path}: virtual {disk.virtual_size / MiB:.0f} MiB, allocated "
@@ -167,9 +146,6 @@ def main() -> None:
                 blocks, sent = fn(disk, settings, args.concurrency)
                 rows.append((name, blocks, sent, time.perf_counter() - start))
                 urllib.request.urlopen(urllib.request.Request(url + "/moto-api/reset", method="POST")).close()
-    finally:
-        proc.terminate()
-        proc.wait(10)
     base = rows[0]
     print(f"{'uploader':<20} {'blocks':>8} {'MiB sent':>10} {'wall s':>8} {'MiB/s':>8} {'x imgpub':>9}")
     for name, blocks, sent, wall in rows:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,51 +26,15 @@ from pathlib import Path
 from azure.storage.blob import BlobClient, BlobServiceClient
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from corpus import ensure_corpus
 
+from fakes.azurite import API_VERSION, connection_string, running_azurite
 from imgpub.disk import open_image
 from imgpub.retry import RetryPolicy
 from imgpub_azure.page_upload import MAX_PAGE, PageUploader
 
-ROOT = Path(__file__).resolve().parents[1]
-AZURITE = os.environ.get("IMGPUB_AZURITE", str(ROOT / ".cache/azurite/node_modules/.bin/azurite-blob"))
-API_VERSION = "2025-11-05"
-KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 MiB = 1 << 20
-
-
-def start_azurite(memory_mb: int) -> tuple[subprocess.Popen[bytes], str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [
-            "node",
-            AZURITE,
-            "--blobHost",
-            "127.0.0.1",
-            "--blobPort",
-            str(port),
-            "--inMemoryPersistence",
-            "--extentMemoryLimit",
-            str(memory_mb),
-            "--disableTelemetry",
-            "--silent",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    for _ in range(300):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    conn = (
-        f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={KEY};"
-        f"BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
-    )
-    return proc, conn
 
 
 def blob(conn: str, name: str) -> BlobClient:
@@ -142,17 +105,14 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     args = parser.parse_args()
     raw = ensure_corpus("raw", args.size_gib, args.data_gib)
-    proc, conn = start_azurite(memory_mb=int((args.size_gib + args.data_gib) * 1024) + 512)
-    try:
+    with running_azurite(int((args.size_gib + args.data_gib) * 1024) + 512) as port:
+        conn = connection_string(f"http://127.0.0.1:{port}")
         BlobServiceClient.from_connection_string(conn, api_version=API_VERSION).create_container("bench")
         with tempfile.TemporaryDirectory(dir=raw.parent) as tmp:
             results = {
                 "imgpub sparse": run_imgpub(conn, raw, args.concurrency),
                 "qemu-img + full": run_full(conn, raw, args.concurrency, Path(tmp)),
             }
-    finally:
-        proc.terminate()
-        proc.wait(10)
     base = results["imgpub sparse"]
     print(
         f"corpus {raw.name}: {args.size_gib} GiB virtual, {args.data_gib:g} GiB data, "

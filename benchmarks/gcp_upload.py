@@ -19,19 +19,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from corpus import ensure_corpus
 
+from gcp.stack import running_gcs
 from imgpub.disk import open_image
 from imgpub.disk.write_gce import gce_tar_stream
 from imgpub.journal import Journal
@@ -44,36 +44,6 @@ from imgpub_gcp.gcs_upload import CHUNK, GcsUpload
 MiB = 1 << 20
 PART = 64 * MiB
 """Part size of the composed variant (32 parts per compose call cover 2 GiB)."""
-
-
-def start_emulator() -> tuple[subprocess.Popen[bytes], str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gcp_storage_emulator",
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--in-memory",
-            "-q",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(400):
-        try:
-            urllib.request.urlopen(url + "/", timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    return proc, url
 
 
 def streamed(
@@ -165,8 +135,7 @@ def main() -> None:
     args = parser.parse_args()
     raw = ensure_corpus("raw", args.size_gib, args.data_gib)
     os.environ["IMGPUB_GCP_ANONYMOUS"] = "1"
-    proc, url = start_emulator()
-    try:
+    with running_gcs() as url:
         settings = GcpSettings(name="bench", project="imgpub-bench", bucket="bench", storage_endpoint=url)
         clients = GcpClients(settings, "bench")
         clients.storage.create_bucket("bench")
@@ -192,9 +161,6 @@ def main() -> None:
                 f"tar {tar_seconds:.1f} s + upload {seconds - tar_seconds:.1f} s",
             )
         )
-    finally:
-        proc.terminate()
-        proc.wait()
     base = rows[-1][1]
     print(
         f"corpus {raw.name}: {args.size_gib} GiB virtual, {args.data_gib:g} GiB data, gzip level {args.level}"
