@@ -11,7 +11,8 @@ from imgpub.provider import ImageInfo, Problem
 from imgpub_aws.errors import Caller
 from imgpub_aws.settings import AwsSettings
 
-AMI_NAME = re.compile(r"^[A-Za-z0-9()\[\] ./\-'@_]{3,128}$")
+_AMI_CHARS = r"A-Za-z0-9()\[\] ./\-'@_"
+AMI_NAME = re.compile(rf"^[{_AMI_CHARS}]{{3,128}}$")
 
 
 MAX_USER_TAGS = 50 - 4
@@ -39,7 +40,7 @@ def ami_name(image: ImageInfo, settings: AwsSettings) -> str:
     if settings.ami_name:
         return settings.ami_name
     raw = f"{image_name(image, settings)}-{image.version}"
-    clean = re.sub(r"[^A-Za-z0-9()\[\] ./\-'@_]", "-", raw)[:128]
+    clean = re.sub(rf"[^{_AMI_CHARS}]", "-", raw)[:128]
     return clean.ljust(3, "-")
 
 
