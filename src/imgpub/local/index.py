@@ -12,12 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from imgpub.disk.zeros import zeros
+
 __all__ = ["INDEX", "Hasher", "Index", "file_hasher", "file_sha256", "hash_zeros", "locked"]
 
 INDEX = "index.json"
 LOCK = ".imgpub.lock"
 _CHUNK = 4 << 20
-_ZEROS = bytes(_CHUNK)
 Hasher = Any  # hashlib's sha256 object (its class is private)
 
 
@@ -77,7 +78,7 @@ def file_sha256(path: Path) -> str:
 def hash_zeros(h: Hasher, n: int) -> None:
     while n > 0:
         step = min(_CHUNK, n)
-        h.update(_ZEROS[:step] if step < _CHUNK else _ZEROS)
+        h.update(zeros(step))
         n -= step
 
 
