@@ -24,7 +24,7 @@ from imgpub.disk.zeros import is_zero
 from imgpub.errors import ChecksumMismatchError, ConfigurationError, ImgpubError
 from imgpub.progress import NullProgress, Progress
 
-__all__ = ["DigestCache", "download", "file_sha256", "local_source"]
+__all__ = ["DigestCache", "cached_download", "download", "file_sha256", "local_source"]
 
 CHUNK = 1 << 20
 GRAIN = 64 << 10
