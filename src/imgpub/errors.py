@@ -109,4 +109,10 @@ class CloudError(TargetError):
 
 
 class ImageConflictError(TargetError):
-    pass
+    """`what` says what exists and where; the message adds how to go on (the only place that does)."""
+
+    HINT: ClassVar[str] = "publish a new version, or re-run with --replace to replace it"
+
+    def __init__(self, target: str, what: str) -> None:
+        super().__init__(target, f"{what}; {self.HINT}")
+        self.what = what

@@ -7,6 +7,7 @@ The library API behind `imgpub plan|publish|status|validate`; it never prints.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -68,17 +69,32 @@ class RunResult:
     image: ImageInfo
     targets: list[TargetResult] = field(default_factory=list)
     dry_run: bool = False
+    replace: bool = False
     started: str = ""
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+    """Things to look at that do not stop the run (`file:line:col: field: what`)."""
 
     @property
     def ok(self) -> bool:
         return all(t.ok for t in self.targets)
 
     @property
+    def conflicts(self) -> list[TargetResult]:
+        """Targets a plan (or dry run) found in conflict, which publish refuses without --replace."""
+        return [t for t in self.targets if t.ok and t.plan and t.plan.conflict and not self.replace]
+
+    @property
     def exit_code(self) -> int:
-        """0 when every target succeeded, else the highest failed target's code (1, or 2 for bad input)."""
-        return max((t.exit_code for t in self.targets if not t.ok), default=0)
+        """0 when every target succeeded, else the highest failed target's code (1, or 2 for bad input).
+        A plan that finds a conflict exits as the publish would: 1."""
+        failed = max((t.exit_code for t in self.targets if not t.ok), default=0)
+        conflict = ImageConflictError.exit_code if self.published_nothing and self.conflicts else 0
+        return max(failed, conflict)
+
+    @property
+    def published_nothing(self) -> bool:
+        return self.command == "plan" or (self.command == "publish" and self.dry_run)
 
 
 def _now() -> str:
@@ -149,7 +165,9 @@ def target_digest(info: ImageInfo, settings: TargetSettings) -> str:
 
 
 def validate(manifest: Manifest | str | Path, *, state_dir: Path | None = None) -> Manifest:
-    """Load and check the manifest; a local (or already downloaded) image is measured too, not read."""
+    """Load and check the manifest; a local (or already downloaded) image is measured too, not read.
+
+    Problems raise a ManifestError; what only deserves a look is in the result's `warnings`."""
     loaded = _manifest(manifest)
     image = loaded.image
     state = state_dir or default_state_dir()
@@ -158,7 +176,9 @@ def validate(manifest: Manifest | str | Path, *, state_dir: Path | None = None) 
         raise loaded.error(("image", "source"), f"no such file: {path}")
     if path.is_file():
         with open_image(path, image.format) as disk:
-            check_image(loaded, _image_info(loaded, disk, ""))
+            warnings = check_image(loaded, _image_info(loaded, disk, ""))
+        if warnings:
+            return dataclasses.replace(loaded, warnings=(*loaded.warnings, *warnings))
     return loaded
 
 
@@ -230,8 +250,16 @@ def _run(
     factory = progress or (lambda _name: NullProgress())
     started, clock = _now(), time.monotonic()
     with _prepare(manifest, state, factory("")) as prepared:
-        check_image(manifest, prepared.info, [t.name for t in selected])
-        result = RunResult(command, manifest.path, prepared.info, dry_run=dry_run, started=started)
+        warnings = check_image(manifest, prepared.info, [t.name for t in selected])
+        result = RunResult(
+            command,
+            manifest.path,
+            prepared.info,
+            dry_run=dry_run,
+            replace=replace,
+            started=started,
+            warnings=warnings,
+        )
 
         def one(settings: TargetSettings) -> TargetResult:
             return _target(command, manifest, settings, prepared, state, factory, dry_run, replace, retry)
@@ -280,9 +308,7 @@ def _target(
         if command == "plan" or dry_run:
             return result
         if result.plan.conflict and not replace:
-            raise ImageConflictError(
-                settings.name, f"{result.plan.conflict}; publish with --replace to overwrite"
-            )
+            raise ImageConflictError(settings.name, result.plan.conflict)
         with open_image(prepared.path, manifest.image.format) as disk:
             result.published = provider.publish(info, settings, disk, ctx)
     except (ImgpubError, DiskError) as exc:

@@ -119,10 +119,15 @@ class ImageInfo:
 
 @dataclass(frozen=True)
 class Problem:
-    """A semantic error in a target's settings; `field` is a dotted path inside the target."""
+    """A semantic error in a target's settings; `field` is a dotted path inside the target.
+
+    A warning (`warning=True`) is shown but publishes anyway: a well-formed region name the SDK's
+    list does not know yet, say.
+    """
 
     field: str
     message: str
+    warning: bool = False
 
 
 @dataclass(frozen=True)
@@ -151,7 +156,8 @@ class Plan:
     actions: list[Action] = field(default_factory=list)
     existing: list[Artifact] = field(default_factory=list)
     conflict: str | None = None
-    """Set when the same name and version exists with other content; publish then needs --replace."""
+    """Set when the same name and version exists with other content; publish then needs --replace.
+    Say what exists (and where); the core adds how to go on, once."""
 
     @property
     def up_to_date(self) -> bool:

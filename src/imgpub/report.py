@@ -100,6 +100,7 @@ def build_report(result: RunResult) -> dict[str, Any]:
             "content_digest": image.content_digest,
             "source": image.source,
         },
+        "warnings": list(result.warnings),
         "targets": [_target(t, result) for t in result.targets],
     }
 

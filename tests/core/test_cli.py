@@ -100,8 +100,10 @@ def test_conflict_then_replace(write_manifest, disk: Path) -> None:
     with disk.open("r+b") as f:
         f.write(b"other")
     plan = run("plan", path)
-    assert plan.exit_code == 0 and "CONFLICT" in plan.stdout
-    assert run("publish", path).exit_code == 1
+    assert plan.exit_code == 1 and "CONFLICT" in plan.stdout
+    assert plan.stdout.count("--replace") == 1, plan.stdout
+    refused = run("publish", path)
+    assert refused.exit_code == 1 and refused.stderr.count("--replace") + refused.stdout.count("--replace") == 1
     assert run("publish", path, "--replace").exit_code == 0
 
 

@@ -57,10 +57,29 @@ def test_conflict_needs_replace(write_manifest, fake_provider) -> None:
     result = publish(path)
     assert result.exit_code == 1
     assert result.targets[0].error == (
-        "target c: fake image exists with other content; publish with --replace to overwrite"
+        "target c: fake image exists with other content; "
+        "publish a new version, or re-run with --replace to replace it"
     )
     assert ("publish", "c") not in fake_provider.calls
     assert publish(path, replace=True).exit_code == 0
+
+
+def test_a_plan_that_finds_a_conflict_exits_as_publish_would(write_manifest, fake_provider) -> None:
+    path = write_manifest("- name: c\n  provider: fake\n  behaviour: conflict\n- name: ok\n  provider: fake\n")
+    planned = imgpub.plan(path)
+    assert [t.ok for t in planned.targets] == [True, True]
+    assert [t.target for t in planned.conflicts] == ["c"]
+    assert planned.exit_code == 1
+    assert publish(path, dry_run=True).exit_code == 1
+    assert publish(path, dry_run=True, replace=True).exit_code == 0
+
+
+def test_provider_warnings_reach_the_run_and_validate(write_manifest, fake_provider) -> None:
+    path = write_manifest("- name: w\n  provider: fake\n  regions: [r1, new-region-9]\n")
+    result = publish(path)
+    assert result.exit_code == 0
+    assert result.warnings == [f"{path}:8:19: targets[0].regions[1]: unknown region 'new-region-9'"]
+    assert imgpub.validate(path).warnings == tuple(result.warnings)
 
 
 def test_dry_run_only_plans(write_manifest, fake_provider) -> None:

@@ -53,7 +53,9 @@ class FakeProvider(Provider[FakeSettings]):
                 Problem("max_size", f"the image is {image.virtual_size} bytes, more than {settings.max_size}")
             )
         for i, region in enumerate(settings.regions):
-            if not region.startswith("r"):
+            if region.startswith("new-"):
+                problems.append(Problem(f"regions[{i}]", f"unknown region {region!r}", warning=True))
+            elif not region.startswith("r"):
                 problems.append(Problem(f"regions[{i}]", f"no such region {region!r}"))
         return problems
 

@@ -49,6 +49,10 @@ def error_line(message: str) -> None:
     typer.echo(f"imgpub: error: {message}", err=True)
 
 
+def warning_line(message: str) -> None:
+    typer.echo(f"imgpub: warning: {message}", err=True)
+
+
 @contextlib.contextmanager
 def guarded() -> Iterator[None]:
     """Turn any imgpub error into one line on stderr and its exit code (tracebacks only with --debug)."""

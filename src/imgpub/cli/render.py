@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from imgpub.cli.console import out
+from imgpub.cli.console import out, warning_line
+from imgpub.errors import ImageConflictError
 
 if TYPE_CHECKING:
     from imgpub.pipeline import RunResult, TargetResult
@@ -16,6 +17,8 @@ if TYPE_CHECKING:
 def show(result: RunResult, json_: bool, report: Mapping[str, Any] | None = None) -> None:
     """The run on stdout, as the JSON report (`report`, if already built) or as text; then exit with
     the run's code if it failed."""
+    for warning in result.warnings:
+        warning_line(warning)
     if json_:
         from imgpub.report import build_report, report_json
 
@@ -55,7 +58,7 @@ def render(result: RunResult) -> None:
                 out(f"  warning: {w}")
         elif t.plan is not None:
             if t.plan.conflict:
-                _head(t, f"CONFLICT: {t.plan.conflict} (publish --replace to overwrite)")
+                _head(t, f"CONFLICT: {t.plan.conflict}; {ImageConflictError.HINT}")
             else:
                 _head(t, "up to date" if t.plan.up_to_date else f"{len(t.plan.actions)} action(s)")
             for act in t.plan.actions:

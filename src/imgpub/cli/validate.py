@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from imgpub.cli import options
-from imgpub.cli.console import guarded, out
+from imgpub.cli.console import guarded, out, warning_line
 
 
 def validate(manifest: Path = options.MANIFEST) -> None:
@@ -14,5 +14,7 @@ def validate(manifest: Path = options.MANIFEST) -> None:
         from imgpub.pipeline import validate as run
 
         loaded = run(manifest)
+        for warning in loaded.warnings:
+            warning_line(warning)
         names = ", ".join(f"{t.name} ({t.provider})" for t in loaded.targets)
         out(f"{manifest}: ok: {loaded.image.name} {loaded.image.version} -> {names}")

@@ -88,7 +88,7 @@ class LocalProvider(Provider[LocalSettings]):
     def publish(self, image: ImageInfo, settings: LocalSettings, disk: DiskImage, ctx: Context) -> Published:
         plan = self.plan(image, settings, ctx)
         if plan.conflict and not ctx.replace:
-            raise ImageConflictError(ctx.target, f"{plan.conflict}; publish with --replace to overwrite it")
+            raise ImageConflictError(ctx.target, plan.conflict)
         if plan.up_to_date:
             return Published(ctx.target, self.name, artifacts=plan.existing, changed=False)
         name = settings.image_name or image.name

@@ -31,9 +31,11 @@ def check_manifest(manifest: Manifest) -> None:
         raise _earliest(manifest, problems)
 
 
-def check_image(manifest: Manifest, image: ImageInfo, targets: list[str] | None = None) -> None:
-    """The checks that need the measured image, the providers' own checks included."""
+def check_image(manifest: Manifest, image: ImageInfo, targets: list[str] | None = None) -> list[str]:
+    """The checks that need the measured image, the providers' own checks included. Raise the first
+    problem; return the warnings, each a line that names the file, line and field."""
     problems: list[tuple[Loc, str]] = []
+    warnings: list[tuple[Loc, str]] = []
     if image.virtual_size <= 0:
         problems.append((("image", "source"), "the disk image is empty (virtual size 0)"))
     elif image.virtual_size % 512:
@@ -44,13 +46,15 @@ def check_image(manifest: Manifest, image: ImageInfo, targets: list[str] | None 
         provider = manifest.providers[target.provider]()
         for problem in provider.check(image, target):
             loc = problem_loc(("targets", i), problem)
+            into = warnings if problem.warning else problems
             if loc[2:3] == ("image",) and "image" not in type(target).model_fields:
                 # `image.tpm`: the provider objects to the image section, for this target
-                problems.append((loc[2:], f"{problem.message} (target {target.name})"))
+                into.append((loc[2:], f"{problem.message} (target {target.name})"))
             else:
-                problems.append((loc, problem.message))
+                into.append((loc, problem.message))
     if problems:
         raise _earliest(manifest, problems)
+    return [str(manifest.error(loc, message)) for loc, message in warnings]
 
 
 def problem_loc(base: Loc, problem: Problem) -> Loc:

@@ -37,6 +37,8 @@ class Manifest:
     targets: tuple[TargetSettings, ...]
     providers: Mapping[str, type[Provider[Any]]]
     document: Document
+    warnings: tuple[str, ...] = ()
+    """What `validate` found worth a look that does not stop a publish (`file:line:col: field: what`)."""
 
     @property
     def base_dir(self) -> Path:

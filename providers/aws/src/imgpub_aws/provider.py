@@ -86,8 +86,7 @@ class _Run:
     def conflict_text(self, conflicts: list[tuple[str, dict[str, Any]]]) -> str:
         where = ", ".join(f"{img['ImageId']} in {r}" for r, img in conflicts)
         return (
-            f"{self.name} {self.image.version} is already published with other content ({where}); "
-            "bump the version, or re-run with --replace to deregister it"
+            f"{self.name} {self.image.version} is already published with other content ({where})"
         )
 
     def deregister(self, conflicts: list[tuple[str, dict[str, Any]]]) -> None:

@@ -208,7 +208,7 @@ class AzureProvider(Provider[AzureSettings]):
     def publish(self, image: ImageInfo, settings: AzureSettings, disk: DiskImage, ctx: Context) -> Published:
         plan = self.plan(image, settings, ctx)
         if plan.conflict and not ctx.replace:
-            raise ImageConflictError(ctx.target, f"{plan.conflict}; re-run with --replace to overwrite it")
+            raise ImageConflictError(ctx.target, plan.conflict)
         published = Published(ctx.target, self.name, changed=not plan.up_to_date)
         if not plan.up_to_date:
             job = _Job.start(self, image, settings, ctx, plan)

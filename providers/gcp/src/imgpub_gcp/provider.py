@@ -265,8 +265,7 @@ class GcpProvider(Provider[GcpSettings]):
         digest = old.labels.get(LABEL_DIGEST) or "none (not made by imgpub)"
         return (
             f"image {old.name} already exists with digest {digest}, "
-            f"but this publish has digest {ctx.digest}; "
-            "publish a new version or re-run with --replace"
+            f"but this publish has digest {ctx.digest}"
         )
 
     def _drift(
