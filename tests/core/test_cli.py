@@ -103,7 +103,8 @@ def test_conflict_then_replace(write_manifest, disk: Path) -> None:
     assert plan.exit_code == 1 and "CONFLICT" in plan.stdout
     assert plan.stdout.count("--replace") == 1, plan.stdout
     refused = run("publish", path)
-    assert refused.exit_code == 1 and refused.stderr.count("--replace") + refused.stdout.count("--replace") == 1
+    assert refused.exit_code == 1
+    assert refused.stderr.count("--replace") + refused.stdout.count("--replace") == 1
     assert run("publish", path, "--replace").exit_code == 0
 
 

@@ -26,6 +26,7 @@ PUBLIC = (
     "imgpub.retry",
     "imgpub.identity",
     "imgpub.journal",
+    "imgpub.names",
     "imgpub.disk",
 )
 

@@ -65,7 +65,8 @@ def test_conflict_needs_replace(write_manifest, fake_provider) -> None:
 
 
 def test_a_plan_that_finds_a_conflict_exits_as_publish_would(write_manifest, fake_provider) -> None:
-    path = write_manifest("- name: c\n  provider: fake\n  behaviour: conflict\n- name: ok\n  provider: fake\n")
+    targets = "- name: c\n  provider: fake\n  behaviour: conflict\n- name: ok\n  provider: fake\n"
+    path = write_manifest(targets)
     planned = imgpub.plan(path)
     assert [t.ok for t in planned.targets] == [True, True]
     assert [t.target for t in planned.conflicts] == ["c"]

@@ -6,7 +6,6 @@ Every problem is one ManifestError that reads `file:line:col field.path: what is
 from __future__ import annotations
 
 import copy
-import difflib
 import re
 import types
 import typing
@@ -21,6 +20,7 @@ from imgpub import plugins
 from imgpub.errors import ConfigurationError, ManifestError
 from imgpub.manifest.document import Document, Loc, parse
 from imgpub.manifest.models import ImageSpec, manifest_model
+from imgpub.names import did_you_mean
 from imgpub.provider import Provider, TargetSettings
 
 __all__ = ["Manifest", "load_manifest", "load_providers"]
@@ -51,16 +51,11 @@ class Manifest:
         known = [t.name for t in self.targets]
         for name in names:
             if name not in known:
-                raise ManifestError(self.path, "", f"no target named {name!r}{suggest(name, known)}")
+                raise ManifestError(self.path, "", f"no target named {name!r}{did_you_mean(name, known)}")
         return tuple(t for t in self.targets if t.name in names)
 
     def error(self, loc: Loc, message: str, *, key: bool = False) -> ManifestError:
         return self.document.error(loc, message, key=key)
-
-
-def suggest(word: str, choices: Any) -> str:
-    close = difflib.get_close_matches(word, [str(c) for c in choices], n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def load_manifest(path: str | Path, env: Mapping[str, str] | None = None) -> Manifest:
@@ -97,7 +92,7 @@ def load_providers(names: list[str] | None = None) -> dict[str, type[Provider[An
 
 def _not_installed(name: str) -> str:
     installed = list(plugins.available())
-    hint = suggest(name, installed)
+    hint = did_you_mean(name, installed)
     if hint:
         return f"unknown provider {name!r}{hint}"
     if name in CLOUD_EXTRAS:
@@ -174,12 +169,12 @@ def _to_manifest_error(doc: Document, model: type[BaseModel], err: Any) -> Manif
     kind, msg = err["type"], str(err["msg"]).removeprefix("Value error, ")
     if kind == "extra_forbidden":
         known = _fields_at(model, raw_loc[:-1])
-        return doc.error(loc, f"unknown field {loc[-1]!r}{suggest(str(loc[-1]), known)}", key=True)
+        return doc.error(loc, f"unknown field {loc[-1]!r}{did_you_mean(str(loc[-1]), known)}", key=True)
     if kind == "missing":
         return doc.error(loc, "required field is missing", key=True)
     value = err.get("input")
     if kind in ("literal_error", "enum") and isinstance(value, str):
-        msg += suggest(value, _QUOTED.findall(str(err.get("ctx", {}).get("expected", ""))))
+        msg += did_you_mean(value, _QUOTED.findall(str(err.get("ctx", {}).get("expected", ""))))
     if isinstance(value, str | int | float | bool) and not msg.endswith("?"):
         msg += f" (got {value!r})"
     return doc.error(loc, msg)
