@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from typer.testing import CliRunner
+
+from imgpub.cli import app
 from imgpub.pipeline import publish
 from imgpub.report import build_report, github_outputs, markdown_summary, write_github, write_report
 
@@ -49,3 +52,13 @@ def test_github_outputs_and_summary(write_manifest, fake_provider, tmp_path: Pat
     assert table == markdown_summary(report)
     assert "| good | fake | published | r2 | image `img-good-r2` |" in table
     assert "| bad | fake | failed: target bad: CreateImage in r1 failed [Quota]: quota exceeded |" in table
+
+
+def test_report_carries_warnings_and_the_cli_prints_them(write_manifest, fake_provider) -> None:
+    path = write_manifest("- name: w\n  provider: fake\n  regions: [new-region-1]\n")
+    report = build_report(publish(path))
+    assert report["exit_code"] == 0
+    assert report["warnings"] == [f"{path}:8:15: targets[0].regions[0]: unknown region 'new-region-1'"]
+    validated = CliRunner().invoke(app, ["validate", str(path)])
+    assert validated.exit_code == 0
+    assert f"imgpub: warning: {report['warnings'][0]}" in validated.stderr
