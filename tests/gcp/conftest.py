@@ -1,4 +1,5 @@
-"""GCP test stack: gcp-storage-emulator (in memory, subprocess) for GCS and tests/fakes/gce.py for Compute."""
+"""GCP test stack: gcp-storage-emulator (in memory, subprocess) behind a proxy that holds every request
+to the storage v1 contract (gcp/fault_proxy.py) for GCS, and tests/fakes/gce for Compute."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 from fakes.gce import FakeGce
+from gcp.fault_proxy import FaultProxy
 from gcp.stack import PROJECT, running_gcs
 from imaging import MiB, mixed_raw
 from imgpub.disk import DiskImage, open_image
@@ -23,6 +25,20 @@ _buckets = itertools.count(1)
 def gcs_endpoint() -> Iterator[str]:
     with running_gcs() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def _gcs_proxy(gcs_endpoint: str) -> Iterator[FaultProxy]:
+    proxy = FaultProxy(gcs_endpoint).start()
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture
+def gcs(_gcs_proxy: FaultProxy) -> FaultProxy:
+    """The strict GCS stand-in the provider talks to (the emulator behind the contract proxy)."""
+    _gcs_proxy.reset()
+    return _gcs_proxy
 
 
 @pytest.fixture(scope="session")
@@ -58,7 +74,7 @@ def bucket(storage_client: Any) -> str:
 
 @pytest.fixture
 def make_settings(
-    gcs_endpoint: str, gce: FakeGce, bucket: str, monkeypatch: pytest.MonkeyPatch
+    gcs: FaultProxy, gce: FakeGce, bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> Callable[..., GcpSettings]:
     """Settings pointed at the local stack; anonymous credentials by the documented rule."""
     monkeypatch.setenv("IMGPUB_GCP_ANONYMOUS", "1")
@@ -68,7 +84,7 @@ def make_settings(
             "name": "gce",
             "project": PROJECT,
             "bucket": bucket,
-            "storage_endpoint": gcs_endpoint,
+            "storage_endpoint": gcs.url,
             "compute_endpoint": gce.url,
             **overrides,
         }

@@ -1,20 +1,35 @@
-"""An HTTP proxy in front of the GCS emulator that fails chosen requests, for upload retry tests.
+"""An HTTP proxy in front of gcp-storage-emulator that holds the provider to Cloud Storage's contract
+and fails chosen requests, for upload tests.
 
-A rule hits the next `times` requests whose method and path match: "refuse" answers 503 without
-forwarding; "lose-reply" forwards (the emulator stores the bytes) and answers 503 anyway, as when
-a connection drops after the server committed.
+Every request is checked first (gcp/gcs_contract.py: the storage v1 discovery document); a bad one gets
+the 400 real GCS would give and never reaches the emulator (`rejected` lists them). Buckets in
+`cmek_buckets` (name -> the bucket's location) act as buckets under a CMEK-only policy: an object
+written without `kmsKeyName` is refused with 412 conditionNotMet "Request violates constraint
+'constraints/gcp.restrictNonCmekServices'" (what GCS answers under that organization policy), and
+a key from another location than the bucket's with 400 (GCS needs the key in the bucket's location).
+`object_keys` records the kmsKeyName each created object was written with.
+
+A rule hits the next `times` requests whose method and path match: "refuse" answers `status`
+(503 unless set, with `reason` and a Retry-After header when given) without forwarding;
+"lose-reply" forwards (the emulator stores the bytes) and answers 503 anyway, as when a connection
+drops after the server committed.
 """
 
 from __future__ import annotations
 
 import http.client
+import json
 import threading
 import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
+from fakes.gce.contract import ApiError
+from gcp.gcs_contract import Call, check, key_location
+
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
+Answer = tuple[int, list[tuple[str, str]], bytes]
 
 
 @dataclass
@@ -25,6 +40,9 @@ class Rule:
     times: int = 1
     skip: int = 0
     """Let this many matching requests through first."""
+    status: int = 503
+    reason: str = "backendError"
+    retry_after: str | None = None
 
 
 @dataclass
@@ -32,6 +50,9 @@ class FaultProxy:
     upstream: str
     rules: list[Rule] = field(default_factory=list)
     seen: list[tuple[str, str, str]] = field(default_factory=list)
+    cmek_buckets: dict[str, str] = field(default_factory=dict)
+    object_keys: dict[tuple[str, str], str | None] = field(default_factory=dict)
+    rejected: list[str] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
 
     def start(self) -> FaultProxy:
@@ -58,6 +79,13 @@ class FaultProxy:
             self._server.shutdown()
             self._server.server_close()
 
+    def reset(self) -> None:
+        self.rules.clear()
+        self.seen.clear()
+        self.cmek_buckets.clear()
+        self.object_keys.clear()
+        self.rejected.clear()
+
     @property
     def url(self) -> str:
         assert self._server is not None
@@ -76,16 +104,45 @@ class FaultProxy:
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else b""
-        rule = self._rule(handler.command, handler.path)
         self.seen.append((handler.command, handler.path, handler.headers.get("Content-Range", "")))
+        try:
+            call = self._check(handler.command, handler.path, body)
+        except ApiError as exc:
+            self.rejected.append(f"{handler.command} {handler.path}: {exc.code} {exc.reason}: {exc.message}")
+            self._answer(handler, _error(exc.code, exc.reason, exc.message))
+            return
+        rule = self._rule(handler.command, handler.path)
+        answer: Answer | None = None
         if rule is None or rule.action == "lose-reply":
-            status, headers, payload = self._forward(handler, body)
+            answer = self._forward(handler, body)
+            if call.creates_object and answer[0] < 400:
+                self.object_keys[(call.args["bucket"], call.object_name)] = call.query.get("kmsKeyName")
         if rule is not None:
-            status, headers, payload = (
-                503,
-                [("Content-Type", "application/json")],
-                (b'{"error": {"code": 503, "message": "injected by fault_proxy", "errors": []}}'),
-            )
+            status = 503 if rule.action == "lose-reply" else rule.status
+            answer = _error(status, rule.reason, "injected by fault_proxy", rule.retry_after)
+        assert answer is not None
+        self._answer(handler, answer)
+
+    def _check(self, verb: str, path: str, body: bytes) -> Call:
+        url = urllib.parse.urlsplit(path)
+        query = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query, keep_blank_values=True).items()}
+        call = check(verb, url.path, query, body)
+        location = self.cmek_buckets.get(call.args.get("bucket", ""))
+        if call.creates_object and location is not None:
+            key = query.get("kmsKeyName")
+            if key is None:
+                raise ApiError(412, "Request violates constraint 'constraints/gcp.restrictNonCmekServices'")
+            if key_location(key).lower() != location.lower():
+                raise ApiError(
+                    400,
+                    f"The Cloud KMS key {key} is in location {key_location(key)}, but bucket "
+                    f"{call.args['bucket']} is in {location}; the key must be in the bucket's location.",
+                )
+        return call
+
+    @staticmethod
+    def _answer(handler: BaseHTTPRequestHandler, answer: Answer) -> None:
+        status, headers, payload = answer
         handler.send_response(status)
         for key, value in headers:
             handler.send_header(key, value)
@@ -93,9 +150,7 @@ class FaultProxy:
         handler.end_headers()
         handler.wfile.write(payload)
 
-    def _forward(
-        self, handler: BaseHTTPRequestHandler, body: bytes
-    ) -> tuple[int, list[tuple[str, str]], bytes]:
+    def _forward(self, handler: BaseHTTPRequestHandler, body: bytes) -> Answer:
         target = urllib.parse.urlsplit(self.upstream)
         conn = http.client.HTTPConnection(target.hostname or "127.0.0.1", target.port, timeout=60)
         headers = {k: v for k, v in handler.headers.items() if k.lower() not in HOP_BY_HOP}
@@ -108,3 +163,18 @@ class FaultProxy:
             return response.status, kept, payload
         finally:
             conn.close()
+
+
+def _error(status: int, reason: str, message: str, retry_after: str | None = None) -> Answer:
+    """An answer in the JSON error format of the Cloud Storage JSON API."""
+    body = {
+        "error": {
+            "code": status,
+            "message": message,
+            "errors": [{"message": message, "domain": "global", "reason": reason}],
+        }
+    }
+    headers = [("Content-Type", "application/json; charset=UTF-8")]
+    if retry_after is not None:
+        headers.append(("Retry-After", retry_after))
+    return status, headers, json.dumps(body).encode()

@@ -1,4 +1,6 @@
-"""The GCE fake rejects what real Compute would: unknown fields, wrong types, bad enums, bad filters."""
+"""The GCE fake rejects what real Compute would (every rule from the compute v1 discovery document or
+GCE's documented behaviour), and reproduces its failure modes: failed operations, FAILED images,
+reused requestIds, eventual consistency and throttling with Retry-After."""
 
 from __future__ import annotations
 
@@ -6,6 +8,8 @@ import json
 import subprocess
 import urllib.error
 import urllib.request
+import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,19 +18,32 @@ import pytest
 from fakes.gce import FakeGce
 from gcp.stack import PROJECT
 
+SOURCE = "https://storage.googleapis.com/nob/o.tar.gz"
 
-def post(gce: FakeGce, path: str, body: Any) -> tuple[int, Any]:
-    request = urllib.request.Request(
-        f"{gce.url}/compute/v1/projects/{PROJECT}/{path}",
-        data=b"" if body is None else json.dumps(body).encode(),
+
+def request(gce: FakeGce, method: str, path: str, body: Any = None) -> tuple[int, Any, dict[str, str]]:
+    call = urllib.request.Request(
+        f"{gce.url}/compute/v1/projects/{path}",
+        data=None if body is None else json.dumps(body).encode(),
         headers={"Content-Type": "application/json"},
-        method="POST",
+        method=method,
     )
     try:
-        with urllib.request.urlopen(request) as response:
-            return response.status, json.loads(response.read())
+        with urllib.request.urlopen(call) as response:
+            return response.status, json.loads(response.read()), dict(response.headers)
     except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+        return exc.code, json.loads(exc.read()), dict(exc.headers)
+
+
+def post(gce: FakeGce, path: str, body: Any) -> tuple[int, Any]:
+    status, answer, _ = request(gce, "POST", f"{PROJECT}/{path}", body if body is not None else None)
+    return status, answer
+
+
+def wait(gce: FakeGce, op: dict[str, Any]) -> dict[str, Any]:
+    status, done = post(gce, f"global/operations/{op['name']}/wait", None)
+    assert status == 200
+    return done  # type: ignore[no-any-return]
 
 
 @pytest.mark.parametrize(
@@ -41,31 +58,118 @@ def post(gce: FakeGce, path: str, body: Any) -> tuple[int, Any]:
             {"name": "x", "shieldedInstanceInitialState": {"pk": {"content": "not base64!"}}},
             "expected base64",
         ),
+        ({"name": "Demo_Image"}, "Invalid value at 'Image.name' (must be a match of regex"),
+        ({"name": "x", "rawDisk": {"sha1Checksum": "XYZ"}}, "Invalid value at 'Image.rawDisk.sha1Checksum'"),
+        ({"family": "demo"}, "Required field 'resource.name' not specified"),
+        ({"name": "x", "labels": {"app.tier": "web"}}, "Invalid value for field 'resource.labels'"),
+        ({"name": "x", "labels": {"team": "x" * 64}}, "Invalid value for field 'resource.labels'"),
+        ({"name": "x", "labels": {f"k{i}": "" for i in range(65)}}, "at most 64 labels"),
+        ({"name": "x", "licenses": ["enable-vmx"]}, "Invalid value for field 'resource.licenses[0]'"),
+        ({"name": "x", "storageLocations": ["US"]}, "Invalid value for field 'resource.storageLocations[0]'"),
+        (
+            {"name": "x", "imageEncryptionKey": {"kmsKeyName": "my-key"}},
+            "Invalid value for field 'resource.imageEncryptionKey.kmsKeyName'",
+        ),
     ],
 )
 def test_bad_bodies_get_400_in_google_format(gce: FakeGce, body: Any, message: str) -> None:
     status, error = post(gce, "global/images", body)
-    assert status == 400
-    assert error["error"]["code"] == 400 and error["error"]["errors"][0]["reason"] == "invalid"
+    assert status == 400, error
+    assert error["error"]["code"] == 400
+    assert error["error"]["errors"][0]["reason"] in ("invalid", "required")
+    assert message in error["error"]["message"]
+    assert gce.state.images == {}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "message"),
+    [
+        ("POST", f"{PROJECT}/global/images?requestID=1", 'Unknown name "requestID"'),
+        ("POST", f"{PROJECT}/global/images?requestId=not-a-uuid", "'requestId': 'not-a-uuid'"),
+        ("POST", f"{PROJECT}/global/images?requestId={uuid.UUID(int=0)}", "non-zero UUID"),
+        ("POST", f"{PROJECT}/global/images?forceCreate=yes", "(TYPE_BOOL)"),
+        ("GET", f"{PROJECT}/global/images?maxResults=-1", "Must be between 0"),
+        ("GET", f"{PROJECT}/global/images/Demo_Image", "Invalid value for field 'image': 'Demo_Image'"),
+        ("GET", "My_Project/global/images/x", "Invalid value for field 'project': 'My_Project'"),
+        ("POST", f"{PROJECT}/global/operations/Op_1/wait", "Invalid value for field 'operation'"),
+        ("GET", f"{PROJECT}/global/images?filter=name%20eq%20x", "Invalid list filter expression"),
+        ("DELETE", f"{PROJECT}/global/images/x?requestId=123", "'requestId': '123'"),
+    ],
+)
+def test_bad_parameters_get_400(gce: FakeGce, method: str, path: str, message: str) -> None:
+    body = {"name": "x"} if method == "POST" and "images" in path else None
+    status, error, _ = request(gce, method, path, body)
+    assert status == 400, error
     assert message in error["error"]["message"]
 
 
-def test_unknown_query_parameters_and_filters_are_rejected(gce: FakeGce) -> None:
-    status, _ = post(gce, "global/images?requestID=1", {"name": "x"})
-    assert status == 400
-    with pytest.raises(urllib.error.HTTPError) as caught:
-        urllib.request.urlopen(f"{gce.url}/compute/v1/projects/{PROJECT}/global/images?filter=name%20eq%20x")
-    assert caught.value.code == 400
-
-
-def test_missing_source_object_fails_the_operation(gce: FakeGce) -> None:
-    status, op = post(
-        gce, "global/images", {"name": "x", "rawDisk": {"source": "https://storage.googleapis.com/nob/o"}}
-    )
+def test_a_failed_insert_leaves_a_failed_image(gce: FakeGce) -> None:
+    status, op = post(gce, "global/images", {"name": "x", "rawDisk": {"source": SOURCE}})
     assert status == 200 and op["status"] == "RUNNING"
-    status, done = post(gce, f"global/operations/{op['name']}/wait", None)
+    done = wait(gce, op)
     assert done["status"] == "DONE" and done["error"]["errors"][0]["code"] == "RESOURCE_NOT_FOUND"
-    assert gce.image(PROJECT, "x") is None
+    assert done["httpErrorStatusCode"] == 404
+    assert gce.image(PROJECT, "x")["status"] == "FAILED"  # type: ignore[index]
+
+
+def test_a_reused_request_id_answers_with_the_earlier_operation_failed_or_not(gce: FakeGce) -> None:
+    rid = str(uuid.uuid4())
+    gce.fail_next_operation("QUOTA_EXCEEDED", "Quota 'IMAGES' exceeded.", 403)
+    _, first = post(gce, f"global/images?requestId={rid}", {"name": "x", "rawDisk": {"source": SOURCE}})
+    assert wait(gce, first)["error"]["errors"][0]["code"] == "QUOTA_EXCEEDED"
+    with gce.lock:
+        del gce.state.images[(PROJECT, "x")]
+
+    _, again = post(gce, f"global/images?requestId={rid}", {"name": "x", "rawDisk": {"source": SOURCE}})
+
+    assert again["name"] == first["name"] and again["status"] == "DONE"
+    assert again["error"]["errors"][0]["code"] == "QUOTA_EXCEEDED"
+    assert gce.image(PROJECT, "x") is None  # nothing was done a second time
+
+    gce.advance_clock(timedelta(hours=2))  # past the retention window: a new request
+    _, later = post(gce, f"global/images?requestId={rid}", {"name": "x", "rawDisk": {"source": SOURCE}})
+    assert later["name"] != first["name"] and gce.image(PROJECT, "x") is not None
+
+
+@pytest.fixture
+def good_source(storage_client: Any, bucket: str, tmp_path: Path) -> str:
+    """A valid image tarball in the emulator: GNU (oldgnu) sparse tar of a 1 GiB disk.raw."""
+    with open(tmp_path / "disk.raw", "wb") as f:
+        f.truncate(1 << 30)
+    archive = tmp_path / "good.tar.gz"
+    subprocess.run(
+        ["tar", "--format=oldgnu", "-Sczf", str(archive), "-C", str(tmp_path), "disk.raw"], check=True
+    )
+    storage_client.bucket(bucket).blob("good.tar.gz").upload_from_filename(str(archive))
+    return f"https://storage.googleapis.com/{bucket}/good.tar.gz"
+
+
+def test_a_new_image_is_invisible_for_a_few_reads(gce: FakeGce, good_source: str) -> None:
+    gce.add_image(PROJECT, "seed")
+    gce.state.lag_after_insert = 2
+    _, op = post(gce, "global/images", {"name": "late", "rawDisk": {"source": good_source}})
+    assert wait(gce, op)["status"] == "DONE"
+
+    first, _, _ = request(gce, "GET", f"{PROJECT}/global/images/late")
+    _, listed, _ = request(gce, "GET", f"{PROJECT}/global/images")
+    third, image, _ = request(gce, "GET", f"{PROJECT}/global/images/late")
+
+    assert first == 404 and [i["name"] for i in listed["items"]] == ["seed"]
+    assert third == 200 and image["status"] == "READY" and image["diskSizeGb"] == "1"
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "retry_after"),
+    [(429, "rateLimitExceeded", "3"), (403, "userRateLimitExceeded", None), (503, "backendError", "1")],
+)
+def test_throttling_answers_carry_the_real_reason_and_retry_after(
+    gce: FakeGce, status: int, reason: str, retry_after: str | None
+) -> None:
+    gce.fail(status, method="GET", path="/global/images", reason=reason, retry_after=retry_after)
+    got, error, headers = request(gce, "GET", f"{PROJECT}/global/images")
+    assert got == status and error["error"]["errors"][0]["reason"] == reason
+    assert headers.get("Retry-After") == retry_after
+    assert request(gce, "GET", f"{PROJECT}/global/images")[0] == 200
 
 
 def test_a_source_that_is_not_an_image_tarball_fails_the_operation(
@@ -74,7 +178,7 @@ def test_a_source_that_is_not_an_image_tarball_fails_the_operation(
     storage_client.bucket(bucket).blob("bad.tar.gz").upload_from_string(b"not gzip at all")
     source = f"https://storage.googleapis.com/{bucket}/bad.tar.gz"
     _, op = post(gce, "global/images", {"name": "bad", "rawDisk": {"source": source}})
-    _, done = post(gce, f"global/operations/{op['name']}/wait", None)
+    done = wait(gce, op)
     assert done["error"]["errors"][0]["code"] == "INVALID_IMAGE_TAR"
     assert done["httpErrorStatusCode"] == 400
 
@@ -92,8 +196,7 @@ def test_a_pax_tarball_is_refused_like_gce_does(
     storage_client.bucket(bucket).blob("pax.tar.gz").upload_from_filename(str(archive))
     source = f"https://storage.googleapis.com/{bucket}/pax.tar.gz"
     _, op = post(gce, "global/images", {"name": "pax", "rawDisk": {"source": source}})
-    _, done = post(gce, f"global/operations/{op['name']}/wait", None)
-    assert done["error"]["errors"][0] == {
+    assert wait(gce, op)["error"]["errors"][0] == {
         "code": "INVALID_IMAGE_TAR",
         "message": "The tar archive is not a valid image (PAX headers).",
     }

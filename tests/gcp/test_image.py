@@ -34,7 +34,7 @@ def test_arm64_image_with_secure_boot_keys_kms_and_licenses(
         description="arm build",
         guest_os_features=["IDPF"],
         licenses=[license_url],
-        kms_key="projects/p/locations/global/keyRings/r/cryptoKeys/k",
+        kms_key="projects/imgpub-keys/locations/global/keyRings/images/cryptoKeys/golden",
         shielded_instance_initial_state={
             "pk": str(tmp_path / "pk.der"),
             "keks": [str(tmp_path / "kek.pem")],
@@ -51,7 +51,7 @@ def test_arm64_image_with_secure_boot_keys_kms_and_licenses(
     assert sorted(f["type"] for f in image["guestOsFeatures"]) == ["GVNIC", "IDPF", "UEFI_COMPATIBLE"]
     assert image["licenses"] == [license_url]
     assert image["imageEncryptionKey"] == {
-        "kmsKeyName": "projects/p/locations/global/keyRings/r/cryptoKeys/k"
+        "kmsKeyName": "projects/imgpub-keys/locations/global/keyRings/images/cryptoKeys/golden"
     }
     state = image["shieldedInstanceInitialState"]
     assert state["pk"] == {"content": base64.b64encode(b"\x30\x82platform-key").decode(), "fileType": "X509"}

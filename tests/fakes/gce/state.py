@@ -1,0 +1,47 @@
+"""Everything the fake GCE remembers, and the failures a test has asked it to inject."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+
+@dataclass
+class Fault:
+    """The next `times` requests matching method and path substring answer `status` with `reason`."""
+
+    status: int
+    times: int
+    method: str | None = None
+    path: str | None = None
+    reason: str | None = None
+    message: str = "injected failure"
+    retry_after: str | None = None
+
+
+@dataclass
+class RequestId:
+    """An operation-returning call's requestId: GCE answers a reuse with this operation while retained."""
+
+    project: str
+    operation: str
+    at: datetime
+
+
+@dataclass
+class State:
+    images: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    operations: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    pending: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
+    policies: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    request_ids: dict[str, RequestId] = field(default_factory=dict)
+    request_id_retention: timedelta = timedelta(hours=1)
+    faults: list[Fault] = field(default_factory=list)
+    operation_errors: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    """(operationType, error) for the next operation of that type."""
+    lag_after_insert: int = 0
+    """Reads (get, or a list that would include it) for which a new image stays invisible once READY."""
+    invisible: dict[tuple[str, str], int] = field(default_factory=dict)
+    log: list[tuple[str, str]] = field(default_factory=list)
+    crashes: list[str] = field(default_factory=list)
