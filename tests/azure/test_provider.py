@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 from pathlib import Path
 
@@ -316,7 +315,7 @@ def test_arm_scope_follows_the_resource_manager_endpoint(stack, disk, info):
 
 
 def test_failed_long_running_operation_is_one_line(stack, disk, info):
-    stack.arm.fail_operations.append((re.compile("/images/"), "InvalidParameter", "unsupported virtual size"))
+    stack.arm.fail("/images/", "InvalidParameter", "unsupported virtual size")
     settings = stack.settings()
     image = info()
     with pytest.raises(CloudError) as caught:

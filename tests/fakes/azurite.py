@@ -1,10 +1,15 @@
 """Azurite (Azure Storage emulator) on a port, and a recording, fault-injecting proxy in front of it.
 
-Used by the azure tests, the end-to-end tests and the sandbox (examples/sandbox).
+The proxy is also strict where Azurite is lax (emulators.md): a Put Page of more than 4 MiB is
+refused with 413 RequestBodyTooLarge (Azurite takes 8 MiB), and a Put Page whose Content-MD5 does
+not match its body with 400 Md5Mismatch (Azurite does not check). Used by the azure tests, the
+end-to-end tests and the sandbox (examples/sandbox).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import http.client
 import os
 import re
@@ -48,11 +53,38 @@ class Rule:
     """Let this many matching requests through first."""
 
 
+MAX_PUT_PAGE = 4 << 20
+"""Put Page (update) writes at most 4 MiB per request on Azure Storage."""
+
+
+def put_page_refusal(method: str, query: str, headers: Any, body: bytes) -> tuple[int, str, str] | None:
+    """(status, code, message) when Azure Storage would refuse this Put Page and Azurite would not."""
+    if method != "PUT" or "comp=page" not in query or headers.get("x-ms-page-write") != "update":
+        return None
+    if len(body) > MAX_PUT_PAGE:
+        return (
+            413,
+            "RequestBodyTooLarge",
+            "The request body is too large and exceeds the maximum permissible limit.",
+        )
+    md5 = headers.get("Content-MD5")
+    if md5 and base64.b64decode(md5) != hashlib.md5(body).digest():
+        return (
+            400,
+            "Md5Mismatch",
+            "The MD5 value specified in the request did not match with the MD5 value calculated "
+            "by the server.",
+        )
+    return None
+
+
 @dataclass
 class StorageProxy:
     upstream: str
     requests: list[Recorded] = field(default_factory=list)
     rules: list[Rule] = field(default_factory=list)
+    refusals: list[tuple[str, str]] = field(default_factory=list)
+    """(path, error code) of the requests the proxy refused as Azure Storage would."""
     port: int = 0
     """Where the proxy listens (0: a free port)."""
 
@@ -111,16 +143,14 @@ def _handler(proxy: StorageProxy) -> type[BaseHTTPRequestHandler]:
             parts = urlsplit(self.path)
             rule = proxy.decide(self.command, parts.query)
             if rule is not None:
-                payload = (
-                    f"<?xml version='1.0'?><Error><Code>{rule.headers['x-ms-error-code']}</Code>"
-                    "<Message>injected</Message></Error>".encode()
-                )
-                self.send_response(rule.status)
-                for k, v in rule.headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                self._error(rule.status, rule.headers, "injected")
+                return
+            refusal = put_page_refusal(self.command, parts.query, self.headers, body)
+            if refusal is not None:
+                status, code, message = refusal
+                with proxy.lock:
+                    proxy.refusals.append((parts.path, code))
+                self._error(status, {"x-ms-error-code": code}, message)
                 return
             with proxy.lock:
                 proxy.requests.append(
@@ -148,6 +178,18 @@ def _handler(proxy: StorageProxy) -> type[BaseHTTPRequestHandler]:
             if self.command != "HEAD":
                 self.wfile.write(data)
             conn.close()
+
+        def _error(self, status: int, headers: dict[str, str], message: str) -> None:
+            payload = (
+                f"<?xml version='1.0'?><Error><Code>{headers['x-ms-error-code']}</Code>"
+                f"<Message>{message}</Message></Error>".encode()
+            )
+            self.send_response(status)
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
 
         do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _serve  # noqa: N815
 

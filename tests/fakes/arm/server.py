@@ -1,0 +1,444 @@
+"""A small, stateful Azure Resource Manager (Microsoft.Compute) over real HTTPS, for tests.
+
+Implements what imgpub-azure calls: images, galleries, gallery images, gallery image versions
+(with replication status, and listing), disks (with grant/revoke access returning a SAS that points
+at Azurite). Every request is held to the contract (fakes/arm/contract.py: the SDK models and the
+api-version it pins) and to ARM's documented rules (fakes/arm/rules.py); refusals are ARM's error
+document {"error": {"code", "message", "target"}} with the real codes.
+
+It reproduces the failure modes a real subscription shows:
+* failed long-running operations (`fail()`): the LRO ends Failed with an error body and the resource
+  stays in provisioningState Failed;
+* eventual consistency (`lag`): a resource just created is invisible to the next `lag` reads
+  (GET, list, parent and source lookups) after its LRO's own final GET;
+* throttling (`throttle()` / `inject()`): 429 with Retry-After and x-ms-ratelimit-remaining-* headers.
+
+    with FakeArm(storage_conn=..., ca_dir=tmp) as arm:   # arm.url, arm.ca_path
+        arm.throttle("PUT", r"/images/", retry_after=1)
+        arm.fail(r"/images/", "InternalExecutionError", "disk read failed")
+        arm.fail_replication["westus"] = "disk quota exceeded"
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import ssl
+import threading
+import uuid
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import trustme
+from azure.mgmt.compute import models as m
+
+from fakes.arm.contract import check_body, pinned_api_version
+from fakes.arm.disks import disk_access
+from fakes.arm.operations import Failure, Operations
+from fakes.arm.rules import ArmError, Rules
+
+__all__ = ["ArmError", "FakeArm"]
+
+DISK_CONTAINER = "fakedisks"
+RATE_LIMIT = "11999"
+
+
+@dataclass
+class Fault:
+    method: str
+    pattern: re.Pattern[str]
+    status: int
+    times: int
+    retry_after: int | None
+    code: str
+
+
+_RESOURCE = re.compile(
+    r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.Compute/(?P<rest>.+)$",
+    re.IGNORECASE,
+)
+_OPERATION = re.compile(
+    r"^/subscriptions/[^/]+/providers/Microsoft\.Compute/locations/[^/]+/operations/(?P<id>[^/]+)$"
+)
+_LOCATION = re.compile(r"^/fake/operations/(?P<id>[^/]+)$")
+TYPES: list[tuple[re.Pattern[str], str, type]] = [
+    (re.compile(r"^images/[^/]+$", re.I), "Microsoft.Compute/images", m.Image),
+    (re.compile(r"^galleries/[^/]+$", re.I), "Microsoft.Compute/galleries", m.Gallery),
+    (
+        re.compile(r"^galleries/[^/]+/images/[^/]+$", re.I),
+        "Microsoft.Compute/galleries/images",
+        m.GalleryImage,
+    ),
+    (
+        re.compile(r"^galleries/[^/]+/images/[^/]+/versions/[^/]+$", re.I),
+        "Microsoft.Compute/galleries/images/versions",
+        m.GalleryImageVersion,
+    ),
+    (re.compile(r"^disks/[^/]+$", re.I), "Microsoft.Compute/disks", m.Disk),
+]
+
+
+def resource_type(rest: str) -> tuple[str, type] | None:
+    return next(((t, cls) for pattern, t, cls in TYPES if pattern.match(rest)), None)
+
+
+class FakeArm:
+    def __init__(
+        self,
+        storage_conn: str,
+        ca_dir: Path,
+        *,
+        storage_api_version: str = "2025-11-05",
+        polls: int = 2,
+        port: int = 0,
+    ) -> None:
+        self.storage_conn = storage_conn
+        self.storage_api_version = storage_api_version
+        self.resources: dict[str, dict[str, Any]] = {}
+        self.operations = Operations(polls)
+        self.faults: list[Fault] = []
+        self.fail_replication: dict[str, str] = {}
+        self.disk_encryption_sets: dict[str, str] = {}
+        """Known disk encryption set IDs (lowercase) and their region."""
+        self.lag = 0
+        """Reads a resource stays invisible for after its create LRO finished (eventual consistency)."""
+        self.requests: list[tuple[str, str]] = []
+        self.refusals: list[tuple[str, str, str]] = []
+        """(method, path, error code) of every request the fake refused."""
+        self.disk_container = f"{DISK_CONTAINER}{uuid.uuid4().hex[:12]}"
+        """Where upload disks keep their bytes (one container per fake, so tests do not share disks)."""
+        self.bodies: list[tuple[str, str, Any]] = []
+        self.lock = threading.RLock()
+        self.rules = Rules(self)
+        self._ca = trustme.CA()
+        ca_dir.mkdir(parents=True, exist_ok=True)
+        self.ca_path = ca_dir / "arm-ca.pem"
+        self._ca.cert_pem.write_to_path(str(self.ca_path))
+        cert = self._ca.issue_cert("127.0.0.1", "localhost")
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        cert.configure_cert(context)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), _make_handler(self))
+        self.server.daemon_threads = True
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.url = f"https://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+
+    def __enter__(self) -> FakeArm:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    # ---- test controls ---------------------------------------------------------------------------
+
+    def inject(
+        self,
+        method: str,
+        pattern: str,
+        status: int,
+        *,
+        times: int = 1,
+        retry_after: int | None = None,
+        code: str | None = None,
+    ) -> None:
+        """Answer the next `times` requests matching method and path regex with `status`."""
+        default = {429: "TooManyRequests", 503: "ServiceUnavailable", 500: "InternalServerError"}
+        self.faults.append(
+            Fault(
+                method,
+                re.compile(pattern),
+                status,
+                times,
+                retry_after,
+                code or default.get(status, "Injected"),
+            )
+        )
+
+    def throttle(self, method: str, pattern: str, *, times: int = 1, retry_after: int = 1) -> None:
+        """429 TooManyRequests with Retry-After, as ARM throttles a subscription's writes or reads."""
+        self.inject(method, pattern, 429, times=times, retry_after=retry_after)
+
+    def fail(
+        self, pattern: str, code: str, message: str, *, kind: str = "put", times: int = 1_000_000
+    ) -> None:
+        """Accept the next matching request, then end its long-running operation Failed."""
+        self.operations.failures.append(Failure(re.compile(pattern), code, message, kind, times))
+
+    @property
+    def fail_operations(self) -> list[Failure]:
+        return self.operations.failures
+
+    def add_disk_encryption_set(self, name: str, location: str, resource_group: str = "keys") -> str:
+        des_id = (
+            f"/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/{resource_group}"
+            f"/providers/Microsoft.Compute/diskEncryptionSets/{name}"
+        )
+        self.disk_encryption_sets[des_id.lower()] = location
+        return des_id
+
+    def get(self, rest: str) -> dict[str, Any] | None:
+        """A resource as stored (whatever its visibility), by the end of its path."""
+        with self.lock:
+            return next((r for k, r in self.resources.items() if k.endswith("/" + rest.lower())), None)
+
+    def visible(self, rest: str) -> dict[str, Any] | None:
+        """A resource as a read sees it: a lagging one is not there yet (and this read counts)."""
+        with self.lock:
+            return self._seen(self.get(rest))
+
+    def _seen(self, res: dict[str, Any] | None) -> dict[str, Any] | None:
+        if res is not None and res.get("_hidden", 0) > 0:
+            res["_hidden"] -= 1
+            return None
+        return res
+
+    def count(self, method: str, pattern: str) -> int:
+        return sum(1 for meth, path in self.requests if meth == method and re.search(pattern, path))
+
+    def location_url(self, op_id: str) -> str:
+        return f"{self.url}/fake/operations/{op_id}?api-version=x"
+
+    # ---- handling --------------------------------------------------------------------------------
+
+    def handle(
+        self, method: str, url: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], Any]:
+        parts = urlsplit(url)
+        path, query = unquote(parts.path), {k: v[0] for k, v in parse_qs(parts.query).items()}
+        with self.lock:
+            self.requests.append((method, path))
+            for fault in self.faults:
+                if fault.times > 0 and fault.method == method and fault.pattern.search(path):
+                    fault.times -= 1
+                    extra = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+                    if fault.status == 429:
+                        kind = "reads" if method == "GET" else "writes"
+                        extra[f"x-ms-ratelimit-remaining-subscription-{kind}"] = "0"
+                    return fault.status, extra, _error(fault.code, f"injected {fault.status}")
+        if not headers.get("authorization", "").startswith("Bearer "):
+            return self._refuse(method, path, ArmError(401, "AuthenticationFailed", "no bearer token"))
+        if "api-version" not in query:
+            return self._refuse(
+                method, path, ArmError(400, "MissingApiVersionParameter", "api-version is required")
+            )
+        try:
+            if match := _OPERATION.match(path):
+                op, _ = self.operations.poll(match["id"])
+                self._settle(match["id"])
+                return 200, {}, op.status_document()
+            if match := _LOCATION.match(path):
+                return self._location_status(match["id"])
+            if match := _RESOURCE.match(path):
+                return self._resource(method, path, match["rg"], match["rest"], query, body)
+            raise ArmError(404, "InvalidResourceType", f"no route for {path}")
+        except ArmError as exc:
+            return self._refuse(method, path, exc)
+
+    def _refuse(self, method: str, path: str, exc: ArmError) -> tuple[int, dict[str, str], Any]:
+        self.refusals.append((method, path, exc.code))
+        return exc.status, {}, _error(exc.code, exc.message, exc.target)
+
+    def _resource(
+        self, method: str, path: str, rg: str, rest: str, query: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], Any]:
+        if method == "POST" and rest.lower().startswith("disks/"):
+            disk_path, _, action = path.rpartition("/")
+            self._api_version(query, "Microsoft.Compute/disks")
+            with self.lock:
+                return disk_access(self, disk_path, action, body)
+        if method == "GET" and (rtype := resource_type(rest + "/x")) is not None:
+            self._api_version(query, rtype[0])
+            return 200, {}, self._list(path, rest)
+        rtype = resource_type(rest)
+        if rtype is None:
+            raise ArmError(404, "InvalidResourceType", f"unsupported resource {rest}")
+        self._api_version(query, rtype[0])
+        self.rules.names(rg, rest)
+        key = path.lower()
+        with self.lock:
+            if method == "GET":
+                res = self.resources.get(key)
+                if res is not None and res.pop("_final_get", False):
+                    return 200, {}, self._view(res, query)
+                if self._seen(res) is None:
+                    raise ArmError(404, "ResourceNotFound", f"The Resource '{rest}' was not found.")
+                return 200, {}, self._view(res, query)
+            if method == "DELETE":
+                return self._delete(key, rest)
+            if method == "PUT":
+                doc = json.loads(body or b"{}")
+                self.bodies.append((method, rest, doc))
+                bad = check_body(doc, rtype[1])
+                if bad:
+                    raise ArmError(400, bad[0].code, bad[0].message, bad[0].target)
+                return self._put(path, rest, rtype[0], doc, query["api-version"])
+        raise ArmError(405, "MethodNotAllowed", method)
+
+    def _api_version(self, query: dict[str, str], rtype: str) -> None:
+        pinned = pinned_api_version(rtype)
+        if query.get("api-version") != pinned:
+            raise ArmError(
+                400,
+                "InvalidApiVersionParameter",
+                f"The api-version '{query.get('api-version')}' is invalid. "
+                f"The supported versions are '{pinned}'.",
+            )
+
+    def _list(self, path: str, rest: str) -> dict[str, Any]:
+        prefix = path.lower().rstrip("/") + "/"
+        with self.lock:
+            found = [
+                r for k, r in self.resources.items() if k.startswith(prefix) and "/" not in k[len(prefix) :]
+            ]
+            return {"value": [self._view(r, {}) for r in found if self._seen(r) is not None]}
+
+    def _delete(self, key: str, rest: str) -> tuple[int, dict[str, str], Any]:
+        if key not in self.resources:
+            return 204, {}, None
+        children = [k for k in self.resources if k.startswith(key + "/")]
+        if children:
+            raise ArmError(409, "CannotDeleteResource",
+                           "Can not delete resource before nested resources are deleted.")  # fmt: skip
+        op = self.operations.start(key, "delete")
+        self.resources[key]["properties"]["provisioningState"] = "Deleting"
+        return 202, {"Location": self.location_url(op.id)}, None
+
+    def _put(
+        self, path: str, rest: str, rtype: str, doc: dict[str, Any], api_version: str
+    ) -> tuple[int, dict[str, str], Any]:
+        key = path.lower()
+        if not doc.get("location"):
+            raise ArmError(400, "LocationRequired", "location is required")
+        self.rules.location(doc["location"])
+        self.rules.tags(doc.get("tags") or {})
+        props = dict(doc.get("properties") or {})
+        self.rules.parent(rest)
+        existing = self.resources.get(key)
+        # Updating a version (more regions) keeps its source: the upload may be gone by then.
+        updating_version = existing is not None and rtype.endswith("versions")
+        check = self.rules.checks().get(rtype)
+        if check is not None and not updating_version:
+            check(doc, props, rest)
+        name = rest.rsplit("/", 1)[1]
+        resource = {
+            "id": path,
+            "name": name,
+            "type": rtype,
+            "location": doc["location"],
+            "tags": doc.get("tags") or {},
+            "properties": {**props, "provisioningState": "Creating" if existing is None else "Updating"},
+        }
+        if "sku" in doc:
+            resource["sku"] = doc["sku"]
+        if rtype.endswith("disks"):
+            resource["properties"]["diskState"] = "ReadyToUpload"
+        if rtype.endswith("versions"):
+            regions = props.get("publishingProfile", {}).get("targetRegions") or [{"name": doc["location"]}]
+            resource["_regions"] = [r["name"] for r in regions]
+        self.resources[key] = resource
+        op = self.operations.start(key, "put")
+        async_url = (
+            f"{self.url}/subscriptions/{key.split('/')[2]}/providers/Microsoft.Compute/locations/"
+            f"{doc['location']}/operations/{op.id}?api-version={api_version}"
+        )
+        # Disks answer 202 (their swagger allows 200/202), the others 201 for a new resource.
+        status = 202 if rtype.endswith("disks") else (200 if existing is not None else 201)
+        return status, {"Azure-AsyncOperation": async_url}, self._view(resource, {})
+
+    # ---- operations ------------------------------------------------------------------------------
+
+    def _settle(self, op_id: str) -> None:
+        """Apply a finished operation to its resource (once)."""
+        with self.lock:
+            op = self.operations.all[op_id]
+            res = self.resources.get(op.path or "")
+            if not op.done or res is None or res.get("_settled") == op_id:
+                return
+            res["_settled"] = op_id
+            if op.error is not None:
+                res["properties"]["provisioningState"] = "Failed"
+            elif op.kind == "delete":
+                self.resources.pop(op.path or "", None)
+            elif op.kind == "put":
+                created = res["properties"]["provisioningState"] == "Creating"
+                res["properties"]["provisioningState"] = "Succeeded"
+                if "_regions" in res:
+                    res["_done"] = True
+                if created and self.lag:
+                    res["_hidden"], res["_final_get"] = self.lag, True
+
+    def _location_status(self, op_id: str) -> tuple[int, dict[str, str], Any]:
+        op, _ = self.operations.poll(op_id)
+        self._settle(op_id)
+        if not op.done:
+            return 202, {"Location": self.location_url(op_id)}, None
+        if op.error is not None:
+            return 409, {}, {"error": op.error}
+        return 200, {}, op.output
+
+    def _view(self, res: dict[str, Any], query: dict[str, str]) -> dict[str, Any]:
+        """The resource as ARM returns it, read-only members included."""
+        out = {k: v for k, v in res.items() if not k.startswith("_")}
+        out["properties"] = json.loads(json.dumps(res["properties"]))
+        if res["type"].endswith("versions"):
+            profile = out["properties"].setdefault("publishingProfile", {})
+            profile.setdefault("publishedDate", "2026-01-01T00:00:00+00:00")
+            os_disk = out["properties"].get("storageProfile", {}).get("osDiskImage")
+            if os_disk is not None:
+                os_disk["sizeInGB"] = 1
+        if "_regions" in res and query.get("$expand") == "ReplicationStatus":
+            out["properties"]["replicationStatus"] = self._replication(res)
+        return out
+
+    def _replication(self, res: dict[str, Any]) -> dict[str, Any]:
+        done = res.get("_done", False)
+        summary = []
+        for region in res["_regions"]:
+            failed = self.fail_replication.get(region.replace(" ", "").lower())
+            state = ("Failed" if failed else "Completed") if done else "Replicating"
+            progress = 100 if done and not failed else 50
+            summary.append({"region": region, "state": state, "details": failed or "", "progress": progress})
+        failed_any = any(s["state"] == "Failed" for s in summary)
+        aggregated = "InProgress" if not done else ("Failed" if failed_any else "Completed")
+        return {"aggregatedState": aggregated, "summary": summary}
+
+
+def _error(code: str, message: str, target: str | None = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if target:
+        error["target"] = target
+    return {"error": error}
+
+
+def _make_handler(arm: FakeArm) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _serve(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            status, extra, doc = arm.handle(self.command, self.path, headers, body)
+            payload = b"" if doc is None else json.dumps(doc).encode()
+            self.send_response(status)
+            kind = "reads" if self.command == "GET" else "writes"
+            extra.setdefault(f"x-ms-ratelimit-remaining-subscription-{kind}", RATE_LIMIT)
+            for k, v in extra.items():
+                self.send_header(k, v)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.send_header("x-ms-request-id", uuid.uuid4().hex)
+            self.end_headers()
+            self.wfile.write(payload)
+
+        do_GET = do_PUT = do_POST = do_DELETE = do_PATCH = _serve  # noqa: N815
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    return Handler
