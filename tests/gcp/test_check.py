@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from imgpub.provider import ImageInfo
 from imgpub_gcp import GcpProvider, GcpSettings
 
@@ -59,10 +61,100 @@ def test_missing_key_files_are_named(tmp_path: Path) -> None:
     ]
 
 
-def test_manifest_labels_are_checked_with_the_target_labels() -> None:
-    found = problems(info(labels={"Owner": "me"}), settings(labels={f"k{i}": "" for i in range(62)}))
-    assert any("label key 'Owner'" in m for _, m in found)
-    assert any("labels, but GCE allows at most 64" in m for _, m in found)
+def problems_and_warnings(image: ImageInfo, s: GcpSettings) -> list[tuple[str, str, bool]]:
+    return [(p.field, p.message, p.warning) for p in GcpProvider().check(image, s)]
+
+
+def test_image_labels_gce_cannot_carry_are_named_not_rewritten() -> None:
+    """The core allows '.' in keys and 255-character values; GCE does not."""
+    found = problems(info(labels={"app.tier": "web", "note": "x" * 255, "Owner": "me"}), settings())
+    assert found == [
+        (
+            "image.labels",
+            "label key 'app.tier' must be 1-63 characters of lowercase letters, digits, '_' and '-', "
+            "starting with a lowercase letter, as GCE labels must be",
+        ),
+        (
+            "image.labels.note",
+            "label 'note': value 'xxxxxxxxxxxxxxxxxxxx'... (255 characters) must be 0-63 characters of "
+            "lowercase letters, digits, '_' and '-', as GCE labels must be",
+        ),
+        (
+            "image.labels.Owner",
+            "label key 'Owner' must be 1-63 characters of lowercase letters, digits, '_' and '-', "
+            "starting with a lowercase letter, as GCE labels must be",
+        ),
+    ]
+
+
+def test_the_label_count_includes_the_image_labels_and_imgpubs_own() -> None:
+    found = problems(info(labels={"owner": "me"}), settings(labels={f"k{i}": "" for i in range(61)}))
+    assert found == [("labels", "65 labels with image.labels and imgpub's own 3, but GCE allows at most 64")]
+    assert problems(info(), settings(labels={f"k{i}": "" for i in range(61)})) == []
+
+
+def test_gvnic_off_contradicts_a_gvnic_feature() -> None:
+    assert problems(info(), settings(gvnic=False, guest_os_features=["GVNIC"])) == [
+        ("gvnic", "is false, but guest_os_features lists GVNIC; keep one of them")
+    ]
+    assert problems(info(), settings(gvnic=False)) == []
+
+
+@pytest.mark.parametrize(
+    ("location", "expected"),
+    [
+        ("us", None),
+        ("europe-west1", None),
+        ("nam4", None),
+        ("us-west8", None),
+        (
+            "US",
+            (
+                "'US' is not a region name: a lowercase region such as 'us-central1', dual-region such as "
+                "'nam4' or multi-region such as 'us'; did you mean 'us'?",
+                False,
+            ),
+        ),
+        ("europe-wset1", ("unknown region 'europe-wset1'; did you mean 'europe-west1'?", False)),
+        ("us_central1", ("'us_central1' is not a region name", False)),
+        ("europe-west99", ("region 'europe-west99' is not in", True)),
+    ],
+)
+def test_storage_locations_are_gcs_locations(location: str, expected: tuple[str, bool] | None) -> None:
+    found = problems_and_warnings(info(), settings(storage_locations=["eu", location]))
+    if expected is None:
+        assert found == []
+    else:
+        ((field, message, warning),) = found
+        assert field == "storage_locations[1]" and message.startswith(expected[0]) and warning == expected[1]
+
+
+KEY = "projects/imgpub-keys/locations/{}/keyRings/images/cryptoKeys/golden"
+
+
+def test_a_global_key_cannot_encrypt_the_upload() -> None:
+    assert problems_and_warnings(info(), settings(upload_kms_key=KEY.format("global"))) == [
+        (
+            "upload_kms_key",
+            "is in location 'global', which Cloud Storage cannot use: the key must be in the bucket's "
+            "location (a region, dual-region or multi-region such as 'us'), or 'bucket-default'",
+            False,
+        )
+    ]
+    ((field, message, warning),) = problems_and_warnings(info(), settings(kms_key=KEY.format("global")))
+    assert field == "kms_key" and warning and "set upload_kms_key for a bucket that requires CMEK" in message
+    both = settings(kms_key=KEY.format("global"), upload_kms_key=KEY.format("us"))
+    assert problems_and_warnings(info(), both) == []
+
+
+def test_key_locations_are_checked_for_typos() -> None:
+    assert problems(info(), settings(kms_key=KEY.format("globl"))) == [
+        ("kms_key", "unknown region 'globl'; did you mean 'global'?")
+    ]
+    assert problems(info(), settings(upload_kms_key=KEY.format("europe-wst1"))) == [
+        ("upload_kms_key", "unknown region 'europe-wst1'; did you mean 'europe-west1'?")
+    ]
+    assert problems(info(), settings(kms_key=KEY.format("nam6"))) == []  # a KMS multi-region
 
 
 def test_imgpub_labels_are_reserved() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from imgpub.progress import NullProgress
 from imgpub.retry import FAST
 from imgpub_gcp import GcpProvider, GcpSettings
 from imgpub_gcp.clients import GcpClients
-from imgpub_gcp.image import GceImages, request_id
+from imgpub_gcp.image import GceImages
 
 
 def test_arm64_image_with_secure_boot_keys_kms_and_licenses(
@@ -69,16 +70,34 @@ def test_bios_image_gets_no_uefi_feature(
     assert image is not None and [f["type"] for f in image["guestOsFeatures"]] == ["GVNIC"]
 
 
-def test_insert_sends_a_request_id_derived_from_the_digest(
+def test_an_image_without_the_gvnic_driver_is_published_without_gvnic(
     make_settings: Callable[..., GcpSettings], gce: FakeGce, disk: DiskImage, journal: Journal
 ) -> None:
-    settings = make_settings()
+    settings = make_settings(gvnic=False)
     info = image_info(disk)
-    ctx = context(settings, info, journal)
-    GcpProvider().publish(info, settings, disk, ctx)
-    (insert,) = gce.calls("POST", "/global/images?")
-    assert insert.endswith(f"requestId={request_id(ctx.digest, 'insert')}")
-    assert request_id(ctx.digest, "insert") == request_id(ctx.digest, "insert") != request_id("x", "insert")
+    GcpProvider().publish(info, settings, disk, context(settings, info, journal))
+    image = gce.image(PROJECT, "demo-linux-1-2-3")
+    assert image is not None and [f["type"] for f in image["guestOsFeatures"]] == ["UEFI_COMPATIBLE"]
+
+
+def test_insert_sends_a_fresh_uuid_request_id_that_its_retries_reuse(
+    make_settings: Callable[..., GcpSettings], gce: FakeGce, disk: DiskImage, journal: Journal
+) -> None:
+    """The reply to the first insert is lost after GCE acted on it: the retry carries the same
+    requestId, so GCE answers with the same operation instead of 409 alreadyExists."""
+    settings = make_settings()
+    gce.fail(503, method="POST", path="/global/images", lose_reply=True)
+    info = image_info(disk)
+    GcpProvider().publish(info, settings, disk, context(settings, info, journal))
+
+    first, second = (call.split("requestId=")[1] for call in gce.calls("POST", "/global/images?"))
+    assert first == second and uuid.UUID(first).version == 4
+    assert gce.image(PROJECT, "demo-linux-1-2-3")["status"] == "READY"  # type: ignore[index]
+
+    other = image_info(disk, version="1.2.4")
+    GcpProvider().publish(other, settings, disk, context(settings, other, journal))
+    third = gce.calls("POST", "/global/images?")[-1].split("requestId=")[1]
+    assert third not in (first, second)
 
 
 def test_waiting_polls_until_done_and_reports_progress(

@@ -90,3 +90,23 @@ def test_validate_runs_the_provider_checks(tmp_path: Path, raw_path: Path) -> No
         imgpub.validate(path)
     assert "SEV_CAPABLE needs UEFI boot" in str(caught.value)
     assert "guest_os_features" in str(caught.value)
+
+
+def test_names_gcp_refuses_fail_at_load_naming_file_line_and_field(tmp_path: Path, raw_path: Path) -> None:
+    path = manifest(tmp_path, raw_path, "    bucket: Bad_Bucket!\n")
+    path.write_text(path.read_text().replace(f"project: {PROJECT}", "project: My_Project"))
+    with pytest.raises(ManifestError) as caught:
+        imgpub.load_manifest(path)
+    assert caught.value.exit_code == 2
+    assert str(caught.value).startswith(f"{path}:9:14: targets[0].project: a project ID must be 6-30 ")
+
+
+def test_a_global_image_key_warns_that_the_upload_gets_the_bucket_encryption(
+    tmp_path: Path, raw_path: Path
+) -> None:
+    key = "projects/imgpub-keys/locations/global/keyRings/images/cryptoKeys/golden"
+    path = manifest(tmp_path, raw_path, f"    bucket: bkt\n    kms_key: {key}\n")
+    (warning,) = imgpub.validate(path).warnings
+    assert warning.startswith(
+        f"{path}:11:14: targets[0].kms_key: is in location 'global', which Cloud Storage"
+    )

@@ -94,10 +94,13 @@ class FakeGce(Images):
         reason: str | None = None,
         message: str = "injected failure",
         retry_after: str | None = None,
+        lose_reply: bool = False,
     ) -> None:
-        """The next `times` requests matching method and path substring answer `status`."""
+        """The next `times` requests matching method and path substring answer `status` (after doing
+        what they asked when `lose_reply`)."""
         with self.lock:
-            self.state.faults.append(Fault(status, times, method, path, reason, message, retry_after))
+            fault = Fault(status, times, method, path, reason, message, retry_after, lose_reply)
+            self.state.faults.append(fault)
 
     def fail_next_operation(
         self, code: str, message: str, http_status: int = 400, *, kind: str = "insert"
@@ -179,7 +182,7 @@ class FakeGce(Images):
         raise ApiError(404, f"no such method: {verb} {path}")
 
     def _dispatch(self, verb: str, path: str, query: dict[str, str], raw: bytes) -> tuple[int, Any]:
-        self._fault(verb, path)
+        lost = self._fault(verb, path)
         args, method, name = self._route(verb, path)
         check_parameters(method, args, query)
         body = check_body(method, name, raw)
@@ -194,6 +197,8 @@ class FakeGce(Images):
             validate(answer, method["response"], method["response"]["$ref"])
         except ApiError as exc:
             raise RuntimeError(f"the fake answered {name} with an invalid body: {exc.message}") from None
+        if lost is not None:
+            raise lost
         return 200, answer
 
     def _replayed(self, request_id: str | None) -> dict[str, Any] | None:

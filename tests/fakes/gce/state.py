@@ -18,6 +18,8 @@ class Fault:
     reason: str | None = None
     message: str = "injected failure"
     retry_after: str | None = None
+    lose_reply: bool = False
+    """Do the request, then answer the error anyway (a reply lost after GCE acted on it)."""
 
 
 @dataclass

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from imgpub.errors import CloudError, CredentialsError, TargetError
@@ -31,9 +33,19 @@ CREDENTIALS_HINT = (
 )
 
 
+def _body_error(exc: gexc.GoogleAPICallError) -> dict[str, Any]:
+    """The JSON `error` of the response, when the SDK did not parse it (the storage upload path)."""
+    response = getattr(exc, "response", None)
+    try:
+        error = response.json().get("error") if response is not None else None
+    except (ValueError, AttributeError):
+        return {}
+    return error if isinstance(error, dict) else {}
+
+
 def reasons(exc: gexc.GoogleAPICallError) -> list[str]:
     out: list[str] = []
-    for err in exc.errors or []:
+    for err in exc.errors or _body_error(exc).get("errors") or []:
         if isinstance(err, dict) and err.get("reason"):
             out.append(str(err["reason"]))
     if exc.reason:
@@ -57,12 +69,22 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def retry_after(exc: BaseException) -> float | None:
+    """Seconds the server asked us to wait (Retry-After: seconds or an HTTP date), or None."""
     response = getattr(exc, "response", None)
     value = getattr(response, "headers", {}).get("Retry-After") if response is not None else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
+    if value is None:
         return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _code(exc: gexc.GoogleAPICallError) -> str:
@@ -71,6 +93,8 @@ def _code(exc: gexc.GoogleAPICallError) -> str:
 
 
 def _message(exc: gexc.GoogleAPICallError) -> str:
+    if not exc.errors and (message := _body_error(exc).get("message")):
+        return " ".join(str(message).split())
     return " ".join(str(exc.message).split()) or type(exc).__name__
 
 

@@ -106,21 +106,27 @@ class GcsUpload:
         self._retry, self._progress, self._chunk = retry, progress, chunk_size
 
     def run(
-        self, bucket: str, name: str, metadata: dict[str, str], stream: Callable[[], Iterable[bytes]]
+        self,
+        bucket: str,
+        name: str,
+        metadata: dict[str, str],
+        stream: Callable[[], Iterable[bytes]],
+        kms_key: str | None = None,
     ) -> UploadResult:
+        """Upload the stream to gs://bucket/name, encrypted with the Cloud KMS key `kms_key` if given."""
         existing = self._existing(bucket, name, metadata)
         if existing is not None:
             return existing
         session, offset, expected = self._resume_point(bucket, name)
         if session is None:
-            session, offset, expected = self._start_session(bucket, name, metadata), 0, None
+            session, offset, expected = self._start_session(bucket, name, metadata, kms_key), 0, None
         elif offset:
             self._progress.note(f"resuming upload of gs://{bucket}/{name} at byte {offset:,}")
         try:
             return self._send_stream(bucket, name, session, offset, expected, stream)
         except _SessionGone:
             self._progress.note("upload session no longer usable; starting the upload again")
-            session = self._start_session(bucket, name, metadata)
+            session = self._start_session(bucket, name, metadata, kms_key)
             return self._send_stream(bucket, name, session, 0, None, stream)
 
     # -- the stream ------------------------------------------------------------------------
@@ -190,8 +196,9 @@ class GcsUpload:
         )
         return session, persisted, expected
 
-    def _start_session(self, bucket: str, name: str, metadata: dict[str, str]) -> str:
-        blob = self._clients.storage.bucket(bucket).blob(name)
+    def _start_session(self, bucket: str, name: str, metadata: dict[str, str], kms_key: str | None) -> str:
+        """A resumable session; the key goes in the kmsKeyName parameter (storage v1 objects.insert)."""
+        blob = self._clients.storage.bucket(bucket).blob(name, kms_key_name=kms_key)
         blob.metadata = metadata
         url: str = call(
             self._target,

@@ -35,7 +35,6 @@ WAIT_FLOOR_SECONDS = 0.2
 """globalOperations.wait long-polls (~2 min); when it returns sooner, pause this long before asking again."""
 POLL_SECONDS = 5.0
 """Between images.get calls while waiting for an image a previous run started."""
-REQUEST_NAMESPACE = uuid.UUID("5d0c7e8a-4a59-4f0e-9b7d-6c1f3f6c2a10")
 X509_SUFFIXES = frozenset({".der", ".cer", ".crt", ".pem"})
 
 
@@ -56,20 +55,27 @@ def wanted_labels(image: ImageInfo, settings: GcpSettings, digest: str) -> dict[
 
 
 def guest_os_features(image: ImageInfo, settings: GcpSettings) -> list[str]:
-    """The settings' features plus the derived ones: UEFI_COMPATIBLE for UEFI boot, GVNIC always.
+    """The settings' features plus the derived ones: UEFI_COMPATIBLE for UEFI boot, GVNIC unless
+    `gvnic: false` (an image without the driver).
 
     Secure Boot and vTPM are switched on per instance (shieldedInstanceConfig); the image needs only
     UEFI_COMPATIBLE (and a GPT disk with an EFI System Partition) for them.
     """
-    derived = ["GVNIC"]
+    derived = {"GVNIC"} if settings.gvnic else set()
     if image.boot != "bios" or image.arch == "arm64":
-        derived.insert(0, "UEFI_COMPATIBLE")
-    return sorted(set(settings.guest_os_features) | set(derived))
+        derived.add("UEFI_COMPATIBLE")
+    return sorted(set(settings.guest_os_features) | derived)
 
 
-def request_id(digest: str, what: str) -> str:
-    """A stable requestId: a retried call for the same digest is recognised by GCE, not repeated."""
-    return str(uuid.uuid5(REQUEST_NAMESPACE, f"{what}:{digest}"))
+def new_request_id() -> str:
+    """A fresh requestId for one call. Its retries reuse it (a lost reply then gets the same operation
+    back, not a second image); a new call never does, since GCE answers a reused requestId with the
+    earlier operation for a long while, a FAILED one included."""
+    return str(uuid.uuid4())
+
+
+class _NotVisible(Exception):
+    """The image's insert is DONE but images.get does not show it yet (eventual consistency)."""
 
 
 def source_url(bucket: str, name: str) -> str:
@@ -182,45 +188,51 @@ class GceImages:
             lambda: list(self.clients.images.list(request=request, retry=None)),
         )
 
-    def insert(self, body: compute_v1.Image, digest: str) -> compute_v1.Image:
-        """Create the image. GCE keeps a requestId for an hour or more: when the stable one names an
-        earlier insert whose image has since been deleted, insert once more under a fresh id."""
+    def insert(self, body: compute_v1.Image) -> compute_v1.Image:
+        """Create the image and return it once images.get shows it (a new image may stay invisible for
+        a moment after its operation is DONE: that is retried by the retry policy)."""
         from google.cloud import compute_v1
 
-        for rid in (request_id(digest, "insert"), str(uuid.uuid4())):
-            request = compute_v1.InsertImageRequest(project=self.project, image_resource=body, request_id=rid)
-            op = call(
-                self.target,
-                f"create image {body.name}",
-                self.retry,
-                partial(self.clients.images.insert_unary, request=request, retry=None),
-            )
-            self.wait(op, f"create image {body.name}")
-            found = self.get(body.name)
-            if found is not None:
-                return found
-        raise CloudError(
-            self.target, f"create image {body.name}", "the operation finished but the image is missing"
+        request = compute_v1.InsertImageRequest(
+            project=self.project, image_resource=body, request_id=new_request_id()
         )
+        op = call(
+            self.target,
+            f"create image {body.name}",
+            self.retry,
+            partial(self.clients.images.insert_unary, request=request, retry=None),
+        )
+        self.wait(op, f"create image {body.name}")
+        return self._until_visible(body.name)
 
-    def delete(self, name: str, digest: str) -> None:
-        """Delete the image; as with insert, a stale requestId's earlier operation gets a fresh retry."""
+    def _until_visible(self, name: str) -> compute_v1.Image:
+        def get() -> compute_v1.Image:
+            found = self.get(name)
+            if found is None:
+                raise _NotVisible(name)
+            return found
+
+        try:
+            return self.retry.call(get, lambda exc: isinstance(exc, _NotVisible))
+        except _NotVisible:
+            raise CloudError(
+                self.target,
+                f"create image {name}",
+                "the operation finished but images.get does not show the image; run publish again",
+                retryable=True,
+            ) from None
+
+    def delete(self, name: str) -> None:
         from google.cloud import compute_v1
 
-        for rid in (request_id(digest, f"delete {name}"), str(uuid.uuid4())):
-            request = compute_v1.DeleteImageRequest(project=self.project, image=name, request_id=rid)
-            op = call(
-                self.target,
-                f"delete image {name}",
-                self.retry,
-                partial(self.clients.images.delete_unary, request=request, retry=None),
-            )
-            self.wait(op, f"delete image {name}")
-            if self.get(name) is None:
-                return
-        raise CloudError(
-            self.target, f"delete image {name}", "the operation finished but the image is still there"
+        request = compute_v1.DeleteImageRequest(project=self.project, image=name, request_id=new_request_id())
+        op = call(
+            self.target,
+            f"delete image {name}",
+            self.retry,
+            partial(self.clients.images.delete_unary, request=request, retry=None),
         )
+        self.wait(op, f"delete image {name}")
 
     def deprecate(self, name: str, replacement: str) -> None:
         from google.cloud import compute_v1

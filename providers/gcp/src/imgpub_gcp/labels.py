@@ -17,9 +17,11 @@ def name_problem(name: str) -> str | None:
     if not 1 <= len(name) <= NAME_MAX:
         return f"{name!r} must be 1-{NAME_MAX} characters long (it has {len(name)})"
     if not NAME_RE.match(name):
+        near = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+        hint = f"; did you mean {near!r}?" if NAME_RE.match(near) and len(near) <= NAME_MAX else ""
         return (
             f"{name!r} must match [a-z]([-a-z0-9]*[a-z0-9])?: lowercase letters, digits and '-', "
-            "starting with a letter and not ending with '-'"
+            f"starting with a letter and not ending with '-'{hint}"
         )
     return None
 
@@ -32,9 +34,9 @@ def label_problem(key: str, value: str) -> str | None:
             "starting with a lowercase letter"
         )
     if not LABEL_VALUE_RE.match(value):
+        shown = repr(value) if len(value) <= 63 else f"{value[:20]!r}... ({len(value)} characters)"
         return (
-            f"label {key!r}: value {value!r} must be 0-63 characters of "
-            "lowercase letters, digits, '_' and '-'"
+            f"label {key!r}: value {shown} must be 0-63 characters of lowercase letters, digits, '_' and '-'"
         )
     return None
 

@@ -7,12 +7,11 @@ it stopped: the upload resumes from the offset GCS holds, an existing image is n
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from imgpub.errors import ConfigurationError, ImageConflictError
-from imgpub.identity import DIGEST_LENGTH, LABEL_DIGEST, LABEL_NAME, LABEL_VERSION, label_safe
+from imgpub.errors import CloudError, ConfigurationError, ImageConflictError
+from imgpub.identity import LABEL_DIGEST
 from imgpub.provider import (
     Action,
     ActionKind,
@@ -26,13 +25,14 @@ from imgpub.provider import (
     Published,
     Status,
 )
+from imgpub_gcp.checks import problems
 from imgpub_gcp.clients import GcpClients
 from imgpub_gcp.errors import call
 from imgpub_gcp.gcs_upload import CHUNK, GcsUpload, UploadResult
-from imgpub_gcp.image import GceImages, identity_labels, image_body, image_name, source_url, wanted_labels
-from imgpub_gcp.labels import labels_problems, name_problem
-from imgpub_gcp.settings import UEFI_ONLY_FEATURES, GcpSettings
+from imgpub_gcp.image import GceImages, identity_labels, image_body, source_url, wanted_labels
+from imgpub_gcp.settings import GcpSettings
 from imgpub_gcp.share import ImageSharing
+from imgpub_gcp.survey import FAILED, failed_message, survey
 
 if TYPE_CHECKING:
     from google.cloud import compute_v1
@@ -48,15 +48,6 @@ def _default_tar_stream(img: DiskImage, **kwargs: Any) -> Iterable[bytes]:
     return stream
 
 
-@dataclass
-class _Survey:
-    """What exists in the project for this image version."""
-
-    name: str
-    current: compute_v1.Image | None = None
-    conflicts: list[compute_v1.Image] = field(default_factory=list)
-
-
 class GcpProvider(Provider[GcpSettings]):
     name: ClassVar[str] = "gcp"
     settings_model: ClassVar[type[GcpSettings]] = GcpSettings
@@ -69,99 +60,70 @@ class GcpProvider(Provider[GcpSettings]):
     # -- validate ---------------------------------------------------------------------------
 
     def check(self, image: ImageInfo, settings: GcpSettings) -> list[Problem]:
-        problems: list[Problem] = []
-        name = image_name(image, settings)
-        if problem := name_problem(name):
-            problems.append(Problem("image_name", f"derived image name {problem}"))
-        uefi = image.boot != "bios"
-        if image.arch == "arm64" and image.boot == "bios":
-            problems.append(Problem("boot", "arm64 images on GCE boot with UEFI only; set boot: uefi"))
-        if not uefi:
-            for feature in sorted(UEFI_ONLY_FEATURES & set(settings.guest_os_features)):
-                problems.append(
-                    Problem("guest_os_features", f"{feature} needs UEFI boot, but the image boots bios")
-                )
-            if settings.shielded_instance_initial_state is not None:
-                problems.append(Problem("shielded_instance_initial_state", "Secure Boot keys need UEFI boot"))
-            if image.secure_boot or image.tpm:
-                problems.append(Problem("boot", "Secure Boot and vTPM on GCE need UEFI boot"))
-        if settings.deprecate_previous and not settings.family:
-            problems.append(
-                Problem("deprecate_previous", "needs a family: the previous image is found by family")
-            )
-        state = settings.shielded_instance_initial_state
-        for path in state.files() if state else []:
-            if not path.is_file():
-                problems.append(Problem("shielded_instance_initial_state", f"{path}: no such file"))
-        labels = {**image.labels, **settings.labels}
-        problems.extend(
-            Problem("labels", p) for p in labels_problems(wanted_labels(image, settings, "0" * DIGEST_LENGTH))
-        )
-        if len(labels) != len(set(labels) - {LABEL_NAME, LABEL_VERSION, LABEL_DIGEST}):
-            problems.append(
-                Problem("labels", f"{LABEL_NAME}, {LABEL_VERSION} and {LABEL_DIGEST} are set by imgpub")
-            )
-        return problems
+        return problems(image, settings)
 
     # -- plan -------------------------------------------------------------------------------
 
     def plan(self, image: ImageInfo, settings: GcpSettings, ctx: Context) -> Plan:
         clients = GcpClients(settings, ctx.target)
         images = self._images(clients, settings, ctx)
-        survey = self._survey(images, image, settings, ctx)
+        found = survey(images, image, settings, ctx.digest)
         plan = Plan(ctx.target, self.name)
-        bucket, obj = settings.bucket, self._object_name(survey.name, settings, ctx)
-        if survey.conflicts:
-            plan.conflict = self._conflict_message(survey, ctx)
-            for old in survey.conflicts:
+        bucket, obj = settings.bucket, self._object_name(found.name, settings, ctx)
+        if found.conflicts:
+            plan.conflict = found.conflict_message()
+            for old in found.conflicts:
                 plan.actions.append(Action("replace", old.name, "delete and create again (--replace)"))
-        if survey.current is None:
+        for old in found.failed:
+            plan.actions.append(Action("replace", old.name, "status FAILED: delete it and create it again"))
+        current = found.current
+        if current is None:
             if not self._uploaded(clients, bucket, obj, ctx):
                 plan.actions.append(Action("upload", f"gs://{bucket}/{obj}", "sparse tar.gz of disk.raw"))
-            plan.actions.append(Action("create", survey.name, f"GCE image in {settings.project}"))
+            plan.actions.append(Action("create", found.name, f"GCE image in {settings.project}"))
             if settings.share_members:
-                plan.actions.append(Action("share", survey.name, ", ".join(settings.share_members)))
+                plan.actions.append(Action("share", found.name, ", ".join(settings.share_members)))
             if settings.deprecate_previous and settings.family:
                 plan.actions.append(Action("deprecate", settings.family, "earlier images of the family"))
             if not settings.keep_upload:
                 plan.actions.append(Action("delete", f"gs://{bucket}/{obj}", "upload, once the image exists"))
             return plan
-        plan.existing.append(self._artifact(survey.current))
-        for drift in self._drift(clients, images, survey.current, image, settings, ctx):
-            plan.actions.append(Action(drift[0], survey.name, drift[1]))
+        plan.existing.append(self._artifact(current))
+        if current.status != "READY":
+            plan.actions.append(Action("wait", current.name, f"{current.status}: GCE is still creating it"))
+        for drift in self._drift(clients, images, current, image, settings, ctx):
+            plan.actions.append(Action(drift[0], found.name, drift[1]))
         return plan
 
     # -- publish ----------------------------------------------------------------------------
 
     def publish(self, image: ImageInfo, settings: GcpSettings, disk: DiskImage, ctx: Context) -> Published:
-        problems = self.check(image, settings)
-        if problems:
-            raise ConfigurationError(f"target {ctx.target}: {problems[0].field}: {problems[0].message}")
+        errors = [p for p in self.check(image, settings) if not p.warning]
+        if errors:
+            raise ConfigurationError(f"target {ctx.target}: {errors[0].field}: {errors[0].message}")
         clients = GcpClients(settings, ctx.target)
         images = self._images(clients, settings, ctx)
-        survey = self._survey(images, image, settings, ctx)
+        found = survey(images, image, settings, ctx.digest)
         published = Published(ctx.target, self.name, changed=False)
-        if survey.conflicts:
+        if found.conflicts:
             if not ctx.replace:
-                raise ImageConflictError(ctx.target, self._conflict_message(survey, ctx))
-            for old in survey.conflicts:
+                raise ImageConflictError(ctx.target, found.conflict_message())
+            for old in found.conflicts:
                 ctx.progress.stage(f"delete {old.name}")
-                images.delete(old.name, ctx.digest)
+                images.delete(old.name)
             published.changed = True
-        current = survey.current
+        current = found.current
         if current is not None and current.status == "PENDING":
             current = images.until_built(current)
-        if current is not None and current.status == "FAILED":
-            ctx.progress.note(f"image {current.name} failed to build earlier; creating it again")
-            images.delete(current.name, ctx.digest)
-            current = None
+        for old in [*found.failed, *([current] if current is not None and current.status == FAILED else [])]:
+            ctx.progress.note(f"image {old.name} failed to build earlier; deleting it to create it again")
+            images.delete(old.name)
+            current = None if current is not None and current.name == old.name else current
+            published.changed = True
         upload: UploadResult | None = None
         if current is None:
-            upload = self._upload(clients, disk, image, settings, survey.name, ctx)
-            ctx.progress.stage("register", None)
-            current = images.insert(
-                image_body(image, settings, ctx.digest, source_url(upload.bucket, upload.name)), ctx.digest
-            )
+            upload = self._upload(clients, disk, image, settings, found.name, ctx)
+            current = self._create(clients, images, upload, image, settings, ctx)
             published.changed = True
         published.changed |= self._converge(clients, images, current, image, settings, ctx)
         if not settings.keep_upload:
@@ -188,7 +150,36 @@ class GcpProvider(Provider[GcpSettings]):
         def stream() -> Iterable[bytes]:
             return self._tar_stream(disk, level=settings.compression_level, on_progress=ctx.progress.advance)
 
-        return uploader.run(settings.bucket, self._object_name(name, settings, ctx), metadata, stream)
+        obj = self._object_name(name, settings, ctx)
+        return uploader.run(settings.bucket, obj, metadata, stream, kms_key=settings.upload_key())
+
+    def _create(
+        self,
+        clients: GcpClients,
+        images: GceImages,
+        upload: UploadResult,
+        image: ImageInfo,
+        settings: GcpSettings,
+        ctx: Context,
+    ) -> compute_v1.Image:
+        """images.insert from the upload. When GCE refuses it for good (the operation failed, a 4xx),
+        the uploaded object goes too, unless keep_upload; after throttling or 5xx outlasted the retries
+        it stays, so the next run creates the image without uploading again."""
+        ctx.progress.stage("register", None)
+        body = image_body(image, settings, ctx.digest, source_url(upload.bucket, upload.name))
+        try:
+            return images.insert(body)
+        except CloudError as exc:
+            if not settings.keep_upload and not exc.retryable:
+                try:
+                    self._delete_upload(clients, settings, upload.name, ctx)
+                except CloudError as cleanup:
+                    ctx.progress.note(f"could not delete gs://{upload.bucket}/{upload.name}: {cleanup}")
+                else:
+                    ctx.progress.note(
+                        f"deleted gs://{upload.bucket}/{upload.name}: the image was not created"
+                    )
+            raise
 
     def _converge(
         self,
@@ -223,18 +214,26 @@ class GcpProvider(Provider[GcpSettings]):
     def status(self, image: ImageInfo, settings: GcpSettings, ctx: Context) -> Status:
         clients = GcpClients(settings, ctx.target)
         images = self._images(clients, settings, ctx)
-        survey = self._survey(images, image, settings, ctx)
+        found = survey(images, image, settings, ctx.digest)
         status = Status(ctx.target, self.name)
-        for old in survey.conflicts:
+        for old in found.conflicts:
             status.artifacts.append(self._artifact(old))
-            status.drift.append(self._conflict_message(survey, ctx))
-        if survey.current is None:
-            status.drift.append(f"image {survey.name} for digest {ctx.digest} is not published")
+            status.drift.append(found.conflict_message())
+        for old in found.failed:
+            status.artifacts.append(self._artifact(old))
+            status.drift.append(failed_message(old))
+        current = found.current
+        if current is None:
+            if not found.failed:
+                status.drift.append(f"image {found.name} for digest {ctx.digest} is not published")
             return status
-        status.artifacts.append(self._artifact(survey.current))
-        if survey.current.status != "READY":
-            status.drift.append(f"image {survey.name} is {survey.current.status}, not READY")
-        status.drift.extend(d[1] for d in self._drift(clients, images, survey.current, image, settings, ctx))
+        status.artifacts.append(self._artifact(current))
+        if current.status == FAILED:
+            status.drift.append(failed_message(current))
+            return status
+        if current.status != "READY":
+            status.drift.append(f"image {found.name} is {current.status}, not READY")
+        status.drift.extend(d[1] for d in self._drift(clients, images, current, image, settings, ctx))
         return status
 
     # -- shared pieces ----------------------------------------------------------------------
@@ -246,27 +245,6 @@ class GcpProvider(Provider[GcpSettings]):
     @staticmethod
     def _object_name(name: str, settings: GcpSettings, ctx: Context) -> str:
         return f"{settings.object_prefix}{name}-{ctx.digest}.tar.gz"
-
-    def _survey(self, images: GceImages, image: ImageInfo, settings: GcpSettings, ctx: Context) -> _Survey:
-        survey = _Survey(image_name(image, settings))
-        mine = images.find({LABEL_NAME: label_safe(image.name), LABEL_VERSION: label_safe(image.version)})
-        by_name = images.get(survey.name)
-        if by_name is not None and all(i.name != by_name.name for i in mine):
-            mine.append(by_name)
-        for found in mine:
-            if found.labels.get(LABEL_DIGEST) == ctx.digest and found.name == survey.name:
-                survey.current = found
-            elif found.labels.get(LABEL_DIGEST) != ctx.digest:
-                survey.conflicts.append(found)
-        return survey
-
-    def _conflict_message(self, survey: _Survey, ctx: Context) -> str:
-        old = survey.conflicts[0]
-        digest = old.labels.get(LABEL_DIGEST) or "none (not made by imgpub)"
-        return (
-            f"image {old.name} already exists with digest {digest}, "
-            f"but this publish has digest {ctx.digest}"
-        )
 
     def _drift(
         self,
@@ -306,6 +284,7 @@ class GcpProvider(Provider[GcpSettings]):
             for old in images.family_members(settings.family)
             if old.name != current.name
             and old.deprecated.state in ("", "ACTIVE")
+            and old.status != FAILED
             and _timestamp(old.creation_timestamp) <= born
         ]
 

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from imgpub.provider import ManifestPath, TargetSettings
+from imgpub_gcp.identifiers import (
+    bucket_problem,
+    kms_key_location,
+    kms_key_problem,
+    license_problem,
+    member_problem,
+    project_problem,
+)
 from imgpub_gcp.labels import labels_problems, name_problem
 
 GUEST_OS_FEATURES = frozenset(
@@ -46,11 +54,15 @@ UEFI_ONLY_FEATURES = frozenset(
     }
 )
 
+BUCKET_DEFAULT = "bucket-default"
+"""upload_kms_key: no key in the upload request; the bucket's default encryption applies."""
+
 _NOT_IN_IDENTITY = {
     "name",
     "project",
     "bucket",
     "object_prefix",
+    "upload_kms_key",
     "labels",
     "share_members",
     "deprecate_previous",
@@ -76,29 +88,65 @@ class ShieldedState(BaseModel):
         return ([self.pk] if self.pk else []) + [*self.keks, *self.dbs, *self.dbxs]
 
 
+def _checked(check: Any) -> Any:
+    """A pydantic AfterValidator raising the check's problem, so an item's error names its index."""
+
+    def validate(value: str) -> str:
+        if problem := check(value):
+            raise ValueError(problem)
+        return value
+
+    return AfterValidator(validate)
+
+
+License = Annotated[str, _checked(license_problem)]
+Member = Annotated[str, _checked(member_problem)]
+
+
 class GcpSettings(TargetSettings):
     """Publish a GCE image: stream a sparse tar.gz to GCS, then images.insert from it."""
 
     provider: Literal["gcp"] = "gcp"
-    project: str = Field(min_length=6, max_length=30, description="Project that owns the image.")
-    bucket: str = Field(min_length=3, max_length=222, description="GCS bucket for the upload tarball.")
+    project: str = Field(
+        description="Project that owns the image: its project ID (6-30 lowercase letters, digits, '-').",
+    )
+    bucket: str = Field(description="GCS bucket for the upload tarball (an existing bucket's name).")
     object_prefix: str = Field(default="imgpub/", description="Prefix of the tarball object name.")
     family: str | None = Field(default=None, description="Image family.")
     description: str | None = Field(default=None, description="Image description (default: the image's).")
-    storage_locations: list[str] = Field(default_factory=list, description="e.g. ['us'] or ['europe-west1'].")
+    storage_locations: list[str] = Field(
+        default_factory=list,
+        description="Where GCE keeps the image: a Cloud Storage multi-region, dual-region or region, "
+        "e.g. ['us'] or ['europe-west1'].",
+    )
     guest_os_features: list[str] = Field(
         default_factory=list,
-        description="Extra guestOsFeatures; UEFI_COMPATIBLE and GVNIC are added from the image's boot mode.",
+        description="Extra guestOsFeatures; UEFI_COMPATIBLE is added for UEFI boot, "
+        "GVNIC unless gvnic: false.",
     )
-    licenses: list[str] = Field(default_factory=list, description="License URLs.")
+    gvnic: bool = Field(
+        default=True,
+        description="Mark the image as gVNIC-capable (GVNIC guest OS feature); false for images without "
+        "the gVNIC driver.",
+    )
+    licenses: list[License] = Field(
+        default_factory=list,
+        description="Licenses: projects/<project>/global/licenses/<name> or its compute v1 URL.",
+    )
     labels: dict[str, str] = Field(default_factory=dict, description="Extra GCE labels.")
     shielded_instance_initial_state: ShieldedState | None = None
     kms_key: str | None = Field(
         default=None,
-        pattern=r"^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+(/cryptoKeyVersions/[^/]+)?$",
-        description="Cloud KMS key that encrypts the image.",
+        description="Cloud KMS key that encrypts the image "
+        "(projects/<p>/locations/<l>/keyRings/<r>/cryptoKeys/<k>); also the upload's, unless upload_kms_key "
+        "says otherwise or the key is in 'global'.",
     )
-    share_members: list[str] = Field(
+    upload_kms_key: str | None = Field(
+        default=None,
+        description="Cloud KMS key for the uploaded tarball (kmsKeyName), in the bucket's location; "
+        f"default: kms_key. '{BUCKET_DEFAULT}': none, the bucket's default encryption.",
+    )
+    share_members: list[Member] = Field(
         default_factory=list,
         description="IAM members granted roles/compute.imageUser (user:, group:, serviceAccount:, domain:).",
     )
@@ -132,16 +180,36 @@ class GcpSettings(TargetSettings):
             )
         return value
 
-    @field_validator("share_members")
+    @field_validator("project")
     @classmethod
-    def _iam_members(cls, value: list[str]) -> list[str]:
-        prefixes = ("user:", "group:", "serviceAccount:", "domain:", "principal:", "principalSet:")
-        for member in value:
-            if member not in ("allAuthenticatedUsers", "allUsers") and not member.startswith(prefixes):
-                raise ValueError(
-                    f"IAM member {member!r} needs a prefix such as user:, group:, serviceAccount:"
-                )
+    def _project(cls, value: str) -> str:
+        if problem := project_problem(value):
+            raise ValueError(f"a project ID {problem}")
         return value
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket(cls, value: str) -> str:
+        if problem := bucket_problem(value):
+            raise ValueError(f"a bucket name {problem}")
+        return value
+
+    @field_validator("kms_key", "upload_kms_key")
+    @classmethod
+    def _kms_key(cls, value: str | None) -> str | None:
+        if value is not None and value != BUCKET_DEFAULT and (problem := kms_key_problem(value)):
+            raise ValueError(problem)
+        return value
+
+    def upload_key(self) -> str | None:
+        """The kmsKeyName of the upload: upload_kms_key, else kms_key unless Cloud Storage cannot use it."""
+        if self.upload_kms_key == BUCKET_DEFAULT:
+            return None
+        if self.upload_kms_key:
+            return self.upload_kms_key
+        if self.kms_key and kms_key_location(self.kms_key) != "global":
+            return self.kms_key
+        return None
 
     @field_validator("object_prefix")
     @classmethod
@@ -153,6 +221,8 @@ class GcpSettings(TargetSettings):
     def identity(self) -> dict[str, Any]:
         """Registration only: where the tarball goes, labels, sharing and deprecation change no bytes."""
         out = self.model_dump(mode="json", exclude=_NOT_IN_IDENTITY)
+        if self.gvnic:  # the default, as before the setting existed: digests of earlier publishes hold
+            del out["gvnic"]
         if self.shielded_instance_initial_state is not None:
             out["shielded_instance_initial_state"] = [
                 _file_digest(p) for p in self.shielded_instance_initial_state.files()
@@ -167,4 +237,4 @@ def _file_digest(path: Path) -> str:
         return str(path)
 
 
-__all__ = ["GUEST_OS_FEATURES", "GcpSettings", "ShieldedState"]
+__all__ = ["BUCKET_DEFAULT", "GUEST_OS_FEATURES", "GcpSettings", "ShieldedState"]

@@ -1,0 +1,58 @@
+"""What exists in the project for one image version: the image this publish made (or will make),
+imgpub's images whose creation FAILED, and images that stand in the way (conflicts).
+
+A FAILED image was never published: whatever digest it carries, publish deletes and creates it
+again without --replace, plan shows that, and status reports it as drift. An image of the same name
+that imgpub did not make is a conflict even when FAILED: it is not ours to delete unasked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from imgpub.identity import LABEL_DIGEST, LABEL_NAME, LABEL_VERSION, label_safe
+from imgpub.provider import ImageInfo
+from imgpub_gcp.image import GceImages, image_name
+from imgpub_gcp.settings import GcpSettings
+
+if TYPE_CHECKING:
+    from google.cloud import compute_v1
+
+FAILED = "FAILED"
+
+
+@dataclass
+class Survey:
+    name: str
+    digest: str
+    current: compute_v1.Image | None = None
+    """This digest under this name: READY, or PENDING while GCE builds it."""
+    failed: list[compute_v1.Image] = field(default_factory=list)
+    conflicts: list[compute_v1.Image] = field(default_factory=list)
+
+    def conflict_message(self) -> str:
+        old = self.conflicts[0]
+        digest = old.labels.get(LABEL_DIGEST) or "none (not made by imgpub)"
+        return (
+            f"image {old.name} already exists with digest {digest}, but this publish has digest {self.digest}"
+        )
+
+
+def failed_message(found: compute_v1.Image) -> str:
+    return f"image {found.name} is FAILED (its creation failed): publish deletes and creates it again"
+
+
+def survey(images: GceImages, image: ImageInfo, settings: GcpSettings, digest: str) -> Survey:
+    out = Survey(image_name(image, settings), digest)
+    ours = images.find({LABEL_NAME: label_safe(image.name), LABEL_VERSION: label_safe(image.version)})
+    by_name = images.get(out.name)
+    others = [by_name] if by_name is not None and all(i.name != by_name.name for i in ours) else []
+    for found in [*ours, *others]:
+        if found.status == FAILED and found in ours:
+            out.failed.append(found)
+        elif found.labels.get(LABEL_DIGEST) != digest:
+            out.conflicts.append(found)
+        elif found.name == out.name:
+            out.current = found
+    return out
