@@ -17,6 +17,7 @@ from imgpub_azure import AzureProvider, AzureSettings
 from imgpub_azure.clients import AzureClients, strip_query
 
 ACCOUNT = "devstoreaccount1"
+SUB = "00000000-0000-0000-0000-0000000000a1"
 KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 
@@ -36,7 +37,7 @@ def test_upload_with_a_token_credential(
         BlobServiceClient.from_connection_string(conn, api_version="2025-11-05").create_container(container)
         settings = AzureSettings(
             name="az",
-            subscription_id="s",
+            subscription_id=SUB,
             resource_group="rg",
             location="westeurope",
             storage_account=ACCOUNT,
@@ -70,31 +71,33 @@ def test_strip_query_drops_the_sas():
 
 def test_account_url_defaults_to_the_public_cloud():
     settings = AzureSettings(
-        name="az", subscription_id="s", resource_group="rg", location="l", storage_account="acct"
+        name="az", subscription_id=SUB, resource_group="rg", location="westeurope", storage_account="acct"
     )
     clients = AzureClients(settings)
     assert clients.account_url == "https://acct.blob.core.windows.net"
     assert (
         clients.storage_account_id()
-        == "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/acct"
+        == f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/acct"
     )
     assert (
         clients.compute_id("images/x")
-        == "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/images/x"
+        == f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Compute/images/x"
     )
 
 
 def test_storage_account_in_another_resource_group():
     settings = AzureSettings(
         name="az",
-        subscription_id="s",
+        subscription_id=SUB,
         resource_group="rg",
-        location="l",
+        location="westeurope",
         storage_account="acct",
         storage_resource_group="storage-rg",
     )
     assert (
-        AzureClients(settings).storage_account_id().startswith("/subscriptions/s/resourceGroups/storage-rg/")
+        AzureClients(settings)
+        .storage_account_id()
+        .startswith(f"/subscriptions/{SUB}/resourceGroups/storage-rg/")
     )
 
 
@@ -105,7 +108,7 @@ def test_a_connection_string_for_another_account_or_endpoint_is_refused(monkeypa
     from imgpub.errors import CredentialsError
 
     def settings(**kw):
-        fields = {"name": "az", "subscription_id": "s", "resource_group": "rg", "location": "l"}
+        fields = {"name": "az", "subscription_id": SUB, "resource_group": "rg", "location": "westeurope"}
         return AzureSettings(**{**fields, "storage_account": ACCOUNT, **kw})
 
     conn = f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};BlobEndpoint=http://127.0.0.1:1/{ACCOUNT};"

@@ -37,7 +37,7 @@ image:
 targets:
   - name: az
     provider: azure
-    subscription_id: sub
+    subscription_id: 00000000-0000-0000-0000-0000000000a1
     resource_group: rg
     location: westeurope
     storage_account: devstoreaccount1

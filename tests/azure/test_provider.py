@@ -114,7 +114,8 @@ def test_gallery_created_with_definition_and_version(stack, disk, info):
         managed_image=False,
         gallery={
             "name": "golden_gallery",
-            "features": {"SecurityType": "TrustedLaunchSupported", "DiskControllerTypes": "SCSI,NVMe"},
+            "security_type": "TrustedLaunchSupported",
+            "features": {"DiskControllerTypes": "SCSI,NVMe"},
             "target_regions": [{"name": "westeurope"}, {"name": "westus", "replica_count": 2}],
             "exclude_from_latest": True,
             "end_of_life": "2030-01-01",
@@ -325,10 +326,24 @@ def test_failed_long_running_operation_is_one_line(stack, disk, info):
     assert "\n" not in message
 
 
-def test_existing_definition_of_another_generation_is_refused(stack, disk, info):
+def test_existing_definition_of_another_generation_is_a_conflict(stack, disk, info):
     settings = stack.settings(managed_image=False, gallery={"name": "g1"})
     bios = info(boot="bios", version="1.0.0")
     stack.provider().publish(bios, settings, disk, stack.context(settings, bios))
     uefi = info(boot="uefi", version="1.0.1")
-    with pytest.raises(ConfigurationError, match="hyper_v_generation is V1, the image needs V2"):
-        stack.provider().plan(uefi, settings, stack.context(settings, uefi))
+    ctx = stack.context(settings, uefi)
+    plan = stack.provider().plan(uefi, settings, ctx)
+    assert plan.conflict is not None
+    assert "image definition g1/golden differs from the manifest" in plan.conflict
+    assert "hyperVGeneration is V1, the manifest wants V2" in plan.conflict
+    assert "use a new gallery.image_definition name" in plan.conflict
+    with pytest.raises(ImageConflictError):
+        stack.provider().publish(uefi, settings, disk, ctx)
+    drift = stack.provider().status(uefi, settings, ctx).drift
+    assert any(d.startswith("image definition g1/golden differs from the manifest:") for d in drift)
+    # --replace cannot delete a definition that holds another version: one line, nothing deleted
+    with pytest.raises(
+        ConfigurationError, match=r"it holds versions 1\.0\.0; use a new gallery.image_definition"
+    ):
+        stack.provider().publish(uefi, settings, disk, stack.context(settings, uefi, replace=True))
+    assert stack.arm.get("galleries/g1/images/golden/versions/1.0.0") is not None

@@ -13,7 +13,7 @@ from imgpub_azure.names import default_definition, default_image_name, gallery_v
 
 BASE = {
     "name": "az",
-    "subscription_id": "s",
+    "subscription_id": "00000000-0000-0000-0000-0000000000a1",
     "resource_group": "rg",
     "location": "westeurope",
     "storage_account": "acct",
@@ -80,8 +80,12 @@ def test_gallery_version_must_be_major_minor_patch():
 def test_names_follow_azure_rules():
     assert default_image_name("My Image!", "1.0 beta") == "My-Image-1.0-beta"
     assert default_definition("__odd name__") == "odd-name"
-    problems = AzureProvider().check(_image(), _settings(image_name="-bad", gallery={"name": "has-hyphen"}))
-    assert {"image_name", "gallery.name"} <= _fields(problems)
+    with pytest.raises(ValidationError, match="not a valid managed image name"):
+        _settings(image_name="-bad")
+    with pytest.raises(ValidationError, match="gallery names are 1-80 letters"):
+        _settings(gallery={"name": "has-hyphen"})
+    derived = AzureProvider().check(_image(name="-odd", version="1.2.3.4"), _settings(gallery={"name": "g"}))
+    assert {"gallery.version"} <= _fields(derived)
 
 
 def test_hyper_v_generation_against_boot_mode():

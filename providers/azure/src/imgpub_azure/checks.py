@@ -5,15 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from imgpub.provider import ImageInfo, Problem
+from imgpub_azure.locations import location_problem
 from imgpub_azure.names import (
-    DEFINITION_NAME,
-    GALLERY_NAME,
-    IMAGE_NAME,
     default_definition,
     default_image_name,
+    definition_problem,
     gallery_version_problem,
+    image_name_problem,
+    region_key,
 )
+from imgpub_azure.security import security_problems
 from imgpub_azure.settings import AzureSettings
+from imgpub_azure.tags import tag_problems
 
 MiB = 1 << 20
 MAX_PAGE_BLOB = 8 << 40
@@ -50,38 +53,11 @@ def architecture(image: ImageInfo) -> str:
 
 
 def problems_for(image: ImageInfo, settings: AzureSettings) -> list[Problem]:
-    """Semantic checks: Azure name rules, gallery version, Hyper-V generation vs boot mode, arm64."""
-    problems: list[Problem] = []
-    names = names_for(image, settings)
-    if not IMAGE_NAME.match(names.image):
-        problems.append(
-            Problem(
-                "image_name",
-                f"{names.image!r} is not a valid managed image name "
-                "(1-80 of A-Z a-z 0-9 _ . -, starting alphanumeric, ending alphanumeric or _)",
-            )
-        )
-    gal = settings.gallery
-    if gal is not None:
-        if not GALLERY_NAME.match(gal.name):
-            problems.append(
-                Problem(
-                    "gallery.name",
-                    f"{gal.name!r} is not a valid gallery name "
-                    "(1-80 of A-Z a-z 0-9 _ ., alphanumeric at both ends)",
-                )
-            )
-        if names.definition and not DEFINITION_NAME.match(names.definition):
-            problems.append(
-                Problem(
-                    "gallery.image_definition",
-                    f"{names.definition!r} is not a valid "
-                    "image definition name (1-80 of A-Z a-z 0-9 - ., alphanumeric at both ends)",
-                )
-            )
-        why = gallery_version_problem(names.version or "")
-        if why:
-            problems.append(Problem("gallery.version", f"{why}; set gallery.version"))
+    """Semantic checks: names derived from the image, locations, Hyper-V generation vs boot mode,
+    arm64, Trusted Launch, tags, encryption sets, sizes. (Names given in the manifest are checked by
+    the settings model.)"""
+    problems = [*_name_problems(image, settings), *_location_problems(settings)]
+    generation = generation_for(image, settings)
     if settings.hyper_v_generation:
         needed = {"bios": "V1", "uefi": "V2"}.get(image.boot)
         if needed and settings.hyper_v_generation != needed:
@@ -92,9 +68,9 @@ def problems_for(image: ImageInfo, settings: AzureSettings) -> list[Problem]:
                 )
             )
     if image.arch == "arm64":
-        if gal is None:
+        if settings.gallery is None:
             problems.append(Problem("gallery", "arm64 images need a gallery (managed images are x64 only)"))
-        if generation_for(image, settings) != "V2":
+        if generation != "V2":
             problems.append(Problem("hyper_v_generation", "arm64 images need V2"))
         if image.boot == "bios":
             problems.append(Problem("hyper_v_generation", "arm64 images boot with UEFI, not bios"))
@@ -102,10 +78,57 @@ def problems_for(image: ImageInfo, settings: AzureSettings) -> list[Problem]:
             problems.append(
                 Problem("managed_image", "managed images cannot be arm64; set managed_image: false")
             )
-    if (image.secure_boot or image.tpm) and generation_for(image, settings) != "V2":
+    if (image.secure_boot or image.tpm) and generation != "V2":
         problems.append(Problem("hyper_v_generation", "secure boot and vTPM need V2"))
-    problems.extend(_size_problems(image, settings))
+    problems += security_problems(image, settings, generation)
+    problems += tag_problems(image, settings.tags)
+    problems += _encryption_problems(settings)
+    problems += _size_problems(image, settings)
     return problems
+
+
+def _name_problems(image: ImageInfo, settings: AzureSettings) -> list[Problem]:
+    """The names imgpub derives from the image (those set in the manifest are checked on load)."""
+    problems: list[Problem] = []
+    names = names_for(image, settings)
+    if settings.image_name is None and (why := image_name_problem(names.image)):
+        problems.append(Problem("image_name", f"{why}; set image_name"))
+    gal = settings.gallery
+    if gal is not None:
+        if (
+            gal.image_definition is None
+            and names.definition
+            and (why := definition_problem(names.definition))
+        ):
+            problems.append(Problem("gallery.image_definition", f"{names.definition!r}: {why}; set it"))
+        if gal.version is None and (why := gallery_version_problem(names.version or "")):
+            problems.append(Problem("gallery.version", f"{why}; set gallery.version"))
+    return problems
+
+
+def _location_problems(settings: AzureSettings) -> list[Problem]:
+    found = [location_problem("location", settings.location)]
+    if settings.gallery is not None:
+        for i, region in enumerate(settings.gallery.target_regions):
+            found.append(location_problem(f"gallery.target_regions[{i}].name", region.name))
+    return [p for p in found if p is not None]
+
+
+def _encryption_problems(settings: AzureSettings) -> list[Problem]:
+    """A disk encryption set serves its own region: other replication regions need their own."""
+    gal = settings.gallery
+    if settings.disk_encryption_set is None or gal is None:
+        return []
+    return [
+        Problem(
+            f"gallery.target_regions[{i}].disk_encryption_set",
+            f"replicas in {region.name} are encrypted with platform-managed keys: disk_encryption_set "
+            f"serves {settings.location} only; give this region its own",
+            warning=True,
+        )
+        for i, region in enumerate(gal.target_regions)
+        if region.disk_encryption_set is None and region_key(region.name) != region_key(settings.location)
+    ]
 
 
 def _size_problems(image: ImageInfo, settings: AzureSettings) -> list[Problem]:

@@ -17,7 +17,7 @@ from imgpub_azure.settings import AzureSettings
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
     from azure.mgmt.compute import ComputeManagementClient
-    from azure.storage.blob import BlobClient
+    from azure.storage.blob import BlobClient, ContainerClient
 
 __all__ = ["POLLING_INTERVAL_ENV", "AzureClients", "default_credential", "strip_query"]
 
@@ -102,16 +102,27 @@ class AzureClients:
             blob = BlobClient.from_connection_string(conn, container, name, **kwargs)
             self._check_connection_string(blob)
             return blob
+        return BlobClient(self.account_url, container, name, credential=self._storage_credential(), **kwargs)
+
+    def container(self, name: str) -> ContainerClient:
+        """The upload container, authorised as `blob()` is."""
+        from azure.storage.blob import ContainerClient
+
+        kwargs = self._storage_kwargs()
+        conn = os.environ.get("AZURE_STORAGE_CONNECTION_STRING")
+        if conn:
+            self.blob(name, "probe")  # refuses a connection string for another account or endpoint
+            return ContainerClient.from_connection_string(conn, name, **kwargs)
+        return ContainerClient(self.account_url, name, credential=self._storage_credential(), **kwargs)
+
+    def _storage_credential(self) -> Any:
         sas = os.environ.get("AZURE_STORAGE_SAS_TOKEN")
         key = os.environ.get("AZURE_STORAGE_KEY")
-        credential: Any
         if sas:
-            credential = sas.lstrip("?")
-        elif key:
-            credential = {"account_name": self.settings.storage_account, "account_key": key}
-        else:
-            credential = self.credential
-        return BlobClient(self.account_url, container, name, credential=credential, **kwargs)
+            return sas.lstrip("?")
+        if key:
+            return {"account_name": self.settings.storage_account, "account_key": key}
+        return self.credential
 
     def _check_connection_string(self, blob: BlobClient) -> None:
         """The connection string names its own account and endpoint: they must be the target's."""

@@ -23,6 +23,7 @@ from imgpub.retry import RetryPolicy
 
 __all__ = [
     "ERROR_CODES",
+    "NOT_VISIBLE",
     "STATUS_RULES",
     "Caller",
     "azure_errors",
@@ -105,6 +106,13 @@ ERROR_CODES: dict[str, Rule] = {
     "ParentResourceNotFound": Rule(CloudError, hint="the gallery or image definition is missing"),
     "InvalidResourceName": Rule(CloudError, hint="see the Azure naming rules for this resource"),
     "ContainerNotFound": Rule(CloudError, hint="create the container or fix container"),
+    "ContainerAlreadyExists": Rule(CloudError),
+    "CannotDeleteResource": Rule(CloudError, hint="it still holds nested resources"),
+    "PropertyChangeNotAllowed": Rule(CloudError, hint="image definitions cannot change: use a new name"),
+    "LinkedInvalidPropertyId": Rule(CloudError, hint="a resource ID in the settings is malformed"),
+    "LocationNotAvailableForResourceType": Rule(CloudError, hint="check location and target_regions"),
+    "InvalidTag": Rule(CloudError),
+    "InvalidTagNameCharacters": Rule(CloudError),
     "InvalidHeaderValue": Rule(
         CloudError, hint="the storage service rejected a header; try storage_api_version"
     ),
@@ -133,6 +141,8 @@ STATUS_RULES: dict[int, Rule] = {
     504: Rule(CloudError, retryable=True),
 }
 _DEFAULT = Rule(CloudError)
+NOT_VISIBLE = "NotVisibleYet"
+"""Code of the (retried) error when a resource just created is not readable yet."""
 
 
 def redact(text: str) -> str:
@@ -289,3 +299,35 @@ class Caller:
 
     def find(self, operation: str, fn: Callable[[], T], region: str | None = None) -> T | None:
         return find(fn, target=self.target, operation=operation, retry=self.retry, region=region)
+
+    def visible(self, operation: str, fn: Callable[[], T], region: str | None = None) -> T:
+        """Read what was just created, waiting (with the retry policy) while ARM does not show it yet:
+        Resource Manager is eventually consistent, a read right after a create may answer 404."""
+
+        def attempt() -> T:
+            found = find(fn, target=self.target, operation=operation, retry=self.retry, region=region)
+            if found is None:
+                raise CloudError(
+                    self.target,
+                    operation,
+                    "not visible yet after it was created (Azure Resource Manager is eventually consistent)",
+                    code=NOT_VISIBLE,
+                    region=region,
+                    retryable=True,
+                )
+            return found
+
+        return self.retry.call(attempt, is_transient, retry_after)
+
+    def create(
+        self, operation: str, start: Callable[[], object], read: Callable[[], T], region: str | None = None
+    ) -> T:
+        """Run a create (or update) operation to its end, then read the resource once Resource
+        Manager shows it. A 404 from the operation's own final read is the same eventual
+        consistency, so the read that follows waits for it too."""
+        try:
+            self(operation, start, region)
+        except CloudError as exc:
+            if exc.code != "ResourceNotFound":
+                raise
+        return self.visible(f"{operation}: read the result", read, region)

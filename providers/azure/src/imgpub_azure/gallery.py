@@ -1,13 +1,12 @@
-"""Azure Compute Gallery: the gallery, the image definition, and image versions with replication."""
+"""Azure Compute Gallery: the gallery, and image versions with their replication and encryption."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from imgpub.errors import ConfigurationError
 from imgpub.progress import NullProgress, Progress
 from imgpub_azure.clients import AzureClients
 from imgpub_azure.errors import Caller
@@ -16,27 +15,12 @@ from imgpub_azure.settings import GallerySettings
 from imgpub_azure.upload_source import UploadedVhd
 
 if TYPE_CHECKING:
-    from azure.mgmt.compute.models import GalleryImage, GalleryImageVersion
+    from azure.mgmt.compute.models import Gallery, GalleryImageVersion
 
-__all__ = ["DefinitionSpec", "GalleryImages", "RegionState", "replication_states"]
+__all__ = ["GalleryImages", "RegionState", "replication_states"]
 
 REPLICATION_POLL_SECONDS = 15.0
 """How often replication progress is read while a version is being created."""
-
-
-@dataclass(frozen=True)
-class DefinitionSpec:
-    """What an image definition must be for this image (fixed once the definition exists)."""
-
-    name: str
-    os_type: str
-    os_state: str
-    generation: str
-    architecture: str
-    publisher: str
-    offer: str
-    sku: str
-    features: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -67,78 +51,25 @@ class GalleryImages:
     def _ops(self) -> Any:
         return self.clients.compute
 
-    def find_gallery(self) -> Any:
+    def find_gallery(self) -> Gallery | None:
         rg, g = self.settings.resource_group, self.gallery.name
         return self.call.find(f"get gallery {g}", lambda: self._ops.galleries.get(rg, g))
 
-    def create_gallery(self) -> None:
+    def create_gallery(self, tags: dict[str, str]) -> None:
+        """Create (or put again, when Failed) the gallery, and wait until Resource Manager shows it."""
         from azure.mgmt.compute import models
 
         rg, g = self.settings.resource_group, self.gallery.name
         body = models.Gallery(
             location=self.settings.location,
+            tags=tags or None,
             properties=models.GalleryProperties(description="Images published by imgpub"),
         )
-        self.call(
-            f"create gallery {g}", lambda: self._ops.galleries.begin_create_or_update(rg, g, body).result()
+        self.call.create(
+            f"create gallery {g}",
+            lambda: self._ops.galleries.begin_create_or_update(rg, g, body).result(),
+            lambda: self._ops.galleries.get(rg, g),
         )
-
-    def find_definition(self, name: str) -> GalleryImage | None:
-        rg, g = self.settings.resource_group, self.gallery.name
-        return self.call.find(
-            f"get image definition {g}/{name}", lambda: self._ops.gallery_images.get(rg, g, name)
-        )
-
-    def create_definition(self, spec: DefinitionSpec) -> None:
-        from azure.mgmt.compute import models
-
-        rg, g = self.settings.resource_group, self.gallery.name
-        body = models.GalleryImage(
-            location=self.settings.location,
-            properties=models.GalleryImageProperties(
-                description=self.gallery.description,
-                os_type=spec.os_type,
-                os_state=spec.os_state,
-                hyper_v_generation=spec.generation,
-                architecture=spec.architecture,
-                identifier=models.GalleryImageIdentifier(
-                    publisher=spec.publisher, offer=spec.offer, sku=spec.sku
-                ),
-                features=[models.GalleryImageFeature(name=k, value=v) for k, v in spec.features.items()]
-                or None,
-            ),
-        )
-        self.call(
-            f"create image definition {g}/{spec.name}",
-            lambda: self._ops.gallery_images.begin_create_or_update(rg, g, spec.name, body).result(),
-        )
-
-    def check_definition(self, existing: GalleryImage, spec: DefinitionSpec) -> None:
-        """An existing definition must match the image: these fields cannot change."""
-        props = existing.properties
-        have = {
-            "os_type": text(props.os_type) if props else None,
-            "os_state": text(props.os_state) if props else None,
-            "hyper_v_generation": text(props.hyper_v_generation or "V1") if props else None,
-            "architecture": text(props.architecture or "x64") if props else None,
-        }
-        want = {
-            "os_type": spec.os_type,
-            "os_state": spec.os_state,
-            "hyper_v_generation": spec.generation,
-            "architecture": spec.architecture,
-        }
-        wrong = [
-            f"{k} is {have[k]}, the image needs {v}"
-            for k, v in want.items()
-            if (have[k] or "").lower() != v.lower()
-        ]
-        if wrong:
-            raise ConfigurationError(
-                f"target {self.call.target}: gallery image definition {self.gallery.name}/{spec.name}: "
-                + "; ".join(wrong)
-                + " (use another gallery.image_definition)"
-            )
 
     def find_version(self, definition: str, version: str) -> GalleryImageVersion | None:
         rg, g = self.settings.resource_group, self.gallery.name
@@ -149,28 +80,47 @@ class GalleryImages:
             ),
         )
 
+    def encryption_set_for(self, region: str) -> str | None:
+        """The disk encryption set of a region's replicas: the region's own, else the target's in
+        the target's location, else none (platform-managed keys)."""
+        for r in self.gallery.target_regions:
+            if region_key(r.name) == region_key(region) and r.disk_encryption_set:
+                return r.disk_encryption_set
+        if region_key(region) == region_key(self.settings.location):
+            return self.settings.disk_encryption_set
+        return None
+
+    def wanted_regions(self) -> list[str]:
+        return [r.name for r in self.gallery.target_regions] or [self.settings.location]
+
+    def _target_regions(self) -> list[Any]:
+        from azure.mgmt.compute import models
+
+        gal = self.gallery
+        per_region = {region_key(r.name): r for r in gal.target_regions}
+        out = []
+        for name in self.wanted_regions():
+            r = per_region.get(region_key(name))
+            des = self.encryption_set_for(name)
+            out.append(
+                models.TargetRegion(
+                    name=name,
+                    regional_replica_count=(r.replica_count if r else None) or gal.replica_count,
+                    storage_account_type=(r.storage_account_type if r else None) or gal.storage_account_type,
+                    exclude_from_latest=gal.exclude_from_latest,
+                    encryption=models.EncryptionImages(
+                        os_disk_image=models.OSDiskImageEncryption(disk_encryption_set_id=des)
+                    )
+                    if des
+                    else None,
+                )
+            )
+        return out
+
     def version_body(self, source: UploadedVhd | str, tags: dict[str, str]) -> Any:
         """A version from a managed image id (str) or straight from the uploaded VHD."""
         from azure.mgmt.compute import models
 
-        gal, s = self.gallery, self.settings
-        regions = gal.target_regions or []
-        target_regions = [
-            models.TargetRegion(
-                name=r.name,
-                regional_replica_count=r.replica_count or gal.replica_count,
-                storage_account_type=r.storage_account_type or gal.storage_account_type,
-                exclude_from_latest=gal.exclude_from_latest,
-            )
-            for r in regions
-        ] or [
-            models.TargetRegion(
-                name=s.location,
-                regional_replica_count=gal.replica_count,
-                storage_account_type=gal.storage_account_type,
-                exclude_from_latest=gal.exclude_from_latest,
-            )
-        ]
         if isinstance(source, str):
             storage = models.GalleryImageVersionStorageProfile(
                 source=models.GalleryArtifactVersionFullSource(id=source)
@@ -190,17 +140,23 @@ class GalleryImages:
                     host_caching="ReadOnly", source=models.GalleryDiskImageSource(id=source.uri)
                 )
             )
+        return self._version(storage, tags)
+
+    def _version(self, storage: Any, tags: dict[str, str]) -> Any:
+        from azure.mgmt.compute import models
+
+        gal = self.gallery
         end_of_life = (
             datetime(gal.end_of_life.year, gal.end_of_life.month, gal.end_of_life.day, tzinfo=UTC)
             if gal.end_of_life
             else None
         )
         return models.GalleryImageVersion(
-            location=s.location,
+            location=self.settings.location,
             tags=tags,
             properties=models.GalleryImageVersionProperties(
                 publishing_profile=models.GalleryImageVersionPublishingProfile(
-                    target_regions=target_regions,
+                    target_regions=self._target_regions(),
                     replica_count=gal.replica_count,
                     storage_account_type=gal.storage_account_type,
                     exclude_from_latest=gal.exclude_from_latest,
@@ -211,10 +167,40 @@ class GalleryImages:
         )
 
     def region_update_body(self, existing: GalleryImageVersion, tags: dict[str, str]) -> Any:
-        """The version as it is (same source), with this manifest's regions and publishing settings."""
-        body = self.version_body("unused", tags)
-        body.properties.storage_profile = existing.properties.storage_profile if existing.properties else None
-        return body
+        """The version as it is (the same source: only what may be written, no read-only member),
+        with this manifest's regions and publishing settings."""
+        from azure.mgmt.compute import models
+
+        old = existing.properties.storage_profile if existing.properties else None
+        storage = models.GalleryImageVersionStorageProfile()
+        if old is not None and old.source is not None and old.source.id:
+            storage.source = models.GalleryArtifactVersionFullSource(id=old.source.id)
+        if old is not None and old.os_disk_image is not None:
+            src = old.os_disk_image.source
+            storage.os_disk_image = models.GalleryOSDiskImage(
+                host_caching=old.os_disk_image.host_caching,
+                source=models.GalleryDiskImageSource(
+                    id=src.id, uri=src.uri, storage_account_id=src.storage_account_id
+                )
+                if src is not None
+                else None,
+            )
+        return self._version(storage, tags)
+
+    def encryption_drift(self, version: GalleryImageVersion) -> list[str]:
+        """Regions whose replicas are encrypted otherwise than the manifest says."""
+        profile = version.properties.publishing_profile if version.properties else None
+        out = []
+        for region in profile.target_regions or [] if profile else []:
+            os_disk = region.encryption.os_disk_image if region.encryption else None
+            have = (os_disk.disk_encryption_set_id if os_disk else None) or None
+            want = self.encryption_set_for(region.name)
+            if (have or "").lower() != (want or "").lower():
+                out.append(
+                    f"region {region.name} is encrypted with {have or 'platform-managed keys'}, "
+                    f"the manifest says {want or 'platform-managed keys'}"
+                )
+        return out
 
     def put_version(
         self, definition: str, version: str, body: Any, progress: Progress | None = None
@@ -224,26 +210,27 @@ class GalleryImages:
         rg, g = self.settings.resource_group, self.gallery.name
         progress = progress or NullProgress()
         ops = self._ops.gallery_image_versions
+        ref = f"{g}/{definition}/{version}"
 
-        def run() -> tuple[GalleryImageVersion, list[RegionState]]:
+        def read() -> GalleryImageVersion:
+            found: GalleryImageVersion = ops.get(rg, g, definition, version, expand="ReplicationStatus")
+            return found
+
+        def run() -> object:
             poller = ops.begin_create_or_update(rg, g, definition, version, body)
             self._follow(
-                poller.done,
-                poller.wait,
-                lambda: ops.get(rg, g, definition, version, expand="ReplicationStatus"),
-                progress,
+                poller.done, poller.wait, lambda: self.call.find(f"get image version {ref}", read), progress
             )
-            result = poller.result()
-            final = ops.get(rg, g, definition, version, expand="ReplicationStatus")
-            return result if final is None else final, replication_states(final)
+            return poller.result()
 
-        return self.call(f"create image version {g}/{definition}/{version}", run)
+        final = self.call.create(f"create image version {ref}", run, read)
+        return final, replication_states(final)
 
     def _follow(
         self,
         done: Callable[[], bool],
         wait: Callable[..., None],
-        read: Callable[[], GalleryImageVersion],
+        read: Callable[[], GalleryImageVersion | None],
         progress: Progress,
     ) -> None:
         """Report replication progress per region until the operation finishes."""
@@ -253,7 +240,8 @@ class GalleryImages:
         interval = self.clients.polling_interval(REPLICATION_POLL_SECONDS)
         while not done():
             wait(timeout=interval)
-            for state in replication_states(read()):
+            current = read()  # None: not readable yet (Resource Manager is eventually consistent)
+            for state in replication_states(current) if current is not None else []:
                 key = region_key(state.region)
                 step = max(0, state.progress - reported.get(key, 0))
                 if step:

@@ -15,10 +15,14 @@ from imgpub_azure.errors import Caller
 if TYPE_CHECKING:
     from azure.mgmt.compute.models import Disk
 
-__all__ = ["UPLOAD_SAS_SECONDS", "UploadDisks"]
+__all__ = ["UPLOAD_DISK_SKU", "UPLOAD_SAS_SECONDS", "UploadDisks"]
 
 UPLOAD_SAS_SECONDS = 24 * 3600
 """How long the write SAS lives: long enough for a large upload on a slow link."""
+UPLOAD_DISK_SKU = "Standard_LRS"
+"""DiskSku.name (azure.mgmt.compute.models.DiskStorageAccountTypes): the cheapest; the disk is temporary."""
+CUSTOMER_KEY = "EncryptionAtRestWithCustomerKey"
+"""Encryption.type (EncryptionType) for a disk encrypted with a disk encryption set."""
 
 
 class UploadDisks:
@@ -35,19 +39,27 @@ class UploadDisks:
         from azure.mgmt.compute import models
 
         s = self.settings
+        encryption = (
+            models.Encryption(disk_encryption_set_id=s.disk_encryption_set, type=CUSTOMER_KEY)
+            if s.disk_encryption_set
+            else None
+        )
         disk = models.Disk(
             location=s.location,
             tags=tags,
-            sku=models.DiskSku(name="Standard_LRS"),
+            sku=models.DiskSku(name=UPLOAD_DISK_SKU),
             properties=models.DiskProperties(
                 os_type=s.os_type,
                 hyper_v_generation=generation,
                 creation_data=models.CreationData(create_option="Upload", upload_size_bytes=upload_size),
+                encryption=encryption,
             ),
         )
-        return self.call(
+        disks = self.clients.compute.disks
+        return self.call.create(
             f"create upload disk {name}",
-            lambda: self.clients.compute.disks.begin_create_or_update(s.resource_group, name, disk).result(),
+            lambda: disks.begin_create_or_update(s.resource_group, name, disk).result(),
+            lambda: disks.get(s.resource_group, name),
             region=s.location,
         )
 

@@ -25,14 +25,22 @@ class ManagedImages:
         return self.call.find(f"get image {name}", lambda: self.clients.compute.images.get(rg, name))
 
     def create(self, name: str, source: UploadedVhd, generation: str, tags: dict[str, str]) -> Image:
+        """Create the image and wait until Resource Manager shows it (it is read right after)."""
         from azure.mgmt.compute import models
 
         s = self.settings
-        os_disk = models.ImageOSDisk(os_type=s.os_type, os_state=s.os_state, caching="ReadWrite")
+        os_disk = models.ImageOSDisk(
+            os_type=s.os_type,
+            os_state=s.os_state,
+            caching="ReadWrite",
+            storage_account_type=s.os_disk_storage_account_type,
+        )
         if source.kind == "blob":
             os_disk.blob_uri = source.uri
         else:
             os_disk.managed_disk = models.SubResource(id=source.uri)
+        if s.disk_encryption_set:
+            os_disk.disk_encryption_set = models.DiskEncryptionSetParameters(id=s.disk_encryption_set)
         image = models.Image(
             location=s.location,
             tags=tags,
@@ -41,11 +49,11 @@ class ManagedImages:
                 hyper_v_generation=generation,
             ),
         )
-        return self.call(
+        images = self.clients.compute.images
+        return self.call.create(
             f"create image {name}",
-            lambda: self.clients.compute.images.begin_create_or_update(
-                s.resource_group, name, image
-            ).result(),
+            lambda: images.begin_create_or_update(s.resource_group, name, image).result(),
+            lambda: images.get(s.resource_group, name),
             region=s.location,
         )
 

@@ -1,23 +1,39 @@
-"""The tags that let a re-run find what imgpub made: name, version, digest and a managed-by marker."""
+"""Azure tags: the image's labels, the target's tags, and imgpub's identity tags that let a re-run
+find what it made (name, version, digest, managed-by).
+
+Azure's rules (resource-name-rules, tag-resources): at most 50 tags per resource, names 1-512
+characters without `<>%&\\?/` or control characters, values at most 256; names are
+case-insensitive, so `Team` and `team` are one tag. A target tag overrides the label of the very
+same name; the same name spelt otherwise is an error, as is anything imgpub cannot represent.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from imgpub.identity import TAG_DIGEST, TAG_MANAGED, TAG_NAME, TAG_VERSION
-from imgpub.provider import ImageInfo
+from imgpub.provider import ImageInfo, Problem
 
-__all__ = ["digest_of", "identity_tags"]
+__all__ = ["MAX_TAGS", "definition_tags", "digest_of", "identity_tags", "tag_problems"]
 
+MAX_TAGS = 50
+MAX_NAME = 512
 MAX_VALUE = 256
 """Azure tag values are at most 256 characters."""
+_FORBIDDEN = re.compile(r"[<>%&\\?/\x00-\x1f\x7f]")
+_IDENTITY = (TAG_NAME, TAG_VERSION, TAG_DIGEST, TAG_MANAGED)
 
 
-def identity_tags(image: ImageInfo, digest: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The user's tags plus imgpub's identity tags (which win)."""
-    tags = dict(extra or {})
-    tags.update(
+def _user_tags(image: ImageInfo, tags: Mapping[str, str]) -> dict[str, str]:
+    return {**image.labels, **tags}
+
+
+def identity_tags(image: ImageInfo, digest: str, tags: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Labels, then the target's tags, then imgpub's identity tags: for images, versions, upload disks."""
+    out = _user_tags(image, tags or {})
+    out.update(
         {
             TAG_NAME: image.name[:MAX_VALUE],
             TAG_VERSION: image.version[:MAX_VALUE],
@@ -25,7 +41,54 @@ def identity_tags(image: ImageInfo, digest: str, extra: Mapping[str, str] | None
             TAG_MANAGED: "imgpub",
         }
     )
-    return tags
+    return out
+
+
+def definition_tags(image: ImageInfo, tags: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A gallery or definition holds many versions: labels, tags, and who manages it."""
+    return {**_user_tags(image, tags or {}), TAG_NAME: image.name[:MAX_VALUE], TAG_MANAGED: "imgpub"}
+
+
+def tag_problems(image: ImageInfo, tags: Mapping[str, str]) -> list[Problem]:
+    """Every label or tag Azure cannot take, at `image.labels.<key>` or `tags.<key>`."""
+    problems: list[Problem] = []
+    seen: dict[str, str] = {name.lower(): "imgpub's own tag" for name in _IDENTITY}
+    entries = [(f"image.labels.{k}", "label", k, v) for k, v in image.labels.items() if k not in tags]
+    entries += [(f"tags.{k}", "tag", k, v) for k, v in tags.items()]
+    for field, kind, name, value in entries:
+        key = name.lower()
+        if key.startswith("imgpub:"):
+            problems.append(Problem(field, f"{kind} names starting with 'imgpub:' are reserved for imgpub"))
+        elif _FORBIDDEN.search(name):
+            problems.append(
+                Problem(
+                    field, f"Azure tag names cannot contain < > % & \\ ? / or control characters ({name!r})"
+                )
+            )
+        elif not 1 <= len(name) <= MAX_NAME:
+            problems.append(Problem(field, f"Azure tag names take 1-{MAX_NAME} characters ({len(name)})"))
+        elif key in seen:
+            problems.append(
+                Problem(
+                    field,
+                    f"{kind} {name!r} is the same Azure tag as {seen[key]} (tag names are case-insensitive)",
+                )
+            )
+        if len(value) > MAX_VALUE:
+            problems.append(
+                Problem(field, f"Azure tag values take at most {MAX_VALUE} characters ({len(value)})")
+            )
+        seen.setdefault(key, f"{kind} {name!r}")
+    total = len(_user_tags(image, tags)) + len(_IDENTITY)
+    if total > MAX_TAGS:
+        problems.append(
+            Problem(
+                "tags",
+                f"{total} tags with image.labels and imgpub's {len(_IDENTITY)}; "
+                f"Azure takes {MAX_TAGS} per resource",
+            )
+        )
+    return problems
 
 
 def digest_of(resource: Any) -> str | None:

@@ -11,6 +11,7 @@ from imgpub_azure.errors import Caller
 from imgpub_azure.managed_disk import UploadDisks
 from imgpub_azure.names import blob_name, text, upload_disk_name
 from imgpub_azure.page_upload import PageUploader, UploadStats
+from imgpub_azure.states import failed_state
 from imgpub_azure.tags import digest_of
 from imgpub_azure.upload_source import UploadedVhd
 
@@ -78,6 +79,10 @@ class VhdUploads:
         where = UploadedVhd("disk", name, self.clients.compute_id(f"disks/{name}"))
         recorded = self.journal.get(JOURNAL_UPLOAD) or {}
         disk = self.disks.find(name)
+        if disk is not None and (failed := failed_state(disk)):
+            self.progress.note(f"upload: disk {name} is in provisioningState {failed}; making it again")
+            self.disks.delete(name)
+            disk = None
         state = text(disk.properties.disk_state) if disk is not None and disk.properties else None
         if disk is not None and digest_of(disk) == digest:
             if recorded.get("done") and recorded.get("digest") == digest and state not in READY_STATES:

@@ -1,0 +1,180 @@
+"""One publish run of one Azure target: the plan's actions carried out in order.
+
+replace what must go (a failed resource, or a conflict with --replace) -> create the container ->
+upload -> managed image -> gallery, definition, version (or its new regions) -> remove the upload.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from imgpub.errors import ConfigurationError
+from imgpub.provider import Context, DiskImage, ImageInfo, Plan
+from imgpub_azure.checks import Names, generation_for, names_for
+from imgpub_azure.clients import AzureClients
+from imgpub_azure.containers import UploadContainer
+from imgpub_azure.definition import Definitions
+from imgpub_azure.errors import Caller
+from imgpub_azure.gallery import GalleryImages, RegionState
+from imgpub_azure.inventory import spec_for
+from imgpub_azure.managed_image import ManagedImages
+from imgpub_azure.planner import plan_has, version_from_image
+from imgpub_azure.settings import AzureSettings
+from imgpub_azure.tags import definition_tags, identity_tags
+from imgpub_azure.upload import VhdUploads
+from imgpub_azure.upload_source import UploadedVhd
+
+__all__ = ["Publisher", "replication_warnings"]
+
+
+def replication_warnings(ref: str, states: list[RegionState]) -> list[str]:
+    return [
+        f"gallery image version {ref}: replication to {s.region} failed: {s.details or 'no details'}"
+        for s in states
+        if s.state.lower() == "failed"
+    ]
+
+
+@dataclass
+class Publisher:
+    image: ImageInfo
+    settings: AzureSettings
+    ctx: Context
+    plan: Plan
+    clients: AzureClients
+    caller: Caller
+
+    @property
+    def names(self) -> Names:
+        return names_for(self.image, self.settings)
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return identity_tags(self.image, self.ctx.digest, self.settings.tags)
+
+    @property
+    def generation(self) -> str:
+        return generation_for(self.image, self.settings)
+
+    @property
+    def uploads(self) -> VhdUploads:
+        return VhdUploads(self.clients, self.caller, self.ctx.progress, self.ctx.journal)
+
+    @property
+    def definition_ref(self) -> str:
+        gal = self.settings.gallery
+        return f"{gal.name if gal else ''}/{self.names.definition}"
+
+    @property
+    def version_ref(self) -> str:
+        return f"{self.definition_ref}/{self.names.version}"
+
+    def gallery(self) -> GalleryImages:
+        assert self.settings.gallery is not None
+        return GalleryImages(self.clients, self.caller, self.settings.gallery)
+
+    def definitions(self) -> Definitions:
+        assert self.settings.gallery is not None
+        return Definitions(self.clients, self.caller, self.settings.gallery)
+
+    def run(self, disk: DiskImage) -> list[str]:
+        """Carry out the plan; returns the warnings (regions whose replication failed)."""
+        self.replace()
+        if plan_has(self.plan, "create", f"container {self.settings.container}"):
+            self.ctx.progress.stage(f"create container {self.settings.container}")
+            UploadContainer(self.clients, self.caller).create()
+        source = self.upload(disk) if plan_has(self.plan, "upload") else None
+        image_id = self.managed_image(source) if self.settings.managed_image else None
+        warnings = self.gallery_version(source, image_id) if self.settings.gallery is not None else []
+        self.remove_upload(source)
+        return warnings
+
+    def replace(self) -> None:
+        """Delete what is failed, or what conflicts (publish got here with --replace then).
+        A definition goes only when it holds no version but this one."""
+        names, progress = self.names, self.ctx.progress
+        replace_definition = plan_has(self.plan, "replace", f"image definition {self.definition_ref}")
+        if replace_definition:
+            assert names.definition is not None
+            others = [v for v in self.definitions().version_names(names.definition) if v != names.version]
+            if others:
+                raise ConfigurationError(
+                    f"target {self.ctx.target}: cannot replace image definition {self.definition_ref}: "
+                    f"it holds versions {', '.join(others)}; use a new gallery.image_definition name"
+                )
+        if plan_has(self.plan, "replace", f"image {names.image}"):
+            progress.note(f"replacing image {names.image}")
+            ManagedImages(self.clients, self.caller).delete(names.image)
+        if plan_has(self.plan, "replace", f"gallery image version {self.version_ref}"):
+            assert names.definition and names.version
+            progress.note(f"replacing gallery image version {self.version_ref}")
+            self.gallery().delete_version(names.definition, names.version)
+        if replace_definition:
+            assert names.definition is not None
+            progress.note(f"replacing image definition {self.definition_ref}")
+            self.definitions().delete(names.definition)
+
+    def upload(self, disk: DiskImage) -> UploadedVhd:
+        source, stats = self.uploads.upload(
+            disk, self.ctx.digest, self.names.image, self.generation, self.tags
+        )
+        self.ctx.journal.set(
+            "upload_stats",
+            {
+                "pages_sent": stats.pages_sent,
+                "bytes_sent": stats.bytes_sent,
+                "pages_present": stats.pages_present,
+            },
+        )
+        return source
+
+    def managed_image(self, source: UploadedVhd | None) -> str:
+        name = self.names.image
+        image_id: str | None = self.clients.compute_id(f"images/{name}")
+        if plan_has(self.plan, "create", f"image {name}") or plan_has(self.plan, "replace", f"image {name}"):
+            assert source is not None
+            self.ctx.progress.stage(f"create image {name}")
+            image_id = (
+                ManagedImages(self.clients, self.caller).create(name, source, self.generation, self.tags).id
+            )
+        self.ctx.journal.set("image_id", image_id)
+        return str(image_id)
+
+    def gallery_version(self, source: UploadedVhd | None, image_id: str | None) -> list[str]:
+        """Create the version (or widen its regions); returns replication warnings."""
+        gallery, names, progress = self.gallery(), self.names, self.ctx.progress
+        assert names.definition and names.version
+        self._ensure_definition(gallery)
+        resource = f"gallery image version {self.version_ref}"
+        kinds = {a.kind for a in self.plan.actions if a.resource == resource}
+        if kinds & {"create", "replace"}:
+            from_image = version_from_image(self.image, self.settings) and image_id is not None
+            origin = image_id if from_image else source or self.uploads.planned(names.image)
+            assert origin is not None
+            body = gallery.version_body(origin, self.tags)
+            progress.stage(f"create {resource}")
+        elif "copy" in kinds and (existing := gallery.find_version(names.definition, names.version)):
+            body = gallery.region_update_body(existing, self.tags)
+            progress.stage(f"replicate {resource} to more regions")
+        else:
+            return []
+        _, states = gallery.put_version(names.definition, names.version, body, progress)
+        return replication_warnings(self.version_ref, states)
+
+    def _ensure_definition(self, gallery: GalleryImages) -> None:
+        gal = gallery.gallery
+        if plan_has(self.plan, "create", f"gallery {gal.name}"):
+            self.ctx.progress.stage(f"create gallery {gal.name}")
+            gallery.create_gallery(definition_tags(self.image, self.settings.tags))
+        resource = f"image definition {self.definition_ref}"
+        if plan_has(self.plan, "create", resource) or plan_has(self.plan, "replace", resource):
+            spec = spec_for(self.image, self.settings, self.names)
+            self.ctx.progress.stage(f"create image definition {spec.name}")
+            self.definitions().create(spec)
+
+    def remove_upload(self, source: UploadedVhd | None) -> None:
+        """The temporary blob or disk goes once the images exist (unless keep_upload)."""
+        leftover = source or self.uploads.pending()
+        if leftover is not None and not self.settings.keep_upload:
+            self.ctx.progress.stage(f"remove temporary {leftover.kind} {leftover.name}")
+            self.uploads.remove(leftover)
