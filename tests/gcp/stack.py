@@ -7,7 +7,10 @@ import sys
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
+
+import tenacity
 
 from fakes.process import free_port, stop, wait_until_ready
 from imgpub.disk import DiskImage
@@ -15,7 +18,7 @@ from imgpub.identity import image_digest
 from imgpub.journal import Journal
 from imgpub.progress import RecordingProgress
 from imgpub.provider import Context, ImageInfo
-from imgpub.retry import FAST
+from imgpub.retry import FAST, RetryPolicy
 from imgpub_gcp import GcpSettings
 
 PROJECT = "imgpub-test"
@@ -74,3 +77,15 @@ def context(settings: GcpSettings, info: ImageInfo, journal: Journal, **override
         **overrides,
     }
     return Context(**fields)
+
+
+@dataclass(frozen=True)
+class RecordingRetry(RetryPolicy):
+    """The one retry policy, but its waits are recorded instead of slept (Retry-After tests stay fast)."""
+
+    waits: list[float] = field(default_factory=list)
+
+    def retrying(self, *args: Any, **kwargs: Any) -> tenacity.Retrying:
+        retrying = super().retrying(*args, **kwargs)
+        retrying.sleep = self.waits.append  # type: ignore[method-assign]
+        return retrying

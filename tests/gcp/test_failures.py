@@ -6,19 +6,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import tenacity
 
 from fakes.gce import FakeGce
-from gcp.stack import PROJECT, context, image_info
+from gcp.stack import PROJECT, RecordingRetry, context, image_info
 from imgpub.disk import DiskImage
 from imgpub.errors import CloudError
 from imgpub.identity import LABEL_DIGEST, LABEL_NAME, LABEL_VERSION
 from imgpub.journal import Journal
-from imgpub.retry import RetryPolicy
 from imgpub_gcp import GcpProvider, GcpSettings
 
 SettingsFactory = Callable[..., GcpSettings]
@@ -144,18 +141,6 @@ def test_an_image_not_yet_visible_after_its_insert_is_waited_for(
 
     assert published.artifacts[0].extra["status"] == "READY"
     assert len(inserts(gce)) == 1
-
-
-@dataclass(frozen=True)
-class RecordingRetry(RetryPolicy):
-    """The one retry policy, but its waits are recorded instead of slept."""
-
-    waits: list[float] = field(default_factory=list)
-
-    def retrying(self, *args: Any, **kwargs: Any) -> tenacity.Retrying:
-        retrying = super().retrying(*args, **kwargs)
-        retrying.sleep = self.waits.append  # type: ignore[method-assign]
-        return retrying
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gcp.fault_proxy import FaultProxy, Rule
+from gcp.stack import RecordingRetry
 from imgpub.journal import Journal
 from imgpub.progress import RecordingProgress
 from imgpub.retry import FAST
@@ -89,7 +90,7 @@ def test_a_changed_stream_restarts_instead_of_mixing_bytes(
 
 
 def test_an_expired_session_starts_a_new_upload(
-    make_settings: Callable[..., GcpSettings], journal: Journal, storage_client: Any, gcs_endpoint: str
+    make_settings: Callable[..., GcpSettings], journal: Journal, storage_client: Any, gcs: FaultProxy
 ) -> None:
     settings = make_settings()
     journal.set(
@@ -98,7 +99,7 @@ def test_an_expired_session_starts_a_new_upload(
             "object": "z.tar.gz",
             "confirmed": QUANTUM,
             "crc32c": "AAAAAA==",
-            "session": f"{gcs_endpoint}/upload/storage/v1/b/{settings.bucket}/o"
+            "session": f"{gcs.url}/upload/storage/v1/b/{settings.bucket}/o"
             "?uploadType=resumable&upload_id=gone",
         },
     )
@@ -164,3 +165,20 @@ def test_a_lost_reply_to_the_last_chunk_does_not_restart_the_upload(
     ranges = [r for method, _, r in proxy.seen if method == "PUT"]
     assert ranges[-2:] == [f"bytes {6 * QUANTUM}-{len(DATA) - 1}/{len(DATA)}", "bytes */*"]
     assert storage_client.bucket(settings.bucket).get_blob("end.tar.gz").download_as_bytes() == DATA
+
+
+def test_throttled_chunks_are_sent_again_after_the_time_gcs_asks_for(
+    make_settings: Callable[..., GcpSettings], journal: Journal, storage_client: Any, proxy: FaultProxy
+) -> None:
+    settings = make_settings(storage_endpoint=proxy.url)
+    proxy.rules.append(
+        Rule("PUT", "upload_id=", "refuse", skip=1, status=429, reason="rateLimitExceeded", retry_after="6")
+    )
+    proxy.rules.append(Rule("PUT", "upload_id=", "refuse", skip=2, status=503, retry_after="1"))
+    retry = RecordingRetry(attempts=4, initial_wait=20.0, max_wait=60.0)
+    upload = GcsUpload(GcpClients(settings, "gce"), "gce", journal, retry, RecordingProgress(), QUANTUM)
+
+    upload.run(settings.bucket, "slow.tar.gz", META, pieces(DATA))
+
+    assert retry.waits == [6.0, 1.0]
+    assert storage_client.bucket(settings.bucket).get_blob("slow.tar.gz").download_as_bytes() == DATA

@@ -9,6 +9,7 @@ import pytest
 
 import imgpub
 from fakes.gce import FakeGce
+from gcp.fault_proxy import FaultProxy
 from gcp.stack import PROJECT
 from imgpub.errors import ManifestError
 
@@ -50,14 +51,14 @@ def test_publish_then_rerun_through_the_api(
     raw_path: Path,
     gce: FakeGce,
     bucket: str,
-    gcs_endpoint: str,
+    gcs: FaultProxy,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("IMGPUB_GCP_ANONYMOUS", "1")
     path = manifest(
         tmp_path,
         raw_path,
-        f"    bucket: {bucket}\n    storage_endpoint: {gcs_endpoint}\n    compute_endpoint: {gce.url}\n",
+        f"    bucket: {bucket}\n    storage_endpoint: {gcs.url}\n    compute_endpoint: {gce.url}\n",
     )
     loaded = imgpub.validate(path)
 
