@@ -103,6 +103,14 @@ def test_bad_parameters_get_400(gce: FakeGce, method: str, path: str, message: s
     assert message in error["error"]["message"]
 
 
+def test_images_cannot_be_shared_with_all_users(gce: FakeGce) -> None:
+    gce.add_image(PROJECT, "x")
+    policy = {"policy": {"bindings": [{"role": "roles/compute.imageUser", "members": ["allUsers"]}]}}
+    status, error = post(gce, "global/images/x/setIamPolicy", policy)
+    assert status == 400 and "allUsers" in error["error"]["message"]
+    assert gce.policy(PROJECT, "x") == {}
+
+
 def test_a_failed_insert_leaves_a_failed_image(gce: FakeGce) -> None:
     status, op = post(gce, "global/images", {"name": "x", "rawDisk": {"source": SOURCE}})
     assert status == 200 and op["status"] == "RUNNING"

@@ -54,6 +54,7 @@ KEY = "projects/imgpub-keys/locations/us/keyRings/images/cryptoKeys/golden"
         ("share_members", ["user:ann"], "user: needs an email address"),
         ("share_members", ["serviceaccount:ci@p.iam.gserviceaccount.com"], "did you mean 'serviceAccount'?"),
         ("share_members", ["domain:example"], "domain: needs a domain name"),
+        ("share_members", ["allUsers"], "GCE does not share images with allUsers"),
         ("kms_key", "my-key", "must be a Cloud KMS key name: projects/<project>/locations/<location>/"),
         ("kms_key", f"{KEY}/cryptoKeyVersions/1", f"names a key version; name the key itself ({KEY})"),
         ("kms_key", KEY.replace("imgpub-keys", "p"), "project 'p' must be 6-30"),

@@ -212,6 +212,8 @@ class Images(Operations):
             if not binding.get("role", "").startswith("roles/"):
                 raise ApiError(400, f"Role {binding.get('role')} is not supported for this resource.")
             for member in binding.get("members", []):
+                if member == "allUsers":  # GCE: "On images, you can't grant roles to allUsers"
+                    raise ApiError(400, "Invalid member 'allUsers': images cannot be shared with allUsers.")
                 if not re.fullmatch(
                     r"(?:user|group|serviceAccount):[^@\s]+@[^@\s]+|domain:[a-z0-9.-]+"
                     r"|allUsers|allAuthenticatedUsers|principal(?:Set)?://\S+",

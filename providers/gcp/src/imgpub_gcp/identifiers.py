@@ -13,7 +13,8 @@ did-you-mean when a near form is valid), or None. The rules:
   key IDs: 1-63 letters, digits, '_' or '-'); a key, not one of its versions;
 * licenses: projects/<project>/global/licenses/<name>, or that path under the compute v1 URL;
 * IAM members: user:, group:, serviceAccount: with an email address, domain: with a domain name,
-  allAuthenticatedUsers, allUsers, or a principal:// / principalSet:// identifier.
+  allAuthenticatedUsers, or a principal:// / principalSet:// identifier (GCE refuses allUsers on
+  images).
 """
 
 from __future__ import annotations
@@ -43,7 +44,9 @@ LICENSE_URL_PREFIXES = (
 LICENSE_FORM = "projects/<project>/global/licenses/<name> (or that path under https://compute.googleapis.com/compute/v1/)"
 EMAIL_RE = re.compile(r"[^@\s:/]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 EMAIL_KINDS = ("user", "group", "serviceAccount")
-SPECIAL_MEMBERS = ("allAuthenticatedUsers", "allUsers")
+SPECIAL_MEMBERS = ("allAuthenticatedUsers",)
+"""allUsers is not among them: GCE does not grant roles on images to allUsers
+(https://cloud.google.com/compute/docs/images/managing-access-custom-images, Limitations)."""
 
 
 def project_problem(value: str) -> str | None:
@@ -132,6 +135,8 @@ def member_problem(value: str) -> str | None:
     kind, colon, rest = value.partition(":")
     if value in SPECIAL_MEMBERS or value.startswith(("principal://", "principalSet://")):
         return None
+    if value == "allUsers":
+        return "GCE does not share images with allUsers; allAuthenticatedUsers is the widest it takes"
     if colon and kind in EMAIL_KINDS:
         return None if EMAIL_RE.fullmatch(rest) else f"{kind}: needs an email address"
     if colon and kind == "domain":
@@ -141,5 +146,5 @@ def member_problem(value: str) -> str | None:
         return f"unknown IAM member kind {kind + ':'!r}{hint}"
     return (
         "an IAM member needs a prefix such as user:, group:, serviceAccount: or domain: "
-        f"(or is {' or '.join(SPECIAL_MEMBERS)})"
+        "(or is allAuthenticatedUsers)"
     )
