@@ -1,4 +1,6 @@
-"""A patched moto server (tests/aws/moto_server.py) for the whole session, reset before each test."""
+"""A patched moto server (tests/aws/moto_server.py) for the whole session, reset before each test,
+and the contract check: every request any botocore client sends in these tests is validated against
+botocore's service model and its documented rules (tests/aws/contract.py) before it goes out."""
 
 from __future__ import annotations
 
@@ -7,12 +9,37 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.client import BaseClient
 
-from aws.motoaws import Moto
+from aws.contract import Contract, ContractViolation, violations
+from aws.motoaws import UNCHECKED, Moto
 from aws.stack import running_moto
 from imaging import MiB, pattern, sparse_raw, text_like
 from imgpub.disk import DiskImage, open_image
 from imgpub_aws import AwsSettings
+
+
+@pytest.fixture(autouse=True)
+def contract(monkeypatch: pytest.MonkeyPatch) -> Iterator[Contract]:
+    """Wraps BaseClient._make_api_call: validate, then call through (the call itself is untouched)."""
+    log = Contract()
+    send = BaseClient._make_api_call
+
+    def checked(self: Any, operation: str, params: dict[str, Any]) -> Any:
+        if not getattr(self, UNCHECKED, False):
+            service = self.meta.service_model.service_name
+            log.checked.append(f"{service}.{operation}")
+            found = violations(service, operation, params, self.meta.region_name)
+            if found and log.expected:
+                log.found += found
+            elif found:
+                log.unexpected += [f"{service}.{operation}: {v}" for v in found]
+                raise ContractViolation("; ".join(map(str, found)))
+        return send(self, operation, params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", checked)
+    yield log
+    assert not log.unexpected, "requests that break the AWS contract (even if the code swallowed the error)"
 
 
 @pytest.fixture(scope="session")

@@ -3,16 +3,26 @@
 IMGPUB_MOTO_DISCARD_BLOCKS=1 keeps block checksums but not block data (for benchmarks).
 
 Patches, applied on import, in the server process only:
-* EBS direct: BlockSize 524288; the snapshot stays `pending` until CompleteSnapshot; ClientToken is
-  idempotent; VolumeSize/Timeout ranges; PutSnapshotBlock checks the snapshot state, the index range,
-  the 512 KiB length and the SHA-256 checksum; CompleteSnapshot checks ChangedBlocksCount and the LINEAR
-  aggregate checksum.
+* Every EC2 request, and EBS StartSnapshot, is checked against botocore's model and the rules its
+  documentation states (tests/aws/contract.py, the same check the test clients run) and refused
+  with the real error code: RegisterImage TagSpecifications other than `image`, io1/io2 without
+  Iops, Throughput off gp3, KmsKeyId without Encrypted, malformed names and ids, ...
+* EBS direct: BlockSize 524288; the snapshot stays `pending` until CompleteSnapshot; a reused
+  ClientToken answers the earlier snapshot (other parameters: ConflictException); VolumeSize/Timeout
+  ranges; PutSnapshotBlock checks the snapshot state, the index range, the 512 KiB length and the
+  SHA-256 checksum; CompleteSnapshot checks ChangedBlocksCount and the LINEAR aggregate checksum.
 * RegisterImage reads every field imgpub sends (Architecture defaults to i386 as in AWS), uses the
-  given snapshot (which must be completed) and rejects duplicate names and TPM without UEFI.
-* DescribeImageAttribute for tpmSupport/imdsSupport/uefiData; CopyImage copies the registration
-  fields, honours ClientToken and (like moto) ignores CopyImageTags.
-* ImportSnapshot / DescribeImportSnapshotTasks (read the S3 object into an EBS snapshot) and
-  EnableImageDeprecation, which moto lacks.
+  given snapshot (which must be completed) and rejects duplicate names.
+* CopyImage copies the registration fields, applies both TagSpecifications (image, snapshot),
+  encrypts with KmsKeyId (a key from another region makes the copy fail, as EC2's asynchronous key
+  check does), rejects duplicate names, and answers a reused ClientToken with the earlier ImageId
+  (other parameters: IdempotentParameterMismatch). Sharing an AMI or snapshot encrypted with the
+  default aws/ebs key with accounts is refused. CreateTags keeps 50 tags per resource.
+* DescribeImageAttribute for tpmSupport/imdsSupport/uefiData; ImportSnapshot /
+  DescribeImportSnapshotTasks (read the S3 object into an EBS snapshot) and EnableImageDeprecation,
+  which moto lacks.
+* Failure modes on demand (moto_failures.py): failed AMIs and error snapshots, new AMIs not yet
+  visible to DescribeImages.
 """
 
 from __future__ import annotations
@@ -25,7 +35,10 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+import moto_failures as failures
+from contract import violations
 from moto.core.exceptions import ServiceException
+from moto.core.responses import BaseResponse
 from moto.core.utils import utcnow
 from moto.ebs import models as ebs_models
 from moto.ebs import responses as ebs_responses
@@ -33,6 +46,7 @@ from moto.ec2.models import amis as ami_models
 from moto.ec2.models import ec2_backends
 from moto.ec2.responses import amis as ami_responses
 from moto.ec2.responses.elastic_block_store import ElasticBlockStore
+from moto.ec2.responses.tags import TagResponse
 
 BLOCK = 524288
 GIB = 1 << 30
@@ -52,10 +66,12 @@ def _err(code: str, message: str) -> ServiceException:
 
 
 # ---------------------------------------------------------------- EBS direct
-_tokens: dict[tuple[str, str, str], str] = {}
+_tokens: dict[tuple[str, str, str], tuple[str, str]] = {}
 
 
 def _start_snapshot(self: ebs_responses.EBSResponse) -> Any:
+    """A reused ClientToken answers the earlier snapshot (even one deleted since); the same token with
+    other parameters is a ConflictException, as EBS documents."""
     size = self._get_param("VolumeSize")
     timeout = self._get_param("Timeout")
     token = self._get_param("ClientToken")
@@ -65,8 +81,16 @@ def _start_snapshot(self: ebs_responses.EBSResponse) -> Any:
     if timeout is not None and not 10 <= int(timeout) <= 4320:
         raise _err("ValidationException", f"Timeout {timeout} is out of range 10-4320")
     key = (backend.account_id, backend.region_name, token or "")
-    if token and _tokens.get(key) in backend.snapshots:
-        snap = backend.snapshots[_tokens[key]]
+    signature = repr(sorted((k, repr(v)) for k, v in self.params.items() if k != "ClientToken"))
+    if token and key in _tokens:
+        earlier, earlier_signature = _tokens[key]
+        if earlier_signature != signature:
+            raise _err("ConflictException", f"ClientToken {token} was used with other parameters")
+        if earlier not in backend.snapshots:
+            return ebs_responses.ActionResult(
+                {"SnapshotId": earlier, "Status": "pending", "BlockSize": BLOCK}
+            )
+        snap = backend.snapshots[earlier]
     else:
         snap = backend.start_snapshot(
             volume_size=size, tags=self._get_param("Tags"), description=self._get_param("Description")
@@ -75,9 +99,9 @@ def _start_snapshot(self: ebs_responses.EBSResponse) -> Any:
         ec2_snap = backend.ec2_backend.snapshots[snap.snapshot_id]
         ec2_snap.status = "pending"
         ec2_snap.encrypted = bool(self._get_param("Encrypted"))
-        ec2_snap.kms_key_id = self._get_param("KmsKeyArn")
+        ec2_snap.kms_key_id = self._get_param("KmsKeyArn") if ec2_snap.encrypted else None
         if token:
-            _tokens[key] = snap.snapshot_id
+            _tokens[key] = (snap.snapshot_id, signature)
     return ebs_responses.ActionResult(
         {
             "SnapshotId": snap.snapshot_id,
@@ -139,8 +163,12 @@ def _complete_snapshot(self: ebs_responses.EBSResponse) -> Any:
         if base64.b64encode(hashlib.sha256(digests).digest()).decode() != checksum:
             raise _err("ValidationException", "The aggregated checksum does not match (INVALID_CHECKSUM)")
     snap.status = "completed"
-    self.ebs_backend.ec2_backend.snapshots[snapshot_id].status = "completed"
-    return ebs_responses.ActionResult({"Status": "completed"})
+    ec2_snap = self.ebs_backend.ec2_backend.snapshots[snapshot_id]
+    ec2_snap.status = "completed"
+    rule = failures.take_outcome("CompleteSnapshot", self.ebs_backend.region_name)
+    if rule is not None:  # accepted, then failed: the snapshot ends in error
+        failures.fail_snapshot(ec2_snap, rule["state"], rule.get("message", "injected failure"))
+    return ebs_responses.ActionResult({"Status": "pending"})
 
 
 ebs_responses.EBSResponse.start_snapshot = _start_snapshot  # type: ignore[method-assign]
@@ -156,9 +184,13 @@ def _bdm(self: Any) -> list[dict[str, Any]]:
 _orig_bdm = ami_models.Ami.block_device_mappings
 ami_models.Ami.block_device_mappings = property(_bdm)  # type: ignore[assignment,method-assign]
 _REG_FIELDS = ("TpmSupport", "ImdsSupport", "EnaSupport", "SriovNetSupport", "UefiData")
+DEFAULT_KEY = "alias/aws/ebs"
+"""What moto records as the KMS key of a snapshot encrypted without a key: the account default."""
 
 
 def _new_ami(backend: Any, name: str, description: str, fields: dict[str, Any], snap: Any) -> Any:
+    if any(a.name == name and a.owner_id == backend.account_id for a in backend.amis.values()):
+        raise _err("InvalidAMIName.Duplicate", f"AMI name {name} is already in use by AMI in this region")
     ami = ami_models.Ami(backend, ami_models.random_ami_id(), name=name, description=description)
     backend.delete_snapshot(ami.ebs_snapshot.id)  # moto's auto-made 15 GiB snapshot is not ours
     ami.ebs_snapshot = snap
@@ -180,24 +212,36 @@ def _new_ami(backend: Any, name: str, description: str, fields: dict[str, Any], 
     ebs["SnapshotId"] = snap.id
     ebs.setdefault("VolumeSize", snap.volume.size)
     ebs["Encrypted"] = bool(snap.encrypted)
+    if snap.encrypted:
+        ebs["KmsKeyId"] = snap.kms_key_id or DEFAULT_KEY
     ami._imgpub_bdm = [{"DeviceName": fields["RootDeviceName"], "Ebs": ebs}]
     backend.amis[ami.id] = ami
+    failures.made(ami.id)
     return ami
 
 
+def _apply_outcome(action: str, backend: Any, ami: Any) -> None:
+    rule = failures.take_outcome(action, backend.region_name)
+    if rule is not None:
+        failures.fail_image(ami, rule["state"], rule.get("message", "injected failure"))
+
+
+def _tag(resource: Any, specs: list[dict[str, Any]], kind: str) -> None:
+    for spec in specs:
+        if spec["ResourceType"] == kind:
+            for tag in spec.get("Tags", []):
+                resource.add_tag(tag["Key"], tag["Value"])
+
+
 def _register_image(self: ami_responses.AmisResponse) -> Any:
+    """The contract check (RegisterImage's rules: TagSpecifications `image` only, Iops for io1/io2,
+    Throughput for gp3, TPM needs UEFI, the name's form) ran before this; here: the snapshot."""
     self.error_on_dryrun()
     backend = self.ec2_backend
     name = self._get_param("Name")
     fields = {k: self._get_param(k) for k in ("Architecture", "BootMode", "VirtualizationType", *_REG_FIELDS)}
     fields["RootDeviceName"] = self._get_param("RootDeviceName")
     fields["BlockDeviceMappings"] = bdms = self._get_param("BlockDeviceMappings", [])
-    if not name or not re.fullmatch(r"[A-Za-z0-9()\[\] ./\-'@_]{3,128}", name):
-        raise _err("InvalidAMIName.Malformed", f"AMI name {name!r} is not valid")
-    if any(a.name == name and a.owner_id == backend.account_id for a in backend.amis.values()):
-        raise _err("InvalidAMIName.Duplicate", f"AMI name {name} is already in use by another AMI")
-    if fields["TpmSupport"] and fields["BootMode"] != "uefi":
-        raise _err("InvalidParameterCombination", "TpmSupport requires BootMode uefi")
     roots = [b for b in bdms if b.get("DeviceName") == fields["RootDeviceName"] and "Ebs" in b]
     if not roots:
         raise _err("InvalidBlockDeviceMapping", "RootDeviceName must match a BlockDeviceMappings entry")
@@ -211,35 +255,78 @@ def _register_image(self: ami_responses.AmisResponse) -> Any:
         )
     fields["BlockDeviceMappings"] = roots
     ami = _new_ami(backend, name, self._get_param("Description", ""), fields, snap)
-    for spec in self._get_param("TagSpecifications", []):
-        target = ami if spec["ResourceType"] == "image" else snap
-        for tag in spec.get("Tags", []):
-            target.add_tag(tag["Key"], tag["Value"])
+    _tag(ami, self._get_param("TagSpecifications", []), "image")
+    _apply_outcome("RegisterImage", backend, ami)
     return ami_responses.ActionResult({"ImageId": ami.id})
 
 
-_copy_tokens: dict[tuple[str, str, str], str] = {}
+_copy_tokens: dict[tuple[str, str, str], tuple[str, str]] = {}
+_KEY_REGION = re.compile(r"^arn:aws[a-z-]*:kms:([a-z0-9-]+):")
 
 
 def _copy_image(self: ami_responses.AmisResponse) -> Any:
+    """CopyImage as EC2 does it: a reused ClientToken answers the earlier ImageId (even when that
+    AMI failed or is gone) and the same token with other parameters is IdempotentParameterMismatch;
+    both TagSpecifications apply; Encrypted/KmsKeyId encrypt the copy; a key from another region is
+    accepted and the copy then fails (EC2 checks keys asynchronously)."""
     self.error_on_dryrun()
     backend = self.ec2_backend
     token = self._get_param("ClientToken")
     key = (backend.account_id, backend.region_name, token or "")
-    if token and _copy_tokens.get(key) in backend.amis:
-        return ami_responses.ActionResult({"ImageId": _copy_tokens[key]})
+    signature = repr(sorted((k, repr(v)) for k, v in self.params.items() if k != "ClientToken"))
+    if token and key in _copy_tokens:
+        earlier, earlier_signature = _copy_tokens[key]
+        if earlier_signature != signature:
+            raise _err("IdempotentParameterMismatch", f"ClientToken {token} was used with other parameters")
+        return ami_responses.ActionResult({"ImageId": earlier})
     src_backend = ec2_backends[backend.account_id][self._get_param("SourceRegion")]
     src = src_backend.describe_images(ami_ids=[self._get_param("SourceImageId")])[0]
     fields = getattr(src, "_imgpub_fields", None)
     if fields is None:
         return _orig_copy_image(self)
+    if src.state != "available":
+        raise _err("IncorrectState", f"Image {src.id} is {src.state}")
     vol = backend.create_volume(size=src.ebs_snapshot.volume.size, zone_name=f"{backend.region_name}a")
     snap = backend.create_snapshot(vol.id, f"Copied for {src.id}")
-    snap.encrypted = bool(self._get_param("Encrypted")) or src.ebs_snapshot.encrypted
+    kms = self._get_param("KmsKeyId")
+    snap.encrypted = self._get_param("Encrypted") is True or bool(src.ebs_snapshot.encrypted)
+    snap.kms_key_id = kms if snap.encrypted else None
+    specs = self._get_param("TagSpecifications", [])
     ami = _new_ami(backend, self._get_param("Name") or src.name, src.description or "", fields, snap)
+    _tag(ami, specs, "image")
+    _tag(snap, specs, "snapshot")
     if token:
-        _copy_tokens[key] = ami.id
+        _copy_tokens[key] = (ami.id, signature)
+    wrong = _KEY_REGION.match(kms or "")
+    if wrong and wrong.group(1) != backend.region_name:
+        failures.fail_image(
+            ami, "failed", f"Client.InvalidKMSKey.Id: key {kms} is not in {backend.region_name}"
+        )
+    _apply_outcome("CopyImage", backend, ami)
     return ami_responses.ActionResult({"ImageId": ami.id})
+
+
+def _describe_images(self: ami_responses.AmisResponse) -> Any:
+    unseen = failures.hidden(self._get_param("ImageIds", []))
+    if unseen:
+        raise _err("InvalidAMIID.NotFound", f"The image id '[{', '.join(unseen)}]' does not exist")
+    return _orig_describe_images(self)
+
+
+def _default_key(snap: Any) -> bool:
+    return bool(snap.encrypted) and (snap.kms_key_id or DEFAULT_KEY).endswith(DEFAULT_KEY)
+
+
+def _modify_image_attribute(self: ami_responses.AmisResponse) -> Any:
+    """EC2 refuses to share an AMI whose snapshots use the default aws/ebs key with other accounts."""
+    perms = self._get_param("LaunchPermission", {}).get("Add", [])
+    ami = self.ec2_backend.describe_images(ami_ids=[self._get_param("ImageId")])[0]
+    if any("Group" not in p for p in perms) and _default_key(ami.ebs_snapshot):
+        raise _err(
+            "InvalidParameter",
+            "Snapshots encrypted with the AWS Managed CMK can't be shared. Specify another snapshot.",
+        )
+    return _orig_modify_image_attribute(self)
 
 
 def _describe_image_attribute(self: ami_responses.AmisResponse) -> Any:
@@ -266,10 +353,73 @@ def _enable_image_deprecation(self: ami_responses.AmisResponse) -> Any:
 
 _orig_copy_image = ami_responses.AmisResponse.copy_image
 _orig_describe_attr = ami_responses.AmisResponse.describe_image_attribute
+_orig_describe_images = ami_responses.AmisResponse.describe_images
+_orig_modify_image_attribute = ami_responses.AmisResponse.modify_image_attribute
 ami_responses.AmisResponse.register_image = _register_image  # type: ignore[method-assign]
 ami_responses.AmisResponse.copy_image = _copy_image  # type: ignore[method-assign]
+ami_responses.AmisResponse.describe_images = _describe_images  # type: ignore[method-assign]
+ami_responses.AmisResponse.modify_image_attribute = _modify_image_attribute  # type: ignore[method-assign]
 ami_responses.AmisResponse.describe_image_attribute = _describe_image_attribute  # type: ignore[method-assign]
 ami_responses.AmisResponse.enable_image_deprecation = _enable_image_deprecation  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------- snapshots and tags
+def _modify_snapshot_attribute(self: ElasticBlockStore) -> Any:
+    snap = self.ec2_backend.get_snapshot(self._get_param("SnapshotId"))
+    if self._get_param("OperationType") == "add" and _default_key(snap):
+        raise _err(
+            "InvalidParameter",
+            "Snapshots encrypted with the AWS Managed CMK can't be shared. Specify another snapshot.",
+        )
+    return _orig_modify_snapshot_attribute(self)
+
+
+MAX_TAGS = 50
+
+
+def _create_tags(self: TagResponse) -> Any:
+    """At most 50 tags per resource (TagLimitExceeded), counting the ones it has."""
+    new = {t["Key"] for t in self._get_param("Tags", [])}
+    for resource_id in self._get_param("Resources", []):
+        have = set(self.ec2_backend.tags.get(resource_id, {}))
+        if len(have | new) > MAX_TAGS:
+            raise _err(
+                "TagLimitExceeded", f"{resource_id} would have {len(have | new)} tags (at most {MAX_TAGS})"
+            )
+    return _orig_create_tags(self)
+
+
+_orig_modify_snapshot_attribute = ElasticBlockStore.modify_snapshot_attribute
+_orig_create_tags = TagResponse.create_tags
+ElasticBlockStore.modify_snapshot_attribute = _modify_snapshot_attribute  # type: ignore[method-assign]
+TagResponse.create_tags = _create_tags  # type: ignore[method-assign]
+
+
+# ---------------------------------------------------------------- the contract, server side
+_SERVER_CHECKED = {"ec2": None, "ebs": {"StartSnapshot"}}
+"""Where the server checks requests against the contract: every EC2 action (query parameters parsed
+with the model), and the EBS direct call with a JSON body (the block calls are checked above)."""
+
+
+def _call_action(self: BaseResponse) -> Any:
+    service = getattr(self, "service_name", None)
+    allowed = _SERVER_CHECKED.get(service or "", ...)
+    action = self._get_action() if allowed is not ... else None
+    if action and (allowed is None or action in allowed) and self.automated_parameter_parsing:
+        found = [
+            v for v in violations(service, action, self.params, self.region) if v.code != "InvalidKMSKey.Id"
+        ]
+        if found:
+            error = _err(found[0].code, f"{found[0].where}: {found[0].message}")
+            status, headers, body = self.serialized(ami_responses.ActionResult(error))
+            headers["status"] = status
+            status, headers, body = self._transform_response(self.response_headers, (body, headers))
+            return (status, *self._enrich_response(headers, body))
+    return _orig_call_action(self)
+
+
+_orig_call_action = BaseResponse.call_action
+BaseResponse.call_action = _call_action  # type: ignore[method-assign]
 
 
 # ---------------------------------------------------------------- ImportSnapshot
@@ -353,3 +503,4 @@ def reset() -> None:
     _tokens.clear()
     _copy_tokens.clear()
     _import_tasks.clear()
+    failures.reset()

@@ -4,9 +4,19 @@ Run as a script (the test fixture starts it as a subprocess): `python moto_serve
 
 Test API (same port):
 * `POST /_imgpub/faults` with a JSON list of rules {"action", "status", "code", "message", "count",
-  "after", "region"}: the next `count` matching requests (after skipping `after`) get that error.
+  "after", "region", "headers", "body", "pass"}: the next `count` matching requests (after skipping
+  `after`) get that error, with extra `headers` (Retry-After), `body` instead of the error document
+  ("" for an empty one, as proxies send), and with `pass` the request is carried out first and only
+  its reply lost.
+* `POST /_imgpub/outcomes` with a JSON list of {"action", "state", "count", "region", "message"}: the
+  next AMIs made by RegisterImage/CopyImage end in that state (failed), or the next snapshots
+  completed by CompleteSnapshot (error).
+* `POST /_imgpub/state` {"region", "id", "state", "message"}: put an AMI or snapshot in a state now.
+* `POST /_imgpub/consistency` {"describe_misses": n}: new AMIs stay unknown to the next n
+  DescribeImages calls that name them (InvalidAMIID.NotFound), like EC2 right after a create.
 * `GET /_imgpub/requests`: every request as {"action", "region", "method", "path", "headers",
-  "params", "body_length"}; `POST /_imgpub/reset` clears log and faults (moto-api reset does too).
+  "params", "body_length"}; `POST /_imgpub/reset` clears log, faults and the above (moto-api reset
+  does too).
 """
 
 from __future__ import annotations
@@ -51,6 +61,9 @@ class TestApi:
             self.log.append(entry)
             fault = self._match(entry)
         if fault is not None:
+            if fault.get("pass"):
+                for _ in self.app(environ, lambda *a, **k: None):
+                    pass
             return self._fault(fault, entry, start_response)
         return self.app(environ, start_response)
 
@@ -62,10 +75,18 @@ class TestApi:
 
     def _api(self, method: str, path: str, environ: dict[str, Any], start_response: Any) -> Any:
         payload: Any = {"ok": True}
+        body = json.loads(environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0)) or b"null")
         if path == "/_imgpub/faults" and method == "POST":
-            rules = json.loads(environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0)))
             with self.lock:
-                self.faults.extend(rules)
+                self.faults.extend(body)
+        elif path == "/_imgpub/outcomes":
+            moto_patches.failures.add_outcomes(body)
+        elif path == "/_imgpub/state":
+            moto_patches.failures.set_state(
+                body["region"], body["id"], body["state"], body.get("message", "")
+            )
+        elif path == "/_imgpub/consistency":
+            moto_patches.failures.visibility_delay = int(body["describe_misses"])
         elif path == "/_imgpub/requests":
             with self.lock:
                 payload = list(self.log)
@@ -133,7 +154,10 @@ class TestApi:
         status = int(rule.get("status", 503))
         code = rule.get("code", "ServiceUnavailable")
         message = rule.get("message", "injected fault")
-        if entry["service"] in ("ebs",):
+        if "body" in rule:
+            data = str(rule["body"]).encode()
+            headers = [("Content-Type", "text/plain")]
+        elif entry["service"] in ("ebs",):
             data = json.dumps({"message": message}).encode()
             headers = [("Content-Type", "application/json"), ("x-amzn-ErrorType", code)]
         else:
@@ -142,6 +166,7 @@ class TestApi:
                 f"</Errors><RequestID>fault</RequestID></Response>"
             ).encode()
             headers = [("Content-Type", "text/xml")]
+        headers += list(rule.get("headers", {}).items())
         start_response(f"{status} Injected", [*headers, ("Content-Length", str(len(data)))])
         return [data]
 

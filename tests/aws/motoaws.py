@@ -17,6 +17,8 @@ from imgpub.provider import Context, ImageInfo
 from imgpub.retry import FAST
 
 ACCOUNT = "123456789012"
+UNCHECKED = "_imgpub_unchecked"
+"""Set on a client whose requests the contract check lets through (to show the server refuses them)."""
 
 
 class Moto:
@@ -45,21 +47,54 @@ class Moto:
         after: int = 0,
         region: str | None = None,
         message: str = "injected fault",
+        headers: dict[str, str] | None = None,
+        body: str | None = None,
+        lost_reply: bool = False,
     ) -> None:
+        """The next `count` matching requests (after `after`) answer `status`/`code`. `headers` are
+        added (Retry-After), `body` replaces the error document ("" for an empty one), and with
+        `lost_reply` the request is carried out first and only its reply replaced."""
+        rule: dict[str, Any] = {
+            "action": action,
+            "status": status,
+            "code": code,
+            "count": count,
+            "after": after,
+            "region": region,
+            "message": message,
+            "headers": headers or {},
+            "pass": lost_reply,
+        }
+        if body is not None:
+            rule["body"] = body
+        self._post("/_imgpub/faults", [rule])
+
+    def outcome(
+        self,
+        action: str,
+        state: str,
+        *,
+        count: int = 1,
+        region: str | None = None,
+        message: str = "injected failure",
+    ) -> None:
+        """The next `count` AMIs made by RegisterImage/CopyImage end in `state` (failed), or the next
+        snapshot completed by CompleteSnapshot (error)."""
         self._post(
-            "/_imgpub/faults",
-            [
-                {
-                    "action": action,
-                    "status": status,
-                    "code": code,
-                    "count": count,
-                    "after": after,
-                    "region": region,
-                    "message": message,
-                }
-            ],
+            "/_imgpub/outcomes",
+            [{"action": action, "state": state, "count": count, "region": region, "message": message}],
         )
+
+    def set_state(self, region: str, resource_id: str, state: str, message: str = "injected") -> None:
+        """Put an AMI (failed, ...) or a snapshot (error, ...) into `state` now."""
+        self._post(
+            "/_imgpub/state", {"region": region, "id": resource_id, "state": state, "message": message}
+        )
+
+    def invisible_for(self, describes: int) -> None:
+        """Every AMI made from now on is unknown to the next `describes` DescribeImages calls naming it
+        (InvalidAMIID.NotFound), as EC2's eventual consistency does right after a create."""
+        self._post("/_imgpub/consistency", {"describe_misses": describes})
 
     def requests(self, action: str | None = None) -> list[dict[str, Any]]:
         with urllib.request.urlopen(self.url + "/_imgpub/requests", timeout=30) as resp:
@@ -76,8 +111,22 @@ class Moto:
             config=Config(retries={"total_max_attempts": 1}),
         )
 
+    def raw_client(self, service: str, region: str = "us-east-1") -> Any:
+        """A client that sends what it is given: no botocore parameter validation, no contract check."""
+        client = boto3.client(
+            service,
+            region_name=region,
+            endpoint_url=self.url,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            config=Config(retries={"total_max_attempts": 1}, parameter_validation=False),
+        )
+        setattr(client, UNCHECKED, True)
+        return client
+
     def blocks(self, snapshot_id: str, region: str = "us-east-1") -> dict[int, bytes]:
-        ebs = self.client("ebs", region)
+        # moto's BlockTokens are UUIDs, not the base64 the model's pattern asks for: unchecked client
+        ebs = self.raw_client("ebs", region)
         listed = ebs.list_snapshot_blocks(SnapshotId=snapshot_id)["Blocks"]
         return {
             b["BlockIndex"]: ebs.get_snapshot_block(
@@ -102,10 +151,5 @@ def image_info(disk: DiskImage, **kw: Any) -> ImageInfo:
 
 def context(tmp_path: Path, digest: str = "d" * 24, **kw: Any) -> Context:
     kw.setdefault("journal", Journal(tmp_path / "journal.json"))
-    return Context(
-        target="aws-main",
-        digest=digest,
-        progress=RecordingProgress(),
-        retry=FAST,
-        **kw,
-    )
+    kw.setdefault("retry", FAST)
+    return Context(target="aws-main", digest=digest, progress=RecordingProgress(), **kw)

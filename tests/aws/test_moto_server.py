@@ -29,7 +29,7 @@ def put(ebs: object, snap: str, index: int, data: bytes, checksum: str | None = 
 
 
 def test_ebs_direct_rules(moto: Moto) -> None:
-    ebs, ec2 = moto.client("ebs"), moto.client("ec2")
+    ebs, ec2 = moto.raw_client("ebs"), moto.client("ec2")
     started = ebs.start_snapshot(VolumeSize=1, ClientToken="tok")
     snap = started["SnapshotId"]
     assert started["BlockSize"] == BLOCK
@@ -69,13 +69,13 @@ def test_ebs_direct_rules(moto: Moto) -> None:
 
 
 def test_register_image_rules(moto: Moto) -> None:
-    ebs, ec2 = moto.client("ebs"), moto.client("ec2")
+    ebs, ec2 = moto.client("ebs"), moto.raw_client("ec2")
     snap = ebs.start_snapshot(VolumeSize=2)["SnapshotId"]
     bdm = [{"DeviceName": "/dev/xvda", "Ebs": {"SnapshotId": snap}}]
     with pytest.raises(ClientError, match="IncorrectState"):
         ec2.register_image(Name="img", RootDeviceName="/dev/xvda", BlockDeviceMappings=bdm)
     ebs.complete_snapshot(SnapshotId=snap, ChangedBlocksCount=0)
-    with pytest.raises(ClientError, match="TpmSupport requires BootMode uefi"):
+    with pytest.raises(ClientError, match="TpmSupport needs BootMode uefi"):
         ec2.register_image(
             Name="img",
             RootDeviceName="/dev/xvda",

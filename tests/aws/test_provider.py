@@ -46,10 +46,8 @@ def test_publish_registers_with_every_field(
     assert p["BlockDeviceMapping.1.Ebs.VolumeSize"] == "8"
     assert p["BlockDeviceMapping.1.Ebs.VolumeType"] == "gp3"
     assert p["BlockDeviceMapping.1.Ebs.DeleteOnTermination"] == "true"
-    assert {p["TagSpecification.1.ResourceType"], p["TagSpecification.2.ResourceType"]} == {
-        "image",
-        "snapshot",
-    }
+    assert p["TagSpecification.1.ResourceType"] == "image"
+    assert "TagSpecification.2.ResourceType" not in p, "RegisterImage tags the image only"
 
     (ami,) = images(moto)
     assert ami["ImageId"] == art.id and ami["Architecture"] == "x86_64" and ami["BootMode"] == "uefi"
@@ -58,6 +56,8 @@ def test_publish_registers_with_every_field(
     snap_id = ami["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
     assert art.extra["snapshots"] == [snap_id]
     assert moto.blocks(snap_id), "the AMI uses the uploaded snapshot"
+    (snap,) = moto.client("ec2").describe_snapshots(SnapshotIds=[snap_id])["Snapshots"]
+    assert {t["Key"]: t["Value"] for t in snap["Tags"]} == tags, "the snapshot carries the AMI's tags"
 
 
 def test_rerun_of_a_finished_publish_changes_nothing(
@@ -259,7 +259,7 @@ def test_check_rules(disk: DiskImage, tmp_path: Path) -> None:
         region="us-east-1",
         regions=["eu-west-1", "us-east-1"],
         volume_size=1,
-        kms_key_id="arn:aws:kms:us-east-1:123456789012:key/x",
+        kms_key_id="arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
         upload="s3-import",
     )
     problems = {p.field: p.message for p in AwsProvider().check(image_info(disk, boot="bios", tpm=True), s)}

@@ -9,7 +9,7 @@ import pytest
 from imgpub.provider import ImageInfo
 from imgpub_aws import AwsSettings
 from imgpub_aws.ebs_upload import GIB, volume_gib
-from imgpub_aws.register import register_params
+from imgpub_aws.register import recorded_params, register_params
 from imgpub_aws.tags import ami_name
 
 
@@ -81,3 +81,81 @@ def test_default_ami_name_is_sanitised() -> None:
     assert ami_name(info(name="x" * 200), s) == ("x" * 200 + "-1.0")[:128]
     assert ami_name(info(), AwsSettings(name="t", region="us-east-1", ami_name="Mine (v1)")) == "Mine (v1)"
     assert ami_name(info(), AwsSettings(name="t", region="us-east-1", image_name="base")) == "base-1.0"
+
+
+def test_only_the_image_is_tagged_by_register_image() -> None:
+    """RegisterImage: "the value for ResourceType must be image ... another value ... fails"."""
+    s = AwsSettings(name="t", region="us-east-1")
+    p = register_params(info(), s, name="n-1", snapshot_id="snap-1", volume_size=4, tags={"a": "b"})
+    assert [spec["ResourceType"] for spec in p["TagSpecifications"]] == ["image"]
+
+
+def test_iops_and_throughput_reach_the_block_device_mapping() -> None:
+    io2 = AwsSettings(name="t", region="us-east-1", volume_type="io2", iops=16000)
+    p = register_params(info(), io2, name="n-1", snapshot_id="snap-1", volume_size=4, tags={})
+    assert p["BlockDeviceMappings"][0]["Ebs"] == {
+        "SnapshotId": "snap-1",
+        "VolumeSize": 4,
+        "VolumeType": "io2",
+        "Iops": 16000,
+        "DeleteOnTermination": True,
+    }
+    gp3 = AwsSettings(name="t", region="us-east-1", iops=4000, throughput=250)
+    ebs = register_params(info(), gp3, name="n-1", snapshot_id="snap-1", volume_size=4, tags={})[
+        "BlockDeviceMappings"
+    ][0]["Ebs"]
+    assert (ebs["Iops"], ebs["Throughput"]) == (4000, 250)
+    plain = register_params(
+        info(), AwsSettings(name="t", region="us-east-1"), name="n", snapshot_id="s", volume_size=4, tags={}
+    )
+    assert (
+        "Iops" not in plain["BlockDeviceMappings"][0]["Ebs"]
+        and "Throughput" not in plain["BlockDeviceMappings"][0]["Ebs"]
+    )
+
+
+def test_recorded_params_register_an_image_again_from_its_description() -> None:
+    described = {
+        "ImageId": "ami-0123456789abcdef0",
+        "Name": "golden-1.0",
+        "Description": "Golden",
+        "Architecture": "arm64",
+        "BootMode": "uefi",
+        "TpmSupport": "v2.0",
+        "ImdsSupport": "v2.0",
+        "EnaSupport": True,
+        "VirtualizationType": "hvm",
+        "RootDeviceName": "/dev/xvda",
+        "State": "available",
+        "CreationDate": "2030-01-01T00:00:00.000Z",
+        "BlockDeviceMappings": [
+            {
+                "DeviceName": "/dev/xvda",
+                "Ebs": {
+                    "SnapshotId": "snap-1",
+                    "VolumeSize": 8,
+                    "VolumeType": "gp3",
+                    "Encrypted": True,
+                    "KmsKeyId": "k",
+                },
+            }
+        ],
+        "Tags": [{"Key": "imgpub:digest", "Value": "d"}, {"Key": "aws:backup", "Value": "x"}],
+    }
+    p = recorded_params(described, "VUVGSQ==")
+    assert p == {
+        "Name": "golden-1.0",
+        "Description": "Golden",
+        "Architecture": "arm64",
+        "BootMode": "uefi",
+        "TpmSupport": "v2.0",
+        "ImdsSupport": "v2.0",
+        "EnaSupport": True,
+        "VirtualizationType": "hvm",
+        "RootDeviceName": "/dev/xvda",
+        "BlockDeviceMappings": [
+            {"DeviceName": "/dev/xvda", "Ebs": {"SnapshotId": "snap-1", "VolumeSize": 8, "VolumeType": "gp3"}}
+        ],
+        "TagSpecifications": [{"ResourceType": "image", "Tags": [{"Key": "imgpub:digest", "Value": "d"}]}],
+        "UefiData": "VUVGSQ==",
+    }

@@ -13,6 +13,7 @@ import hashlib
 import math
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ JOURNAL_EVERY_SECONDS = 2.0
 WAIT_TIMEOUT_SECONDS = 6 * 3600
 JOURNAL_KEY = "ebs_upload"
 GENERATION_KEY = "ebs_generation"
+NONCE_KEY = "ebs_token_nonce"
 
 
 @dataclass
@@ -101,7 +103,7 @@ class EbsUploader:
         except Exception:  # a failure for good (a crash or Ctrl-C is a BaseException: resumable)
             self._abandon(snapshot_id)
             raise
-        self.journal.delete(JOURNAL_KEY)
+        self._next_generation()  # the token is spent: a later upload (its snapshot gone) needs another
         return UploadResult(snapshot_id, volume_size, sent, sent * BLOCK_SIZE, len(done))
 
     # -- resume -------------------------------------------------------------------------------
@@ -133,8 +135,16 @@ class EbsUploader:
         self.journal.delete(JOURNAL_KEY)
 
     def _client_token(self) -> str:
+        """The same for every StartSnapshot of one upload (a retry, or a resume after a crash before
+        the reply: EBS answers with the earlier snapshot); new after an abandoned upload, and on a
+        machine without this journal, whose token could name a snapshot deleted since."""
         generation = self.journal.get(GENERATION_KEY, 0)
-        return hashlib.sha256(f"{self.digest}:{self.region}:{generation}".encode()).hexdigest()[:64]
+        nonce = self.journal.get(NONCE_KEY)
+        if nonce is None:
+            nonce = uuid.uuid4().hex
+            self.journal.update({NONCE_KEY: nonce})
+        seed = f"{self.digest}:{self.region}:{generation}:{nonce}"
+        return hashlib.sha256(seed.encode()).hexdigest()[:64]
 
     # -- API calls ----------------------------------------------------------------------------
     def _start_snapshot(self, volume_size: int) -> str:

@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, Literal, TypeVar
 
-from imgpub.errors import CloudError, CredentialsError, ImgpubError
+from imgpub.errors import CloudError, CredentialsError, ImgpubError, TargetError
 from imgpub.retry import RetryPolicy
 
 T = TypeVar("T")
@@ -68,6 +70,8 @@ CODES: dict[str, Rule] = {
     "InvalidBlockDeviceMapping": Rule("invalid", "check volume_size and root_device_name"),
     "InvalidAMIAttributeItemValue": Rule("invalid", "check share_accounts/share_organizations/share_ous"),
     "IncorrectState": Rule("invalid"),
+    "InvalidAMIID.Malformed": Rule("invalid"),
+    "InvalidKMSKey.Id": Rule("invalid", "check kms_key_id / kms_key_ids: the key must exist in that region"),
     "InvalidUserID.Malformed": Rule("invalid", "share_accounts must be 12-digit account ids"),
     # things that are not there
     "ResourceNotFoundException": Rule("missing"),
@@ -83,6 +87,7 @@ CODES: dict[str, Rule] = {
         "conflict", "an AMI with this name exists without imgpub tags; set ami_name or deregister it"
     ),
     "ConflictException": Rule("conflict"),
+    "IdempotentParameterMismatch": Rule("conflict"),
     "ServiceQuotaExceededException": Rule("quota", "raise the quota in Service Quotas or wait"),
     "ConcurrentLimitExceededException": Rule("quota", "too many snapshots in progress; wait and re-run"),
     "ResourceLimitExceeded": Rule("quota", "raise the quota in Service Quotas or wait"),
@@ -132,11 +137,21 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def retry_after(exc: BaseException) -> float | None:
-    if isinstance(exc, _bx().ClientError):
-        value = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("retry-after")
-        if value and str(value).isdigit():
-            return float(value)
-    return None
+    """Seconds from a `Retry-After` header (delay-seconds or an HTTP date), or None."""
+    if not isinstance(exc, _bx().ClientError):
+        return None
+    value = str(exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("retry-after") or "")
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def translate(exc: Exception, target: str, operation: str, region: str | None) -> ImgpubError | None:
@@ -167,6 +182,23 @@ def translate(exc: Exception, target: str, operation: str, region: str | None) -
     if isinstance(exc, bx.BotoCoreError):
         return CloudError(target, operation, str(exc), region=region)
     return None
+
+
+def with_note(exc: TargetError, note: str) -> TargetError:
+    """The same failure, with `note` (what was done about it, what to do) after its message."""
+    if isinstance(exc, CloudError):
+        where = f" in {exc.region}" if exc.region else ""
+        coded = f" [{exc.code}]" if exc.code else ""
+        detail = exc.message.removeprefix(f"{exc.operation}{where} failed{coded}: ")
+        return CloudError(
+            exc.target,
+            exc.operation,
+            f"{detail}; {note}",
+            code=exc.code,
+            region=exc.region,
+            retryable=exc.retryable,
+        )
+    return TargetError(exc.target, f"{exc.message}; {note}")
 
 
 @contextmanager

@@ -7,10 +7,7 @@ one through the journal); the same name and version with another digest is a con
 
 from __future__ import annotations
 
-import math
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
-from functools import partial
 from typing import Any, ClassVar
 
 from imgpub.errors import ImageConflictError, TargetError
@@ -27,25 +24,20 @@ from imgpub.provider import (
     Status,
     TargetSettings,
 )
+from imgpub_aws.checks import problems
 from imgpub_aws.clients import AwsClients
 from imgpub_aws.ebs_upload import GIB, JOURNAL_KEY, EbsUploader, volume_gib
 from imgpub_aws.errors import Caller
+from imgpub_aws.inventory import Found, find_region, find_snapshot, snapshot_ids
+from imgpub_aws.kms import key_for
+from imgpub_aws.recovery import clear_failed, wrecks
 from imgpub_aws.register import register_image, register_params, wait_available
-from imgpub_aws.replicate import copy_images, snapshot_ids, tag_image
+from imgpub_aws.replace import Retirement
+from imgpub_aws.replicate import CopyRequest, Swap, copy_images, tag_image
 from imgpub_aws.s3_import import S3Importer
 from imgpub_aws.settings import AwsSettings
 from imgpub_aws.share import share_drift, share_image, wanted_permissions
-from imgpub_aws.tags import (
-    AMI_NAME,
-    Found,
-    all_tags,
-    ami_name,
-    find_images,
-    find_snapshot,
-    image_name,
-    tag_dict,
-    tag_problems,
-)
+from imgpub_aws.tags import all_tags, ami_name, image_name, tag_dict
 
 
 class _Run:
@@ -69,7 +61,7 @@ class _Run:
 
         def one(region: str) -> Found | None:
             try:
-                return find_images(self.ec2(region), self.call, region, self.name, self.image.version)
+                return find_region(self.ec2(region), self.call, region, self.name, self.image.version)
             except TargetError as exc:
                 if region not in self.settings.optional_regions:
                     raise
@@ -85,17 +77,7 @@ class _Run:
 
     def conflict_text(self, conflicts: list[tuple[str, dict[str, Any]]]) -> str:
         where = ", ".join(f"{img['ImageId']} in {r}" for r, img in conflicts)
-        return (
-            f"{self.name} {self.image.version} is already published with other content ({where})"
-        )
-
-    def deregister(self, conflicts: list[tuple[str, dict[str, Any]]]) -> None:
-        for region, img in conflicts:
-            ec2 = self.ec2(region)
-            self.call("DeregisterImage", region, partial(ec2.deregister_image, ImageId=img["ImageId"]))
-            for snap in snapshot_ids(img):
-                self.call("DeleteSnapshot", region, partial(ec2.delete_snapshot, SnapshotId=snap))
-            self.ctx.progress.note(f"deregistered {img['ImageId']} in {region} (--replace)")
+        return f"{self.name} {self.image.version} is already published with other content ({where})"
 
     def snapshot(self, disk: DiskImage) -> tuple[str, int]:
         """A completed snapshot for this digest in the home region: found, resumed or uploaded."""
@@ -105,6 +87,7 @@ class _Run:
             self.ctx.progress.note(f"reusing uploaded snapshot {existing['SnapshotId']}")
             return str(existing["SnapshotId"]), int(existing["VolumeSize"])
         size = volume_gib(disk.virtual_size)
+        key = key_for(s, region)
         if s.upload == "s3-import":
             importer = S3Importer(
                 self.clients,
@@ -116,7 +99,7 @@ class _Run:
                 digest=self.ctx.digest,
                 tags=self.tags,
                 encrypted=s.encrypted,
-                kms_key_id=s.kms_key_id,
+                kms_key_id=key,
             )
             return importer.upload(disk), size
         uploader = EbsUploader(
@@ -130,7 +113,7 @@ class _Run:
             description=f"imgpub {self.name} {self.image.version}",
             tags=self.tags,
             encrypted=s.encrypted,
-            kms_key_id=s.kms_key_id,
+            kms_key_id=key,
         )
         result = uploader.upload(disk, size)
         self.ctx.log.info(
@@ -138,9 +121,8 @@ class _Run:
         )
         return result.snapshot_id, size
 
-    def register(self, disk: DiskImage) -> dict[str, Any]:
+    def register(self, snapshot_id: str, size: int, swap: Swap) -> dict[str, Any]:
         region = self.settings.region
-        snapshot_id, size = self.snapshot(disk)
         params = register_params(
             self.image,
             self.settings,
@@ -150,8 +132,35 @@ class _Run:
             tags=self.tags,
         )
         self.ctx.progress.stage(f"register {region}")
-        image_id = register_image(self.ec2(region), self.call, region, params)
-        return wait_available(self.ec2(region), self.call, region, image_id)
+        ec2 = self.ec2(region)
+        return swap(region, lambda: register_image(ec2, self.call, region, params))
+
+    def copy_request(self, home: dict[str, Any]) -> CopyRequest:
+        s = self.settings
+        keys = {r: k for r in s.all_regions if r != s.region and (k := key_for(s, r))}
+        return CopyRequest(
+            source_region=s.region,
+            source_image_id=home["ImageId"],
+            name=self.ami_name,
+            description=home.get("Description") or "",
+            digest=self.ctx.digest,
+            tags=self.tags,
+            encrypted=s.encrypted,
+            keys=keys,
+        )
+
+    def drift(self, f: Found, img: dict[str, Any], created: Any) -> list[str]:
+        """Tags the AMI or its snapshots lack, launch permissions, deprecation."""
+        region, have = f.region, tag_dict(img)
+        drift = [
+            f"{region}: {img['ImageId']} lacks tag {k}={v}" for k, v in self.tags.items() if have.get(k) != v
+        ]
+        for snap in snapshot_ids(img):
+            tags = tag_dict(f.snapshots.get(snap, {}))
+            lacking = [f"{k}={v}" for k, v in self.tags.items() if tags.get(k) != v]
+            if lacking:
+                drift.append(f"{region}: snapshot {snap} of {img['ImageId']} lacks tags {', '.join(lacking)}")
+        return drift + share_drift(self.ec2(region), self.call, region, img, self.settings, created)
 
     def artifacts(self, images: dict[str, dict[str, Any]]) -> list[Artifact]:
         return [
@@ -170,62 +179,34 @@ class AwsProvider(Provider[AwsSettings]):
     settings_model: ClassVar[type[TargetSettings]] = AwsSettings
 
     def check(self, image: ImageInfo, settings: AwsSettings) -> list[Problem]:
-        problems: list[Problem] = []
-        if image.tpm and image.boot != "uefi":
-            problems.append(
-                Problem("image.tpm", f"TpmSupport v2.0 needs boot: uefi on AWS (image boot is {image.boot})")
-            )
-        if image.arch == "arm64" and image.boot != "uefi":
-            problems.append(Problem("image.boot", f"arm64 (Graviton) AMIs boot UEFI only, not {image.boot}"))
-        if settings.uefi_data is not None:
-            if image.boot == "bios":
-                problems.append(Problem("uefi_data", "uefi_data needs boot: uefi or uefi-preferred"))
-            if not settings.uefi_data.is_file():
-                problems.append(Problem("uefi_data", f"{settings.uefi_data}: no such file"))
-        name = ami_name(image, settings)
-        if not AMI_NAME.match(name):
-            problems.append(
-                Problem("ami_name", f"{name!r}: AMI names are 3-128 of letters, digits and ()[] ./-'@_")
-            )
-        every = [settings.region, *settings.regions, *settings.optional_regions]
-        dupes = sorted({r for r in every if every.count(r) > 1})
-        if dupes:
-            problems.append(
-                Problem("regions", f"regions listed twice (or equal to region): {', '.join(dupes)}")
-            )
-        min_gib = math.ceil(image.virtual_size / GIB) if image.virtual_size else 1
-        if settings.volume_size is not None and settings.volume_size < min_gib:
-            problems.append(
-                Problem(
-                    "volume_size", f"{settings.volume_size} GiB is smaller than the image ({min_gib} GiB)"
-                )
-            )
-        if settings.kms_key_id and not settings.encrypted:
-            problems.append(Problem("kms_key_id", "kms_key_id needs encrypted: true"))
-        if settings.public and settings.encrypted:
-            problems.append(Problem("public", "encrypted AMIs cannot be made public"))
-        if settings.upload == "s3-import" and not settings.s3_bucket:
-            problems.append(Problem("s3_bucket", "upload: s3-import needs s3_bucket"))
-        after = settings.deprecate_after
-        if isinstance(after, datetime) and (
-            after if after.tzinfo else after.replace(tzinfo=UTC)
-        ) < datetime.now(UTC):
-            problems.append(Problem("deprecate_after", f"{after.isoformat()} is in the past"))
-        problems += tag_problems(settings.tags)
-        if settings.share_snapshots and not settings.share_accounts:
-            problems.append(Problem("share_snapshots", "share_snapshots needs share_accounts"))
-        return problems
+        return problems(image, settings)
 
     def plan(self, image: ImageInfo, settings: AwsSettings, ctx: Context) -> Plan:
         run = _Run(image, settings, ctx)
         found = run.find_all()
         plan = Plan(ctx.target, self.name)
+        plan.actions += [
+            Action("delete", w.resource, f"{w.detail}: remove, then make again", w.region)
+            for w in wrecks(found)
+        ]
         conflicts = run.conflicts(found)
         if conflicts:
             plan.conflict = run.conflict_text(conflicts)
             plan.actions += [
-                Action("replace", img["ImageId"], "deregister (needs --replace)", r) for r, img in conflicts
+                Action(
+                    "replace",
+                    img["ImageId"],
+                    "deregister once the new AMI is ready, then delete its snapshots",
+                    r,
+                )
+                for r, img in conflicts
             ]
+        retired = Retirement(run.ec2, run.call, ctx.journal, ctx.progress, name=run.ami_name).retired
+        plan.actions += [
+            Action("delete", ", ".join(r.snapshots), f"snapshots of replaced {r.image_id}", r.region)
+            for r in retired
+            if r.deregistered
+        ]
         home = found[settings.region].matching(ctx.digest)
         created = home.get("CreationDate") if home else None
         if home is None:
@@ -244,7 +225,7 @@ class AwsProvider(Provider[AwsSettings]):
                 plan.existing += run.artifacts({region: img})
                 plan.actions += [
                     Action("share" if "permission" in d else "tag", img["ImageId"], d, region)
-                    for d in self._drift(run, region, img, created)
+                    for d in run.drift(f, img, created)
                 ]
             elif region != settings.region:
                 plan.actions.append(
@@ -254,30 +235,27 @@ class AwsProvider(Provider[AwsSettings]):
                 plan.actions.append(Action("share", "ami", "launch permissions / deprecation", region))
         return plan
 
-    def _drift(self, run: _Run, region: str, img: dict[str, Any], created: Any) -> list[str]:
-        have = tag_dict(img)
-        drift = [
-            f"{region}: {img['ImageId']} lacks tag {k}={v}" for k, v in run.tags.items() if have.get(k) != v
-        ]
-        return drift + share_drift(run.ec2(region), run.call, region, img, run.settings, created)
-
     def publish(self, image: ImageInfo, settings: AwsSettings, disk: DiskImage, ctx: Context) -> Published:
         run = _Run(image, settings, ctx)
         found = run.find_all()
         conflicts = run.conflicts(found)
-        changed = False
-        if conflicts:
-            if not ctx.replace:
-                raise ImageConflictError(ctx.target, run.conflict_text(conflicts))
-            run.deregister(conflicts)
-            changed = True
+        if conflicts and not ctx.replace:
+            raise ImageConflictError(ctx.target, run.conflict_text(conflicts))
+        changed = clear_failed(
+            run.ec2, run.call, ctx.progress, found, home=settings.region, digest=ctx.digest
+        )
+        retirement = Retirement(run.ec2, run.call, ctx.journal, ctx.progress, name=run.ami_name)
         images = {r: img for r, f in found.items() if (img := f.matching(ctx.digest)) is not None}
         for region, img in images.items():
             if img.get("State") != "available":  # registered or copied by a run that stopped
                 images[region] = wait_available(run.ec2(region), run.call, region, img["ImageId"])
         if settings.region not in images:
-            images[settings.region] = run.register(disk)
+            snapshot_id, size = run.snapshot(disk)  # the old AMIs stay untouched until this is done
+            retirement.record(conflicts)
+            images[settings.region] = run.register(snapshot_id, size, retirement.swap)
             changed = True
+        else:
+            retirement.record(conflicts)
         home = images[settings.region]
         missing = [r for r in found if r not in images]
         warnings = run.warnings
@@ -286,15 +264,10 @@ class AwsProvider(Provider[AwsSettings]):
                 run.clients,
                 run.call,
                 ctx.progress,
-                source_region=settings.region,
-                source_image_id=home["ImageId"],
-                name=run.ami_name,
-                description=home.get("Description") or "",
-                digest=ctx.digest,
-                tags=run.tags,
+                run.copy_request(home),
                 required=[r for r in missing if r in settings.regions],
                 optional=[r for r in missing if r not in settings.regions],
-                encrypted=settings.encrypted,
+                swap=retirement.swap,
             )
             images.update(outcome.images)
             warnings += outcome.warnings
@@ -306,6 +279,9 @@ class AwsProvider(Provider[AwsSettings]):
             for line in done:
                 ctx.progress.note(f"{region}: {line}")
             changed = changed or bool(done)
+        if retirement.pending:
+            retirement.finish()
+            changed = True
         return Published(ctx.target, self.name, run.artifacts(images), changed=changed, warnings=warnings)
 
     def status(self, image: ImageInfo, settings: AwsSettings, ctx: Context) -> Status:
@@ -313,6 +289,7 @@ class AwsProvider(Provider[AwsSettings]):
         found = run.find_all()
         status = Status(ctx.target, self.name)
         status.drift += [f"{w} (not checked)" for w in run.warnings]
+        status.drift += [w.drift for w in wrecks(found)]
         for region, img in run.conflicts(found):
             status.drift.append(
                 f"{region}: {img['ImageId']} has digest {tag_dict(img).get('imgpub:digest')}, "
@@ -327,7 +304,7 @@ class AwsProvider(Provider[AwsSettings]):
                 status.drift.append(f"{region}: missing ({kind})")
                 continue
             status.artifacts += run.artifacts({region: current})
-            status.drift += self._drift(run, region, current, created)
+            status.drift += run.drift(f, current, created)
         return status
 
 

@@ -1,20 +1,43 @@
-"""CopyImage to other regions, in parallel, each waited for; optional regions are best effort."""
+"""CopyImage to other regions, in parallel, each waited for; optional regions are best effort.
+
+A copy is tagged as it is made: CopyImage's TagSpecifications take `image` (the new AMI) and
+`snapshot` (every new snapshot). Each region gets its own KMS key (`kms_key_ids`), sent with
+`Encrypted=true` as CopyImage requires.
+
+The ClientToken is fresh for each run and the same for every retry within it: EC2 answers a reused
+token with the earlier result, which is what a retry after a lost reply needs, but a token kept
+across runs would hand back a copy that failed and has been removed since. Across runs the copy is
+found by its tags, or, while DescribeImages does not list it yet, by its name: CopyImage answers
+`InvalidAMIName.Duplicate`, and an AMI of that name carrying this digest is adopted.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
-from imgpub.errors import TargetError
+from imgpub.errors import CloudError, TargetError
 from imgpub.progress import Progress
 from imgpub_aws.clients import AwsClients
-from imgpub_aws.errors import Caller
-from imgpub_aws.register import wait_available
-from imgpub_aws.tags import tag_list
+from imgpub_aws.errors import Caller, error_code, is_transient
+from imgpub_aws.inventory import snapshot_ids
+from imgpub_aws.register import ours_by_name, wait_available
+from imgpub_aws.tags import tag_dict, tag_list
 
 MAX_PARALLEL_COPIES = 8
+"""EBS allows 20 concurrent snapshot copies per destination region; 8 regions at once is plenty."""
+SNAPSHOT_NOT_YET_VISIBLE = "InvalidSnapshot.NotFound"
+
+Make = Callable[[], str]
+"""Makes an AMI (RegisterImage or CopyImage) and returns its id."""
+Swap = Callable[[str, Make], dict[str, Any]]
+"""Runs `make` in a region and returns the available AMI (replace.Retirement.swap retires the old
+AMI around it)."""
 
 
 @dataclass
@@ -24,24 +47,55 @@ class CopyOutcome:
     warnings: list[str] = field(default_factory=list)
 
 
-def copy_token(digest: str, region: str) -> str:
-    return hashlib.sha256(f"copy:{digest}:{region}".encode()).hexdigest()[:64]
+@dataclass(frozen=True)
+class CopyRequest:
+    """What every region's copy shares."""
+
+    source_region: str
+    source_image_id: str
+    name: str
+    description: str
+    digest: str
+    tags: dict[str, str]
+    encrypted: bool
+    keys: dict[str, str] = field(default_factory=dict)
+    """Region -> KMS key for the copy there; a region without one uses the account's default."""
+    run: str = field(default_factory=lambda: uuid.uuid4().hex)
+    """Makes the ClientTokens of this run."""
+
+    def token(self, region: str) -> str:
+        seed = f"copy:{self.digest}:{region}:{self.source_image_id}:{self.run}"
+        return hashlib.sha256(seed.encode()).hexdigest()[:64]
+
+    def params(self, region: str) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "SourceRegion": self.source_region,
+            "SourceImageId": self.source_image_id,
+            "Name": self.name,
+            "Description": self.description[:255],
+            "ClientToken": self.token(region),
+            "CopyImageTags": True,
+            "TagSpecifications": [
+                {"ResourceType": "image", "Tags": tag_list(self.tags)},
+                {"ResourceType": "snapshot", "Tags": tag_list(self.tags)},
+            ],
+        }
+        if self.encrypted:
+            params["Encrypted"] = True
+            if self.keys.get(region):
+                params["KmsKeyId"] = self.keys[region]
+        return params
 
 
 def copy_images(
     clients: AwsClients,
     call: Caller,
     progress: Progress,
+    request: CopyRequest,
     *,
-    source_region: str,
-    source_image_id: str,
-    name: str,
-    description: str,
-    digest: str,
-    tags: dict[str, str],
     required: list[str],
     optional: list[str],
-    encrypted: bool,
+    swap: Swap | None = None,
 ) -> CopyOutcome:
     """Copy to every region; a required region's failure raises after the others finish."""
     out = CopyOutcome()
@@ -52,22 +106,15 @@ def copy_images(
 
     def one(region: str) -> dict[str, Any]:
         ec2 = clients.client("ec2", region)
-        params: dict[str, Any] = {
-            "SourceRegion": source_region,
-            "SourceImageId": source_image_id,
-            "Name": name,
-            "Description": description[:255],
-            "ClientToken": copy_token(digest, region),
-            "CopyImageTags": True,
-            "TagSpecifications": [{"ResourceType": "image", "Tags": tag_list(tags)}],
-        }
-        if encrypted:
-            params["Encrypted"] = True
-        image_id = str(call("CopyImage", region, lambda: ec2.copy_image(**params))["ImageId"])
-        image = wait_available(ec2, call, region, image_id)
-        tag_image(ec2, call, region, image, tags)
-        progress.note(f"copied to {region}: {image_id}")
-        return wait_available(ec2, call, region, image_id)
+        params = request.params(region)
+
+        def make() -> str:
+            return copy_image(ec2, call, region, params)
+
+        image = wait_available(ec2, call, region, make()) if swap is None else swap(region, make)
+        tag_image(ec2, call, region, image, request.tags)
+        progress.note(f"copied to {region}: {image['ImageId']}")
+        return image
 
     errors: list[TargetError] = []
     with ThreadPoolExecutor(min(MAX_PARALLEL_COPIES, len(regions)), thread_name_prefix="imgpub-copy") as pool:
@@ -85,20 +132,47 @@ def copy_images(
     return out
 
 
+def copy_image(ec2: Any, call: Caller, region: str, params: dict[str, Any]) -> str:
+    try:
+        return str(call("CopyImage", region, lambda: ec2.copy_image(**params))["ImageId"])
+    except CloudError as exc:
+        if exc.code != "InvalidAMIName.Duplicate":
+            raise
+        adopted = ours_by_name(ec2, call, region, params)
+        if adopted is None:
+            raise
+        return adopted
+
+
+def _snapshot_visible_soon(exc: BaseException) -> bool:
+    return is_transient(exc) or error_code(exc) == SNAPSHOT_NOT_YET_VISIBLE
+
+
 def tag_image(ec2: Any, call: Caller, region: str, image: dict[str, Any], tags: dict[str, str]) -> bool:
-    """Tag the image and its snapshots where tags are missing (CopyImage may not copy them)."""
-    have = {t["Key"]: t["Value"] for t in image.get("Tags", [])}
+    """Add the tags the image or any of its snapshots lacks; True when something was tagged."""
+    have = tag_dict(image)
+    changed = False
     missing = {k: v for k, v in tags.items() if have.get(k) != v}
-    if not missing:
-        return False
-    ids = [image["ImageId"], *snapshot_ids(image)]
-    call("CreateTags", region, lambda: ec2.create_tags(Resources=ids, Tags=tag_list(missing)))
-    return True
-
-
-def snapshot_ids(image: dict[str, Any]) -> list[str]:
-    return [
-        m["Ebs"]["SnapshotId"]
-        for m in image.get("BlockDeviceMappings", [])
-        if m.get("Ebs", {}).get("SnapshotId")
-    ]
+    if missing:
+        call(
+            "CreateTags",
+            region,
+            lambda: ec2.create_tags(Resources=[image["ImageId"]], Tags=tag_list(missing)),
+        )
+        changed = True
+    ids = snapshot_ids(image)
+    if not ids:
+        return changed
+    snaps = call(
+        "DescribeSnapshots",
+        region,
+        lambda: ec2.describe_snapshots(SnapshotIds=ids),
+        _snapshot_visible_soon,
+    )["Snapshots"]
+    for snap in snaps:
+        lacking = {k: v for k, v in tags.items() if tag_dict(snap).get(k) != v}
+        if lacking:
+            resources = [snap["SnapshotId"]]
+            call("CreateTags", region, partial(ec2.create_tags, Resources=resources, Tags=tag_list(lacking)))
+            changed = True
+    return changed

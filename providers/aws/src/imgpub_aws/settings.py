@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field
 
 from imgpub.provider import ManifestPath, TargetSettings
+from imgpub_aws.kms import key_form_problem
+from imgpub_aws.names import REGION_PATTERN, bucket_problem, external_id_problem, role_arn_problem
+from imgpub_aws.volume import VolumeType
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([dwm]?)\s*$")
 _UNITS = {"": 1, "d": 1, "w": 7, "m": 30}
@@ -28,6 +32,18 @@ def _duration_or_datetime(value: Any) -> Any:
     return value
 
 
+def _form(problem: Callable[[str], str | None]) -> AfterValidator:
+    """A validator that refuses a value `problem` finds fault with (its text is the error)."""
+
+    def check(value: str) -> str:
+        text = problem(value)
+        if text is not None:
+            raise ValueError(text)
+        return value
+
+    return AfterValidator(check)
+
+
 Deprecation = Annotated[timedelta | datetime, BeforeValidator(_duration_or_datetime)]
 AccountId = Annotated[str, Field(pattern=r"^\d{12}$")]
 OrgArn = Annotated[
@@ -39,7 +55,10 @@ OuArn = Annotated[
         pattern=r"^arn:aws[a-z-]*:organizations::\d{12}:ou/o-[a-z0-9]{10,32}/ou-[a-z0-9]{4,32}-[a-z0-9]{8,32}$"
     ),
 ]
-Region = Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d+$")]
+Region = Annotated[str, Field(min_length=1, json_schema_extra={"pattern": f"^{REGION_PATTERN}$"})]
+"""Checked by AwsProvider.check against botocore's region lists (typos are errors with a suggestion,
+unknown well-formed regions warnings): the schema's pattern only helps editors."""
+KmsKey = Annotated[str, _form(key_form_problem)]
 
 
 class AwsSettings(TargetSettings):
@@ -52,26 +71,38 @@ class AwsSettings(TargetSettings):
         default_factory=list, description="Regions copied best effort: a failure is a warning."
     )
     profile: str | None = Field(default=None, description="Named profile from the AWS config files.")
-    role_arn: str | None = Field(
-        default=None,
-        pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$",
-        description="Role assumed for this target.",
+    role_arn: Annotated[str, _form(role_arn_problem)] | None = Field(
+        default=None, description="Role assumed for this target: arn:aws:iam::<account>:role/<name>."
     )
-    external_id: str | None = Field(default=None, description="ExternalId for assuming role_arn.")
+    external_id: Annotated[str, _form(external_id_problem)] | None = Field(
+        default=None, description="ExternalId for assuming role_arn."
+    )
     endpoint_url: str | None = Field(
         default=None,
         pattern=r"^https?://[^\s/]+(/.*)?$",
         description="One endpoint for every service (moto, LocalStack); AWS_ENDPOINT_URL_* also work.",
     )
     upload: Literal["ebs-direct", "s3-import"] = "ebs-direct"
-    s3_bucket: str | None = Field(default=None, description="Bucket for upload: s3-import.")
-    s3_prefix: str = Field(default="imgpub/", description="Key prefix for upload: s3-import.")
-    encrypted: bool = False
-    kms_key_id: str | None = Field(
-        default=None, description="KMS key ARN for the snapshot (needs encrypted)."
+    s3_bucket: Annotated[str, _form(bucket_problem)] | None = Field(
+        default=None, description="Bucket for upload: s3-import."
     )
-    volume_type: Literal["gp3", "gp2", "io1", "io2", "st1", "sc1", "standard"] = "gp3"
+    s3_prefix: str = Field(default="imgpub/", max_length=900, description="Key prefix for upload: s3-import.")
+    encrypted: bool = False
+    kms_key_id: KmsKey | None = Field(
+        default=None,
+        description="KMS key for the home region's snapshot (a key ARN for ebs-direct; needs encrypted).",
+    )
+    kms_key_ids: dict[str, KmsKey] = Field(
+        default_factory=dict,
+        description="KMS key per region for the copies (and the home region when kms_key_id is unset): "
+        "key ARN, alias ARN, alias/<name> or key id. Shared encrypted images need one in every region.",
+    )
+    volume_type: VolumeType = "gp3"
     volume_size: int | None = Field(default=None, ge=1, le=65536, description="Root volume GiB (>= image).")
+    iops: int | None = Field(
+        default=None, ge=1, description="Provisioned IOPS: needed for io1/io2, optional for gp3."
+    )
+    throughput: int | None = Field(default=None, ge=1, description="gp3 throughput in MiB/s (125-2000).")
     root_device_name: str = Field(default="/dev/xvda", pattern=r"^/dev/(xvd|sd|nvme)[a-z0-9]+$")
     uefi_data: ManifestPath | None = Field(
         default=None,
@@ -114,8 +145,13 @@ class AwsSettings(TargetSettings):
             "deprecate_after",
             "tags",
             "concurrency",
+            "kms_key_ids",
         }
         data = self.model_dump(mode="json", exclude={"name", *placement})
+        data["kms_key_id"] = self.kms_key_id or self.kms_key_ids.get(self.region)
+        for added in ("iops", "throughput"):  # settings added later: unset, they leave digests as they were
+            if data[added] is None:
+                del data[added]
         if self.uefi_data is not None and self.uefi_data.is_file():
             data["uefi_data"] = hashlib.sha256(self.uefi_data.read_bytes()).hexdigest()
         return data

@@ -8,7 +8,7 @@ from typing import Any
 
 from imgpub.errors import CloudError
 from imgpub_aws.errors import Caller
-from imgpub_aws.replicate import snapshot_ids
+from imgpub_aws.inventory import snapshot_ids
 from imgpub_aws.settings import AwsSettings
 
 PUBLIC_BLOCKED = (

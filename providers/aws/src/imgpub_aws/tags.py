@@ -1,34 +1,92 @@
-"""The tags that identify imgpub's AMIs and snapshots, and finding what a previous run made."""
+"""The tags every AMI and snapshot carries: imgpub's identity, the image's labels and the target's tags.
+
+`image.labels` and the target's `tags` both become tags. A key set in both must have the same value
+in both: which one was meant cannot be guessed, so a clash is an error rather than a precedence.
+AWS's tag rules (EC2 and EBS, for every resource): at most 50 tags, keys 1-127 characters and not
+starting with `aws:`, values at most 255, and the characters every AWS service accepts in tags
+(letters, digits, spaces and `+ - = . _ : / @`; EC2 alone takes more, but the tagging, cost and
+resource-group services that read these tags do not).
+"""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+import unicodedata
+from collections.abc import Mapping
 from typing import Any
 
 from imgpub.identity import TAG_DIGEST, TAG_MANAGED, TAG_NAME, TAG_VERSION
 from imgpub.provider import ImageInfo, Problem
-from imgpub_aws.errors import Caller
+from imgpub_aws.names import AMI_CHARS
 from imgpub_aws.settings import AwsSettings
 
-_AMI_CHARS = r"A-Za-z0-9()\[\] ./\-'@_"
-AMI_NAME = re.compile(rf"^[{_AMI_CHARS}]{{3,128}}$")
+__all__ = ["all_tags", "ami_name", "identity_tags", "image_name", "tag_dict", "tag_list", "tag_problems"]
+
+MAX_TAGS = 50
+"""Tags per AMI or snapshot (EC2 and the EBS direct StartSnapshot alike)."""
+IDENTITY_TAGS = 4
+"""imgpub:name, imgpub:version, imgpub:digest and imgpub:managed-by."""
+MAX_KEY, MAX_VALUE = 127, 255
+"""EBS StartSnapshot's TagKey / TagValue limits (EC2's own value limit, 256, is one more)."""
+_PUNCTUATION = set("+-=._:/@")
+_RESERVED = ("aws:", "imgpub:")
 
 
-MAX_USER_TAGS = 50 - 4
-"""AWS allows 50 tags per resource; imgpub's identity tags take 4."""
+def _bad_characters(text: str) -> str:
+    """The characters outside AWS's cross-service tag set (letters, digits, spaces, + - = . _ : / @)."""
+    bad = {
+        c
+        for c in text
+        if c not in _PUNCTUATION
+        and unicodedata.category(c)[0] not in "LN"
+        and unicodedata.category(c) != "Zs"
+    }
+    return "".join(sorted(bad))
 
 
-def tag_problems(tags: dict[str, str]) -> list[Problem]:
-    problems = []
-    if len(tags) > MAX_USER_TAGS:
-        problems.append(Problem("tags", f"{len(tags)} tags; AWS allows {MAX_USER_TAGS} next to imgpub's own"))
-    for key, value in tags.items():
-        if key.lower().startswith(("aws:", "imgpub:")):
-            problems.append(Problem(f"tags.{key}", "keys starting with aws: or imgpub: are reserved"))
-        elif not 1 <= len(key) <= 127 or len(value) > 255:
-            problems.append(Problem(f"tags.{key}", "tag keys are 1-127 characters, values at most 255"))
-    return problems
+def _one_tag(field: str, key: str, value: str) -> list[Problem]:
+    if key.lower().startswith(_RESERVED):
+        return [Problem(field, f"tag keys starting with {' or '.join(_RESERVED)} are reserved")]
+    if not 1 <= len(key) <= MAX_KEY:
+        return [Problem(field, f"tag keys are 1-{MAX_KEY} characters; {key[:20]!r}... has {len(key)}")]
+    if len(value) > MAX_VALUE:
+        return [Problem(field, f"tag values are at most {MAX_VALUE} characters; this one has {len(value)}")]
+    bad = _bad_characters(key + value)
+    if bad:
+        return [
+            Problem(
+                field,
+                f"AWS tags take letters, digits, spaces and + - = . _ : / @; {bad!r} cannot be represented",
+            )
+        ]
+    return []
+
+
+def tag_problems(image: ImageInfo, settings: AwsSettings) -> list[Problem]:
+    """Every label and tag that AWS would refuse, a key set twice with two values, and the count."""
+    out: list[Problem] = []
+    for key, value in image.labels.items():
+        out += _one_tag(f"image.labels.{key}", key, value)
+    for key, value in settings.tags.items():
+        out += _one_tag(f"tags.{key}", key, value)
+        if key in image.labels and image.labels[key] != value:
+            out.append(
+                Problem(
+                    f"tags.{key}",
+                    f"image.labels sets {key}={image.labels[key]!r} and tags sets {key}={value!r}; "
+                    "a tag has one value, so keep one of them",
+                )
+            )
+    count = len({**image.labels, **settings.tags})
+    if count + IDENTITY_TAGS > MAX_TAGS:
+        out.append(
+            Problem(
+                "tags",
+                f"image.labels and tags make {count} tags; AWS allows {MAX_TAGS} per AMI and snapshot, "
+                f"{IDENTITY_TAGS} of them imgpub's own, so at most {MAX_TAGS - IDENTITY_TAGS}",
+            )
+        )
+    return out
 
 
 def image_name(image: ImageInfo, settings: AwsSettings) -> str:
@@ -40,7 +98,7 @@ def ami_name(image: ImageInfo, settings: AwsSettings) -> str:
     if settings.ami_name:
         return settings.ami_name
     raw = f"{image_name(image, settings)}-{image.version}"
-    clean = re.sub(rf"[^{_AMI_CHARS}]", "-", raw)[:128]
+    clean = re.sub(rf"[^{AMI_CHARS}]", "-", raw)[:128]
     return clean.ljust(3, "-")
 
 
@@ -54,52 +112,14 @@ def identity_tags(image: ImageInfo, settings: AwsSettings, digest: str) -> dict[
 
 
 def all_tags(image: ImageInfo, settings: AwsSettings, digest: str) -> dict[str, str]:
-    return {**settings.tags, **identity_tags(image, settings, digest)}
+    """Labels, then the target's tags (equal where both set a key: tag_problems refuses a clash),
+    then imgpub's identity tags."""
+    return {**image.labels, **settings.tags, **identity_tags(image, settings, digest)}
 
 
-def tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
+def tag_list(tags: Mapping[str, str]) -> list[dict[str, str]]:
     return [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
 
 
 def tag_dict(resource: dict[str, Any]) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in resource.get("Tags", [])}
-
-
-@dataclass
-class Found:
-    """imgpub's AMIs for one image name+version in one region."""
-
-    region: str
-    images: list[dict[str, Any]] = field(default_factory=list)
-
-    def matching(self, digest: str) -> dict[str, Any] | None:
-        for img in self.images:
-            if tag_dict(img).get(TAG_DIGEST) == digest and img.get("State") != "failed":
-                return img
-        return None
-
-    def others(self, digest: str) -> list[dict[str, Any]]:
-        return [img for img in self.images if tag_dict(img).get(TAG_DIGEST) != digest]
-
-
-def find_images(ec2: Any, call: Caller, region: str, name: str, version: str) -> Found:
-    filters = [
-        {"Name": f"tag:{TAG_NAME}", "Values": [name]},
-        {"Name": f"tag:{TAG_VERSION}", "Values": [version]},
-    ]
-    resp = call(
-        "DescribeImages",
-        region,
-        lambda: ec2.describe_images(Owners=["self"], Filters=filters, IncludeDeprecated=True),
-    )
-    return Found(region, [i for i in resp.get("Images", []) if i.get("State") not in ("deregistered",)])
-
-
-def find_snapshot(ec2: Any, call: Caller, region: str, digest: str) -> dict[str, Any] | None:
-    """A completed snapshot uploaded for this digest (a run that stopped before RegisterImage)."""
-    filters = [{"Name": f"tag:{TAG_DIGEST}", "Values": [digest]}, {"Name": "status", "Values": ["completed"]}]
-    resp = call(
-        "DescribeSnapshots", region, lambda: ec2.describe_snapshots(OwnerIds=["self"], Filters=filters)
-    )
-    snaps = resp.get("Snapshots", [])
-    return snaps[0] if snaps else None

@@ -1,0 +1,86 @@
+"""Resources in a failed state: never published, so publish removes them and makes them again.
+
+A `failed` AMI (or `error`, `invalid`) is deregistered and its snapshots deleted, except a completed
+home-region snapshot of this very digest, which the new AMI reuses instead of a second upload. A
+snapshot in `error` is deleted. `plan` lists both as `delete` actions and `status` as drift.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from imgpub.errors import CloudError
+from imgpub.identity import TAG_DIGEST
+from imgpub.progress import Progress
+from imgpub_aws.errors import Caller
+from imgpub_aws.inventory import Found, snapshot_ids
+from imgpub_aws.register import deregister
+from imgpub_aws.tags import tag_dict
+
+__all__ = ["Wreck", "clear_failed", "wrecks"]
+
+_GONE = ("InvalidSnapshot.NotFound", "InvalidAMIID.NotFound", "InvalidAMIID.Unavailable")
+
+
+@dataclass(frozen=True)
+class Wreck:
+    """One failed AMI or error snapshot, and what publish does about it."""
+
+    region: str
+    resource: str
+    detail: str
+
+    @property
+    def drift(self) -> str:
+        return f"{self.region}: {self.detail}; not published (publish removes it and makes it again)"
+
+
+def wrecks(found: dict[str, Found]) -> list[Wreck]:
+    out = []
+    for region, f in found.items():
+        for img in f.failed():
+            reason = (img.get("StateReason") or {}).get("Message") or "no reason given"
+            out.append(Wreck(region, img["ImageId"], f"{img['ImageId']} is {img.get('State')} ({reason})"))
+        for snap in f.broken_snapshots():
+            reason = snap.get("StateMessage") or "no reason given"
+            out.append(
+                Wreck(region, snap["SnapshotId"], f"snapshot {snap['SnapshotId']} is error ({reason})")
+            )
+    return out
+
+
+def clear_failed(
+    ec2_for: Any, call: Caller, progress: Progress, found: dict[str, Found], *, home: str, digest: str
+) -> bool:
+    """Deregister failed AMIs and delete error snapshots; True when anything was removed."""
+    changed = False
+    for region, f in found.items():
+        ec2 = ec2_for(region)
+        for img in f.failed():
+            deregister(ec2, call, region, img["ImageId"])
+            progress.note(f"{region}: deregistered {img['ImageId']}, which is {img.get('State')}")
+            for snap_id in snapshot_ids(img):
+                known = f.snapshots.get(snap_id, {})
+                reusable = (
+                    region == home
+                    and known.get("State") == "completed"
+                    and tag_dict(known).get(TAG_DIGEST) == digest
+                )
+                if not reusable:
+                    _delete_snapshot(ec2, call, region, snap_id)
+            changed = True
+        for snap in f.broken_snapshots():
+            _delete_snapshot(ec2, call, region, snap["SnapshotId"])
+            progress.note(f"{region}: deleted snapshot {snap['SnapshotId']}, which is in error")
+            changed = True
+    return changed
+
+
+def _delete_snapshot(ec2: Any, call: Caller, region: str, snapshot_id: str) -> None:
+    try:
+        call("DeleteSnapshot", region, partial(ec2.delete_snapshot, SnapshotId=snapshot_id))
+    except CloudError as exc:
+        if exc.code not in _GONE:
+            raise
