@@ -4,6 +4,7 @@ throttling with Retry-After."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -169,4 +170,25 @@ def test_throttling_is_retried_after_the_time_gce_asks_for(
     GcpProvider().publish(info, settings, disk, context(settings, info, journal, retry=retry))
 
     assert retry.waits == [wait]
+    assert gce.image(PROJECT, NAME)["status"] == "READY"  # type: ignore[index]
+
+
+def test_an_image_left_pending_that_ends_failed_is_created_again(
+    make_settings: SettingsFactory,
+    gce: FakeGce,
+    disk: DiskImage,
+    journal: Journal,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = make_settings()
+    info = image_info(disk)
+    ctx = context(settings, info, journal)
+    labels = {LABEL_NAME: "demo-linux", LABEL_VERSION: "1-2-3", LABEL_DIGEST: ctx.digest}
+    monkeypatch.setattr("imgpub_gcp.image.POLL_SECONDS", 0.02)
+    pending = gce.add_image(PROJECT, NAME, labels=labels, status="PENDING")
+    threading.Timer(0.2, lambda: pending.update(status="FAILED")).start()
+
+    published = GcpProvider().publish(info, settings, disk, ctx)
+
+    assert published.changed and len(gce.calls("DELETE", f"/global/images/{NAME}")) == 1
     assert gce.image(PROJECT, NAME)["status"] == "READY"  # type: ignore[index]

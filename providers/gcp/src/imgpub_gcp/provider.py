@@ -112,13 +112,15 @@ class GcpProvider(Provider[GcpSettings]):
                 ctx.progress.stage(f"delete {old.name}")
                 images.delete(old.name)
             published.changed = True
-        current = found.current
+        current, failed = found.current, list(found.failed)
         if current is not None and current.status == "PENDING":
-            current = images.until_built(current)
-        for old in [*found.failed, *([current] if current is not None and current.status == FAILED else [])]:
+            current = images.until_built(current)  # READY, or FAILED
+        if current is not None and current.status == FAILED:
+            failed.append(current)
+            current = None
+        for old in failed:
             ctx.progress.note(f"image {old.name} failed to build earlier; deleting it to create it again")
             images.delete(old.name)
-            current = None if current is not None and current.name == old.name else current
             published.changed = True
         upload: UploadResult | None = None
         if current is None:
@@ -228,9 +230,6 @@ class GcpProvider(Provider[GcpSettings]):
                 status.drift.append(f"image {found.name} for digest {ctx.digest} is not published")
             return status
         status.artifacts.append(self._artifact(current))
-        if current.status == FAILED:
-            status.drift.append(failed_message(current))
-            return status
         if current.status != "READY":
             status.drift.append(f"image {found.name} is {current.status}, not READY")
         status.drift.extend(d[1] for d in self._drift(clients, images, current, image, settings, ctx))

@@ -27,7 +27,7 @@ class Survey:
     name: str
     digest: str
     current: compute_v1.Image | None = None
-    """This digest under this name: READY, or PENDING while GCE builds it."""
+    """This digest under this name: READY, or PENDING while GCE builds it (never FAILED)."""
     failed: list[compute_v1.Image] = field(default_factory=list)
     conflicts: list[compute_v1.Image] = field(default_factory=list)
 
@@ -49,7 +49,7 @@ def survey(images: GceImages, image: ImageInfo, settings: GcpSettings, digest: s
     by_name = images.get(out.name)
     others = [by_name] if by_name is not None and all(i.name != by_name.name for i in ours) else []
     for found in [*ours, *others]:
-        if found.status == FAILED and found in ours:
+        if found.status == FAILED and (found in ours or found.labels.get(LABEL_DIGEST) == digest):
             out.failed.append(found)
         elif found.labels.get(LABEL_DIGEST) != digest:
             out.conflicts.append(found)
