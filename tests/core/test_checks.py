@@ -6,8 +6,8 @@ import pytest
 
 from imgpub.errors import ManifestError
 from imgpub.manifest import load_manifest
-from imgpub.manifest.checks import check_image
-from imgpub.provider import ImageInfo
+from imgpub.manifest.checks import check_image, problem_loc
+from imgpub.provider import ImageInfo, Problem
 
 LOCAL = "- name: out\n  provider: local\n  path: out\n"
 
@@ -53,3 +53,16 @@ def test_size_rules(write_manifest, size: int, message: str) -> None:
     m = load_manifest(path, env={})
     with pytest.raises(ManifestError, match=rf"{path}:4:11: image\.source: .*{message}"):
         check_image(m, ImageInfo("demo", "1.0.0", "x86_64", "uefi", size, ""))
+
+
+@pytest.mark.parametrize(
+    ("field", "loc"),
+    [
+        ("regions[1].kms_key", ("targets", 0, "regions", 1, "kms_key")),
+        ("regions.1.kms_key", ("targets", 0, "regions", 1, "kms_key")),
+        ('image.labels["app.tier"]', ("targets", 0, "image", "labels", "app.tier")),
+        ("tags['a.b'].x", ("targets", 0, "tags", "a.b", "x")),
+    ],
+)
+def test_problem_fields_name_their_place(field: str, loc: tuple[object, ...]) -> None:
+    assert problem_loc(("targets", 0), Problem(field, "x")) == loc

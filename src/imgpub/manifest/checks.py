@@ -57,11 +57,18 @@ def check_image(manifest: Manifest, image: ImageInfo, targets: list[str] | None 
     return [str(manifest.error(loc, message)) for loc, message in warnings]
 
 
+_FIELD_PART = re.compile(r"""\[(?:"([^"]*)"|'([^']*)')\]|([^.\[\]]+)""")
+
+
 def problem_loc(base: Loc, problem: Problem) -> Loc:
-    """`regions[1].kms_key` or `regions.1.kms_key` inside `base` (`image.tpm` names the image section)."""
+    """`regions[1].kms_key` or `regions.1.kms_key` inside `base` (`image.tpm` names the image section);
+    a key holding dots is quoted: `image.labels["app.tier"]`."""
     loc: list[str | int] = list(base)
-    for part in re.findall(r"[^.\[\]]+", problem.field):
-        loc.append(int(part) if part.isdigit() else part)
+    for double, single, part in _FIELD_PART.findall(problem.field):
+        if part:
+            loc.append(int(part) if part.isdigit() else part)
+        else:
+            loc.append(double or single)
     return tuple(loc)
 
 
