@@ -70,7 +70,7 @@ def test_image_labels_gce_cannot_carry_are_named_not_rewritten() -> None:
     found = problems(info(labels={"app.tier": "web", "note": "x" * 255, "Owner": "me"}), settings())
     assert found == [
         (
-            "image.labels",
+            'image.labels["app.tier"]',
             "label key 'app.tier' must be 1-63 characters of lowercase letters, digits, '_' and '-', "
             "starting with a lowercase letter, as GCE labels must be",
         ),

@@ -6,6 +6,7 @@ tags) so a pydantic error's location maps back to `file:line:col`.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -36,9 +37,15 @@ class Mark:
 
 
 def format_loc(loc: Loc) -> str:
+    """`targets[0].regions[1]`; a key that is not a plain word is quoted: `image.labels["app.tier"]`."""
     out = ""
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif out and not re.fullmatch(r"[\w-]+", part):
+            out += f"[{json.dumps(part)}]"
+        else:
+            out += f".{part}" if out else part
     return out
 
 

@@ -62,8 +62,7 @@ def _label_problems(image: ImageInfo, settings: GcpSettings) -> list[Problem]:
     out: list[Problem] = []
     for key, value in image.labels.items():
         if problem := label_problem(key, value):
-            # The core reads '.' as a path step: a dotted key is pointed at through its mapping.
-            where = "image.labels" if "." in key else f"image.labels.{key}"
+            where = f'image.labels["{key}"]' if "." in key else f"image.labels.{key}"
             out.append(Problem(where, f"{problem}, as GCE labels must be"))
     labels = {**image.labels, **settings.labels}
     if len(labels) != len(set(labels) - {LABEL_NAME, LABEL_VERSION, LABEL_DIGEST}):
