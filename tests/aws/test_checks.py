@@ -108,13 +108,12 @@ def test_sharing_an_encrypted_image_needs_a_customer_key_in_every_region() -> No
     found = errors(
         **base, kms_key_id=KEY.format(region="us-east-1"), kms_key_ids={"eu-west-1": "alias/aws/ebs"}
     )
-    assert "default aws/ebs key); no such key for eu-west-1, ap-south-1" in found["kms_key_ids"]
     assert (
-        "no such key for us-east-1"
-        in errors(
-            encrypted=True, share_ous=["arn:aws:organizations::123456789012:ou/o-abcdefghij/ou-ab12-abcdefgh"]
-        )["kms_key_id"]
+        "default aws/ebs key); no such key for eu-west-1, ap-south-1: set kms_key_ids"
+        in found["share_accounts"]
     )
+    ou = "arn:aws:organizations::123456789012:ou/o-abcdefghij/ou-ab12-abcdefgh"
+    assert "no such key for us-east-1" in errors(encrypted=True, share_ous=[ou])["share_ous"]
     every = {r: KEY.format(region=r) for r in ("us-east-1", "eu-west-1", "ap-south-1")}
     assert errors(**base, kms_key_ids=every) == {}
     assert errors(encrypted=True, regions=["eu-west-1"]) == {}, "not shared: the default key is fine"
@@ -124,7 +123,11 @@ def test_sharing_an_encrypted_image_needs_a_customer_key_in_every_region() -> No
 @pytest.mark.parametrize(
     ("settings", "field", "text"),
     [
-        ({"volume_type": "io1"}, "volume_type", "volume_type: io1 needs iops (100-64,000)"),
+        (
+            {"volume_type": "io1"},
+            "volume_type",
+            "io1 volumes need iops (100-64,000): RegisterImage requires it",
+        ),
         ({"volume_type": "io2", "iops": 300000}, "iops", "io2 takes 100-256,000 IOPS, not 300000"),
         ({"volume_type": "gp3", "iops": 2000}, "iops", "gp3 takes 3,000-80,000 IOPS, not 2000"),
         ({"volume_type": "gp2", "iops": 3000}, "iops", "iops is for gp3, io1, io2 volumes, not gp2"),

@@ -119,6 +119,8 @@ def test_sharing_copies_encrypted_with_the_default_key_is_refused(
         share_accounts=[OTHER],
     )
     (problem,) = AwsProvider().check(image_info(disk), settings)
-    assert problem.field == "kms_key_ids" and "no such key for eu-west-1" in problem.message
+    assert (
+        problem.field == "share_accounts" and "no such key for eu-west-1: set kms_key_ids" in problem.message
+    )
     with pytest.raises(CloudError, match=r"ModifyImageAttribute in eu-west-1 failed \[InvalidParameter\]"):
         AwsProvider().publish(image_info(disk), settings, disk, context(tmp_path))

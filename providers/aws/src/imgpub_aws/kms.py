@@ -65,7 +65,7 @@ def parse_key(text: str) -> Key | None:
 
 
 def key_form_problem(text: str) -> str | None:
-    return None if parse_key(text) else f"{text!r} is not a KMS key: give {FORMS}"
+    return None if parse_key(text) else f"not a KMS key: give {FORMS}"
 
 
 class _Settings(Protocol):
@@ -134,13 +134,20 @@ def kms_problems(settings: _Settings) -> list[Problem]:
         if defaults:
             out.append(
                 Problem(
-                    "kms_key_ids" if defaults != [home] else "kms_key_id",
+                    _sharing_field(settings),
                     "an encrypted AMI shared with other accounts needs a customer managed KMS key in "
-                    f"every region (AWS cannot share one encrypted with the default aws/ebs key); "
-                    f"no such key for {', '.join(defaults)}",
+                    "every region (AWS cannot share one encrypted with the default aws/ebs key); "
+                    f"no such key for {', '.join(defaults)}: set kms_key_ids",
                 )
             )
     return out
+
+
+def _sharing_field(settings: _Settings) -> str:
+    for field in ("share_accounts", "share_organizations", "share_ous"):
+        if getattr(settings, field):
+            return field
+    return "share_accounts"
 
 
 def _key_problems(settings: _Settings, region: str, key: Key) -> list[Problem]:

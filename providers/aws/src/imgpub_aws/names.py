@@ -101,22 +101,19 @@ def region_problems(field: str, regions: list[str]) -> list[Problem]:
 def bucket_problem(name: str) -> str | None:
     """Why `name` is not a valid S3 general purpose bucket name, or None."""
     if not 3 <= len(name) <= 63:
-        return f"{name!r}: bucket names are 3-63 characters"
+        return "bucket names are 3-63 characters"
     if not _BUCKET.match(name):
-        return (
-            f"{name!r}: bucket names use lowercase letters, digits, '.' and '-', "
-            "and start and end with a letter or digit"
-        )
+        return "bucket names are lowercase letters, digits, '.' and '-', and start and end alphanumeric"
     if ".." in name or ".-" in name or "-." in name:
-        return f"{name!r}: a bucket name may not have '..', '.-' or '-.'"
+        return "a bucket name may not have '..', '.-' or '-.'"
     try:
         ipaddress.IPv4Address(name)
     except ValueError:
         pass
     else:
-        return f"{name!r}: a bucket name may not look like an IP address"
+        return "a bucket name may not look like an IP address"
     if name.startswith(_BUCKET_PREFIXES) or name.endswith(_BUCKET_SUFFIXES):
-        return f"{name!r}: prefixes {_BUCKET_PREFIXES} and suffixes {_BUCKET_SUFFIXES} are reserved by S3"
+        return f"S3 reserves the prefixes {_BUCKET_PREFIXES} and the suffixes {_BUCKET_SUFFIXES}"
     return None
 
 
@@ -124,16 +121,16 @@ def role_arn_problem(arn: str) -> str | None:
     """Why `arn` is not an IAM role ARN (`arn:aws:iam::<account>:role/[path/]name`), or None."""
     match = _ROLE_ARN.match(arn)
     if not match:
-        return f"{arn!r} is not a role ARN: arn:aws:iam::<12-digit account>:role/<name>"
+        return "not a role ARN: arn:aws:iam::<12-digit account>:role/<name>"
     path, _, name = match.group(3).rpartition("/")
     if not _ROLE_NAME.match(name):
-        return f"{arn!r}: role names are 1-64 of letters, digits and + = , . @ _ -"
+        return "role names are 1-64 of letters, digits and + = , . @ _ -"
     if len(path) + 1 > 512 or not _ROLE_PATH.match(path + "/"):
-        return f"{arn!r}: the role path must be printable ASCII between '/' (at most 512)"
+        return "the role path must be printable ASCII between '/' (at most 512)"
     return None
 
 
 def external_id_problem(value: str) -> str | None:
     if not _EXTERNAL_ID.match(value):
-        return f"{value!r}: an ExternalId is 2-1224 of letters, digits and + = , . @ : / -"
+        return "an ExternalId is 2-1224 of letters, digits and + = , . @ : / -"
     return None

@@ -64,7 +64,11 @@ def volume_problems(settings: _Settings, image_gib: int) -> list[Problem]:
         )
     iops = settings.iops
     if iops is None and kind in NEEDS_IOPS:
-        out.append(Problem("volume_type", f"volume_type: {kind} needs iops ({_range(IOPS[kind])})"))
+        out.append(
+            Problem(
+                "volume_type", f"{kind} volumes need iops ({_range(IOPS[kind])}): RegisterImage requires it"
+            )
+        )
     elif iops is not None and kind not in IOPS:
         out.append(Problem("iops", f"iops is for {', '.join(IOPS)} volumes, not {kind}"))
     elif iops is not None and not IOPS[kind][0] <= iops <= IOPS[kind][1]:

@@ -1,0 +1,99 @@
+"""Acceptance run against a real AWS account: publish the quickstart disk, check the AMI and its
+snapshot, re-run (nothing changes), clean up. Opt in with IMGPUB_LIVE_AWS=<region> and credentials
+from boto3's standard chain (AWS_PROFILE, SSO, environment keys, an instance role); skipped otherwise.
+
+The caller needs the "publish" policy of providers/aws/README.md. Everything the test made (AMIs and
+snapshots tagged with its unique imgpub:name) is deregistered and deleted at the end, also when an
+assertion fails.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import imgpub
+from imgpub.identity import TAG_DIGEST, TAG_MANAGED, TAG_NAME, TAG_VERSION
+from live.conftest import LiveRun, opt_in
+
+SNAPSHOT_RELEASE_SECONDS = 120
+"""How long a deregistered AMI may keep its snapshot "in use" before DeleteSnapshot succeeds."""
+
+
+def test_publish_check_rerun_and_clean_up(live_run: LiveRun) -> None:
+    (region,) = opt_in("IMGPUB_LIVE_AWS", "<region>")
+    path = live_run.manifest(
+        f"  - name: ami\n    provider: aws\n    region: {region}\n    tags: {{owner: imgpub-live-test}}\n"
+    )
+    state = live_run.folder / "state"
+    ec2 = _ec2(region)
+    try:
+        first = imgpub.publish(path, state_dir=state)
+        (target,) = first.targets
+        assert target.ok, target.error
+        assert target.published is not None and target.published.changed
+        (artifact,) = target.published.artifacts
+        assert artifact.region == region
+
+        (image,) = ec2.describe_images(ImageIds=[artifact.id])["Images"]
+        assert image["State"] == "available" and image["Name"] == f"{live_run.name}-{live_run.version}"
+        assert (image["Architecture"], image["BootMode"], image["VirtualizationType"]) == (
+            "x86_64",
+            "uefi",
+            "hvm",
+        )
+        assert image["ImdsSupport"] == "v2.0" and image["EnaSupport"] is True
+        assert image["RootDeviceName"] == "/dev/xvda"
+        (mapping,) = image["BlockDeviceMappings"]
+        assert mapping["DeviceName"] == "/dev/xvda" and mapping["Ebs"]["VolumeType"] == "gp3"
+        want = {
+            TAG_NAME: live_run.name,
+            TAG_VERSION: live_run.version,
+            TAG_DIGEST: target.digest,
+            TAG_MANAGED: "imgpub",
+            "purpose": "imgpub-live-test",
+            "owner": "imgpub-live-test",
+        }
+        assert _tags(image) == want
+        (snapshot,) = ec2.describe_snapshots(SnapshotIds=[mapping["Ebs"]["SnapshotId"]])["Snapshots"]
+        assert (
+            snapshot["State"] == "completed" and snapshot["VolumeSize"] == mapping["Ebs"]["VolumeSize"] == 1
+        )
+        assert _tags(snapshot) == want, "the snapshot carries the AMI's tags and the image labels"
+
+        second = imgpub.publish(path, state_dir=state)
+        assert second.ok and second.targets[0].published is not None
+        assert not second.targets[0].published.changed
+        assert [a.id for a in second.targets[0].published.artifacts] == [artifact.id]
+        status = imgpub.status(path, state_dir=state).targets[0].status
+        assert status is not None and status.drift == []
+    finally:
+        _delete_everything(ec2, live_run.name)
+
+
+def _ec2(region: str) -> Any:
+    import boto3  # type: ignore[import-untyped]
+
+    return boto3.client("ec2", region_name=region)
+
+
+def _tags(resource: dict[str, Any]) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in resource.get("Tags", [])}
+
+
+def _delete_everything(ec2: Any, name: str) -> None:
+    """Deregister every AMI and delete every snapshot tagged with this run's unique image name."""
+    mine = [{"Name": f"tag:{TAG_NAME}", "Values": [name]}]
+    for image in ec2.describe_images(Owners=["self"], Filters=mine)["Images"]:
+        ec2.deregister_image(ImageId=image["ImageId"])
+    deadline = time.monotonic() + SNAPSHOT_RELEASE_SECONDS
+    for snapshot in ec2.describe_snapshots(OwnerIds=["self"], Filters=mine)["Snapshots"]:
+        while True:
+            try:
+                ec2.delete_snapshot(SnapshotId=snapshot["SnapshotId"])
+                break
+            except ec2.exceptions.ClientError as exc:
+                in_use = exc.response["Error"]["Code"] == "InvalidSnapshot.InUse"
+                if not in_use or time.monotonic() > deadline:
+                    raise
+                time.sleep(5)
