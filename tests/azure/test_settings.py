@@ -157,3 +157,61 @@ def test_size_limits_of_each_upload_path():
     assert not provider.check(small, _settings())
     huge = _image(virtual_size=9 << 40)
     assert "upload" in _fields(provider.check(huge, _settings()))
+
+
+def _values(enum) -> set[str]:
+    return {str(e.value) for e in enum}
+
+
+def _literal(name: str) -> set[str]:
+    import typing
+
+    from imgpub_azure import settings
+
+    return set(typing.get_args(getattr(settings, name)))
+
+
+def test_storage_account_types_are_the_sdk_enums_of_where_they_go():
+    """Gallery replicas: StorageAccountType (TargetRegion / publishing profile); a managed image's OS
+    disk: StorageAccountTypes less the data-disk-only types; the upload disk: DiskStorageAccountTypes."""
+    from imgpub_azure.managed_disk import UPLOAD_DISK_SKU
+    from imgpub_azure.settings import GallerySettings
+
+    assert _literal("GalleryStorageAccountType") == _values(m.StorageAccountType)
+    assert "PremiumV2_LRS" in _literal("GalleryStorageAccountType")
+    assert _literal("OsDiskStorageAccountType") == _values(m.StorageAccountTypes) - {
+        "UltraSSD_LRS",
+        "PremiumV2_LRS",
+    }
+    assert UPLOAD_DISK_SKU in _values(m.DiskStorageAccountTypes)
+    # and each field maps to that enum in the SDK models
+    from fakes.arm.contract import enum_of, members
+
+    assert enum_of(members(m.TargetRegion)["storageAccountType"].hint) is m.StorageAccountType
+    assert (
+        enum_of(members(m.GalleryImageVersionPublishingProfile)["storageAccountType"].hint)
+        is m.StorageAccountType
+    )
+    assert enum_of(members(m.ImageOSDisk)["storageAccountType"].hint) is m.StorageAccountTypes
+    assert enum_of(members(m.DiskSku)["name"].hint) is m.DiskStorageAccountTypes
+    gallery = GallerySettings(
+        name="g",
+        storage_account_type="PremiumV2_LRS",
+        target_regions=[{"name": "eastus", "storage_account_type": "PremiumV2_LRS"}],
+    )
+    assert gallery.target_regions[0].storage_account_type == "PremiumV2_LRS"
+
+
+def test_security_types_are_the_sdk_enums():
+    assert _literal("SecurityType") == (_values(m.SecurityTypes) - {"Standard"}) | _values(
+        m.SupportedSecurityOption
+    ) | {"ConfidentialVMSupported"}
+
+
+def test_unset_new_settings_leave_earlier_digests_alone():
+    plain = _settings(gallery={"name": "g"}).identity()
+    assert "disk_encryption_set" not in plain and "os_disk_storage_account_type" not in plain
+    assert "security_type" not in plain["gallery"]
+    group = f"/subscriptions/{BASE['subscription_id']}/resourceGroups/k"
+    des = f"{group}/providers/Microsoft.Compute/diskEncryptionSets/d"
+    assert _settings(disk_encryption_set=des).identity()["disk_encryption_set"] == des

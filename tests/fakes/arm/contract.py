@@ -27,7 +27,7 @@ import azure.mgmt.compute.operations._operations as _operations_module
 from azure.mgmt.compute import models as m
 from azure.mgmt.compute._utils.model_base import Model, _RestField
 
-__all__ = ["Member", "Violation", "check_body", "members", "pinned_api_version", "unknown_fields"]
+__all__ = ["Member", "Violation", "check_body", "enum_of", "members", "pinned_api_version", "unknown_fields"]
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ def members(cls: type) -> dict[str, Member]:
     return out
 
 
-def _enum_of(hint: Any) -> type[Enum] | None:
+def enum_of(hint: Any) -> type[Enum] | None:
     base, _ = _strip_optional(hint)
     for arg in typing.get_args(base) if typing.get_origin(base) in (typing.Union, UnionType) else ():
         if isinstance(arg, type) and issubclass(arg, Enum):
@@ -82,7 +82,7 @@ def _type_error(value: Any, hint: Any) -> str | None:
     base, _ = _strip_optional(hint)
     if value is None:
         return None
-    if _enum_of(hint) is not None or base is str:
+    if enum_of(hint) is not None or base is str:
         return None if isinstance(value, str) else "string"
     if base is bool:
         return None if isinstance(value, bool) else "boolean"
@@ -153,7 +153,7 @@ def _check_value(value: Any, hint: Any, where: str) -> list[Violation]:
         ]
     if value is None:
         return []
-    enum = _enum_of(hint)
+    enum = enum_of(hint)
     if enum is not None:
         allowed = [str(e.value) for e in enum]
         if value.lower() not in {a.lower() for a in allowed}:

@@ -30,6 +30,12 @@ def disk_access(arm: FakeArm, disk_path: str, action: str, body: bytes) -> tuple
         bad = check_body(doc, m.GrantAccessData)
         if bad:
             raise ArmError(400, bad[0].code, bad[0].message, bad[0].target)
+        if props.get("provisioningState") != "Succeeded":
+            raise ArmError(
+                409,
+                "OperationNotAllowed",
+                f"the disk is in provisioning state {props.get('provisioningState')}",
+            )
         if doc.get("access") != "Write" or props["diskState"] not in ("ReadyToUpload", "ActiveUpload"):
             raise ArmError(
                 409, "OperationNotAllowed", f"cannot grant {doc.get('access')} in {props['diskState']}"
