@@ -42,7 +42,7 @@ def _error(**fields) -> str:
             {"resource_group": "golden images/prod."},
             "resource_group: resource group names take 1-90 letters, "
             "digits, '_', '-', '.', '(' and ')', and do "
-            "not end in '.'; ' ', '/' is not allowed",
+            "not end in '.'; ' ' and '/' are not allowed",
         ),
         (
             {"resource_group": "prod."},

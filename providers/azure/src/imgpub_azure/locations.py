@@ -39,14 +39,15 @@ LOCATION_PATTERN = r"[a-z][a-z0-9]*"
 _FORM = "Azure locations are lowercase letters and digits without spaces, e.g. westeurope"
 _SOURCE = "imgpub's list of Azure locations (learn.microsoft.com regions list, 2025-09)"
 _OTHER_CLOUD = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+[a-z]?$")
-"""eu-west-1 (AWS), europe-west1 is caught by the pattern too."""
+"""eu-west-1, us-gov-west-1: an AWS region name."""
 
 
 def location_problem(field: str, location: str) -> Problem | None:
     """None for a known location; an error for a malformed or misspelt one; a warning for a new one."""
-    problem = region_problem(
+    if _OTHER_CLOUD.match(location):  # a did-you-mean would only mislead here
+        return Problem(
+            field, f"{location!r} is not a region name: {_FORM} ({location!r} is an AWS-style region name)"
+        )
+    return region_problem(
         field, location, AZURE_LOCATIONS, pattern=LOCATION_PATTERN, form=_FORM, source=_SOURCE
     )
-    if problem is not None and not problem.warning and _OTHER_CLOUD.match(location):
-        return Problem(field, f"{problem.message} ({location!r} is an AWS-style region name)")
-    return problem

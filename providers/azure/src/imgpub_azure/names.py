@@ -59,7 +59,8 @@ def resource_group_problem(name: str) -> str | None:
     )
     rule = "resource group names take 1-90 letters, digits, '_', '-', '.', '(' and ')', and do not end in '.'"
     if bad:
-        return f"{rule}; {', '.join(repr(c) for c in bad)} is not allowed"
+        listed = " and ".join(", ".join(repr(c) for c in bad).rsplit(", ", 1))
+        return f"{rule}; {listed} {'is' if len(bad) == 1 else 'are'} not allowed"
     if not 1 <= len(name) <= 90 or name.endswith("."):
         return rule
     return None
