@@ -1,0 +1,141 @@
+"""Acceptance run against a real Azure subscription: publish the quickstart disk as a managed image
+and a gallery image version (in a throwaway gallery it creates), check them, re-run, clean up.
+
+Opt in with IMGPUB_LIVE_AZURE=<subscription id>/<resource group>, IMGPUB_LIVE_AZURE_LOCATION (e.g.
+westeurope) and IMGPUB_LIVE_AZURE_STORAGE (a storage account in that resource group and location),
+with credentials DefaultAzureCredential finds (`az login`, AZURE_CLIENT_ID/AZURE_TENANT_ID/
+AZURE_CLIENT_SECRET, a managed identity); skipped otherwise. The identity needs the custom role of
+providers/azure/README.md ("Least privilege") on the resource group, plus gallery create/delete.
+
+Everything the test made (gallery version, definition, gallery, managed image, the page blob, and the
+container if it was not there) is deleted at the end, also when an assertion fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Any
+
+import pytest
+
+import imgpub
+from imgpub.identity import TAG_DIGEST, TAG_MANAGED, TAG_NAME, TAG_VERSION
+from imgpub_azure.clients import AzureClients
+from imgpub_azure.names import blob_name, default_definition, default_image_name, region_key, text
+from imgpub_azure.settings import AzureSettings
+from live.conftest import REAL_ENV, LiveRun, opt_in
+
+CONTAINER = "imgpub-live"
+
+
+def _required(variable: str, example: str) -> str:
+    value = REAL_ENV.get(variable, "")
+    if not value:
+        pytest.skip(f"live test: set {variable} (e.g. {example}) with IMGPUB_LIVE_AZURE to run it")
+    return value
+
+
+def test_publish_check_rerun_and_clean_up(live_run: LiveRun) -> None:
+    subscription, group = opt_in("IMGPUB_LIVE_AZURE", "<subscription id>/<resource group>", parts=2)
+    location = _required("IMGPUB_LIVE_AZURE_LOCATION", "westeurope")
+    account = _required("IMGPUB_LIVE_AZURE_STORAGE", "mystorageaccount")
+    publish_check_rerun_and_clean_up(live_run, subscription, group, location, account)
+
+
+def publish_check_rerun_and_clean_up(
+    live_run: LiveRun,
+    subscription: str,
+    group: str,
+    location: str,
+    account: str,
+    extra: dict[str, str] | None = None,
+    credential: Any = None,
+) -> None:
+    """The acceptance run; `extra` target settings and `credential` point it elsewhere (endpoints)."""
+    gallery = f"imgpub_live_{live_run.name.rsplit('-', 1)[1]}"
+    image_name = default_image_name(live_run.name, live_run.version)
+    definition = default_definition(live_run.name)
+    target: dict[str, Any] = {
+        "name": "azure",
+        "provider": "azure",
+        "subscription_id": subscription,
+        "resource_group": group,
+        "location": location,
+        "storage_account": account,
+        "container": CONTAINER,
+        **(extra or {}),
+    }
+    path = live_run.manifest(
+        "  - "
+        + "\n    ".join(f"{k}: {json.dumps(v)}" for k, v in target.items())
+        + f"\n    gallery: {{name: {gallery}}}\n"
+    )
+    clients = AzureClients(AzureSettings.model_validate({**target, "gallery": {"name": gallery}}), credential)
+    container_was_there = clients.container(CONTAINER).exists()
+    state = live_run.folder / "state"
+    try:
+        first = imgpub.publish(path, state_dir=state)
+        (published,) = first.targets
+        assert published.ok, published.error
+        assert published.published is not None and published.published.changed
+        assert [a.kind for a in published.published.artifacts] == ["image", "gallery-image-version"]
+        tags = {
+            "purpose": "imgpub-live-test",
+            TAG_NAME: live_run.name,
+            TAG_VERSION: live_run.version,
+            TAG_DIGEST: published.digest,
+            TAG_MANAGED: "imgpub",
+        }
+
+        compute = clients.compute
+        image = compute.images.get(group, image_name)
+        assert image.properties.provisioning_state == "Succeeded"
+        assert text(image.properties.hyper_v_generation) == "V2"
+        assert dict(image.tags or {}) == tags
+        version = compute.gallery_image_versions.get(
+            group, gallery, definition, live_run.version, expand="ReplicationStatus"
+        )
+        assert version.properties.provisioning_state == "Succeeded"
+        assert dict(version.tags or {}) == tags
+        summary = version.properties.replication_status.summary
+        assert {region_key(s.region): text(s.state) for s in summary} == {location: "Completed"}
+        defined = compute.gallery_images.get(group, gallery, definition).properties
+        assert defined.provisioning_state == "Succeeded" and text(defined.hyper_v_generation) == "V2"
+        assert not clients.blob(CONTAINER, blob_name(image_name)).exists()  # the upload is gone
+
+        second = imgpub.publish(path, state_dir=state)
+        assert second.ok and second.targets[0].published is not None
+        assert not second.targets[0].published.changed
+        status = imgpub.status(path, state_dir=state).targets[0].status
+        assert status is not None and status.drift == []
+    finally:
+        _delete_everything(
+            clients, group, gallery, definition, live_run.version, image_name, container_was_there
+        )
+
+
+def _delete_everything(
+    clients: AzureClients,
+    group: str,
+    gallery: str,
+    definition: str,
+    version: str,
+    image: str,
+    keep_container: bool,
+) -> None:
+    from azure.core.exceptions import ResourceNotFoundError
+
+    compute: Any = clients.compute
+    steps = [
+        lambda: compute.gallery_image_versions.begin_delete(group, gallery, definition, version).result(),
+        lambda: compute.gallery_images.begin_delete(group, gallery, definition).result(),
+        lambda: compute.galleries.begin_delete(group, gallery).result(),
+        lambda: compute.images.begin_delete(group, image).result(),
+        lambda: clients.blob(CONTAINER, blob_name(image)).delete_blob(),
+    ]
+    if not keep_container:
+        steps.append(lambda: clients.container(CONTAINER).delete_container())
+    for step in steps:
+        with contextlib.suppress(ResourceNotFoundError):
+            step()
