@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+import imgpub
+from imgpub.errors import ManifestError
 from imgpub.provider import ImageInfo, Problem
 from imgpub_aws import AwsProvider, AwsSettings
 
@@ -159,6 +161,16 @@ def test_good_volumes() -> None:
     assert errors(volume_type="gp3", iops=6000, throughput=500) == {}
 
 
+def test_deprecation_limits() -> None:
+    assert errors(deprecate_after="3650d") == {}
+    assert "at most 10 years ahead" in errors(deprecate_after="3660d")["deprecate_after"]
+    assert (
+        "public AMIs at most 2 years ahead" in errors(deprecate_after="800d", public=True)["deprecate_after"]
+    )
+    assert "at most 10 years" in errors(deprecate_after="2099-01-01T00:00:00Z")["deprecate_after"]
+    assert "in the past" in errors(deprecate_after="2001-01-01T00:00:00Z")["deprecate_after"]
+
+
 # ---------------------------------------------------------------- Secure Boot, UEFI data
 def test_secure_boot_needs_uefi_data(tmp_path: Path) -> None:
     found = errors(info(secure_boot=True))
@@ -178,6 +190,23 @@ def test_labels_and_tags_follow_aws_tag_rules() -> None:
     assert "image.labels.team" not in found and "tags.ok" not in found
     assert "reserved" in errors(tags={"AWS:x": "1"})["tags.AWS:x"]
     assert "values are at most 255" in errors(info(labels={"long": "v" * 256}))["image.labels.long"]
+
+
+def test_a_dotted_key_is_quoted_so_the_error_points_at_it(tmp_path: Path) -> None:
+    assert "cannot be represented" in errors(info(labels={"app.tier": "a#b"}))['image.labels["app.tier"]']
+    assert "reserved" in errors(tags={"aws:cost.center": "1"})['tags["aws:cost.center"]']
+    manifest = tmp_path / "imgpub.yaml"
+    disk = tmp_path / "disk.raw"
+    disk.write_bytes(bytes(1 << 20))
+    manifest.write_text(
+        "image:\n  name: demo\n  version: '1.0'\n  source: disk.raw\n  boot: uefi\n"
+        "targets:\n  - name: ami\n    provider: aws\n    region: eu-west-1\n"
+        "    tags:\n      team: os\n      cost.center: 'R&D'\n"
+    )
+    with pytest.raises(ManifestError) as caught:
+        imgpub.validate(manifest)
+    assert str(caught.value).startswith(f'{manifest}:12:20: targets[0].tags["cost.center"]: ')
+    assert "'&' cannot be represented" in str(caught.value)
 
 
 def test_a_key_in_labels_and_tags_must_agree() -> None:

@@ -35,6 +35,9 @@ def test_every_code_the_provider_handles_is_in_the_table() -> None:
     assert {"ResourceNotFoundException", "OperationNotPermitted", "NoSuchEntity"} <= used, (
         "the scan is broken"
     )
+    for path in SRC.glob("*.py"):  # dotted EC2 codes kept in constants (_GONE = ("X.NotFound", ...))
+        used |= set(re.findall(r"\"([A-Z][A-Za-z]+\.[A-Z][A-Za-z]+)\"", path.read_text()))
+    assert {"InvalidSnapshot.InUse", "InvalidAMIID.NotFound"} <= used, "the constant scan is broken"
     assert used <= set(CODES), f"codes missing from errors.CODES: {sorted(used - set(CODES))}"
 
 

@@ -7,7 +7,7 @@ every error names the field, and a region botocore does not know yet is only a w
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from imgpub.provider import ImageInfo, Problem
 from imgpub_aws.kms import kms_problems
@@ -21,6 +21,10 @@ __all__ = ["problems"]
 GIB = 1 << 30
 UEFI_DATA_MAX = 64000 * 3 // 4
 """RegisterImage UefiData is at most 64,000 base64 characters: 48,000 bytes of variable store."""
+DEPRECATE_MAX = timedelta(days=3652)
+DEPRECATE_PUBLIC = timedelta(days=730)
+"""EnableImageDeprecation's DeprecateAt: "The upper limit ... is 10 years from now, except for public
+AMIs, where the upper limit is 2 years from the creation date"."""
 SECURE_BOOT = (
     "secure_boot: true needs uefi_data on AWS: Secure Boot keys (PK, KEK, db) reach an AMI only through "
     "RegisterImage's UefiData (a variable store from GetInstanceUefiData or python-uefivars); without "
@@ -45,11 +49,7 @@ def problems(image: ImageInfo, settings: AwsSettings) -> list[Problem]:
         out.append(Problem("public", "encrypted AMIs cannot be made public"))
     if settings.upload == "s3-import" and not settings.s3_bucket:
         out.append(Problem("s3_bucket", "upload: s3-import needs s3_bucket"))
-    after = settings.deprecate_after
-    if isinstance(after, datetime) and (after if after.tzinfo else after.replace(tzinfo=UTC)) < datetime.now(
-        UTC
-    ):
-        out.append(Problem("deprecate_after", f"{after.isoformat()} is in the past"))
+    out += _deprecation_problems(settings)
     out += tag_problems(image, settings)
     if settings.share_snapshots and not settings.share_accounts:
         out.append(Problem("share_snapshots", "share_snapshots needs share_accounts"))
@@ -78,6 +78,27 @@ def _boot_problems(image: ImageInfo, settings: AwsSettings) -> list[Problem]:
                 )
             )
     return out
+
+
+def _deprecation_problems(settings: AwsSettings) -> list[Problem]:
+    """EnableImageDeprecation: not in the past, at most 10 years ahead, 2 years for public AMIs
+    (counted from the AMI's creation, which is about now for a new one)."""
+    after = settings.deprecate_after
+    if after is None:
+        return []
+    now = datetime.now(UTC)
+    if isinstance(after, datetime):
+        when = after if after.tzinfo else after.replace(tzinfo=UTC)
+        if when < now:
+            return [Problem("deprecate_after", f"{after.isoformat()} is in the past")]
+        ahead = when - now
+    else:
+        ahead = after
+    limit, why = (DEPRECATE_PUBLIC, "public AMIs") if settings.public else (DEPRECATE_MAX, "AMIs")
+    if ahead > limit:
+        years = limit.days // 365
+        return [Problem("deprecate_after", f"EC2 deprecates {why} at most {years} years ahead")]
+    return []
 
 
 def _region_problems(settings: AwsSettings) -> list[Problem]:

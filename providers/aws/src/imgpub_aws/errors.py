@@ -72,6 +72,13 @@ CODES: dict[str, Rule] = {
     "IncorrectState": Rule("invalid"),
     "InvalidAMIID.Malformed": Rule("invalid"),
     "InvalidKMSKey.Id": Rule("invalid", "check kms_key_id / kms_key_ids: the key must exist in that region"),
+    "InvalidParameterDependency": Rule("invalid", "a KMS key needs encrypted: true"),
+    "InvalidSnapshotID.Malformed": Rule("invalid"),
+    "TagLimitExceeded": Rule(
+        "invalid", "AMIs and snapshots take at most 50 tags: fewer image.labels or tags"
+    ),
+    "InvalidBucketName": Rule("invalid", "fix s3_bucket"),
+    "KeyTooLongError": Rule("invalid", "shorten s3_prefix"),
     "InvalidUserID.Malformed": Rule("invalid", "share_accounts must be 12-digit account ids"),
     # things that are not there
     "ResourceNotFoundException": Rule("missing"),

@@ -48,12 +48,10 @@ class Found:
         return [img for img in self.images if img.get("State") in FAILED_STATES]
 
     def broken_snapshots(self) -> list[dict[str, Any]]:
-        """Snapshots in `error` that no usable AMI uses (a failed AMI's go with it)."""
-        failed_use = {s for img in self.failed() for s in snapshot_ids(img)}
+        """Snapshots in `error` that no AMI uses (a failed AMI's go with it; a usable AMI's cannot)."""
+        used = {s for img in self.images for s in snapshot_ids(img)}
         return [
-            s
-            for s in self.snapshots.values()
-            if s.get("State") == "error" and s["SnapshotId"] not in failed_use
+            s for s in self.snapshots.values() if s.get("State") == "error" and s["SnapshotId"] not in used
         ]
 
 

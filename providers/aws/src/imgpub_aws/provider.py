@@ -133,7 +133,7 @@ class _Run:
         )
         self.ctx.progress.stage(f"register {region}")
         ec2 = self.ec2(region)
-        return swap(region, lambda: register_image(ec2, self.call, region, params))
+        return swap(region, lambda: register_image(ec2, self.call, region, params), "RegisterImage")
 
     def copy_request(self, home: dict[str, Any]) -> CopyRequest:
         s = self.settings
@@ -196,7 +196,7 @@ class AwsProvider(Provider[AwsSettings]):
                 Action(
                     "replace",
                     img["ImageId"],
-                    "deregister once the new AMI is ready, then delete its snapshots",
+                    "deregister as the new AMI takes its place; its snapshots go once all are available",
                     r,
                 )
                 for r, img in conflicts

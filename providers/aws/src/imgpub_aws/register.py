@@ -124,9 +124,15 @@ def describe_new(ec2: Any, call: Caller, region: str, image_id: str) -> list[dic
 
 
 def wait_available(
-    ec2: Any, call: Caller, region: str, image_id: str, sleep: Callable[[float], None] = time.sleep
+    ec2: Any,
+    call: Caller,
+    region: str,
+    image_id: str,
+    operation: str = "RegisterImage",
+    sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
-    """Poll DescribeImages until the AMI is available; `failed` or a timeout is a CloudError."""
+    """Poll DescribeImages until the AMI is available; `failed` or a timeout is a CloudError of the
+    `operation` that made the AMI."""
     deadline, delay = time.monotonic() + WAIT_TIMEOUT_SECONDS, 1.0
     while True:
         images = describe_new(ec2, call, region, image_id)
@@ -136,7 +142,7 @@ def wait_available(
         if state in ("failed", "missing", "error", "invalid", "deregistered") or time.monotonic() > deadline:
             reason = images[0].get("StateReason", {}).get("Message", "") if images else ""
             raise CloudError(
-                call.target, "RegisterImage", f"image {image_id} is {state} {reason}".strip(), region=region
+                call.target, operation, f"image {image_id} is {state} {reason}".strip(), region=region
             )
         sleep(delay)
         delay = min(delay * 2, 30.0)

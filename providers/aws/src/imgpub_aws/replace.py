@@ -94,7 +94,7 @@ class Retirement:
             )
         self._save()
 
-    def swap(self, region: str, make: Make) -> dict[str, Any]:
+    def swap(self, region: str, make: Make, operation: str) -> dict[str, Any]:
         """Make the new AMI in `region` in place of the old ones there; returns it once available."""
         ec2 = self.ec2(region)
         with self._lock:
@@ -105,7 +105,7 @@ class Retirement:
         made: str | None = None
         try:
             made = make()
-            image = wait_available(ec2, self.call, region, made)
+            image = wait_available(ec2, self.call, region, made, operation)
         except TargetError as exc:
             if not clashing:
                 raise

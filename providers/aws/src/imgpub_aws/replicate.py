@@ -35,9 +35,9 @@ SNAPSHOT_NOT_YET_VISIBLE = "InvalidSnapshot.NotFound"
 
 Make = Callable[[], str]
 """Makes an AMI (RegisterImage or CopyImage) and returns its id."""
-Swap = Callable[[str, Make], dict[str, Any]]
-"""Runs `make` in a region and returns the available AMI (replace.Retirement.swap retires the old
-AMI around it)."""
+Swap = Callable[[str, Make, str], dict[str, Any]]
+"""Runs `make` (the operation named) in a region and returns the available AMI
+(replace.Retirement.swap retires the old AMI around it)."""
 
 
 @dataclass
@@ -111,7 +111,10 @@ def copy_images(
         def make() -> str:
             return copy_image(ec2, call, region, params)
 
-        image = wait_available(ec2, call, region, make()) if swap is None else swap(region, make)
+        if swap is None:
+            image = wait_available(ec2, call, region, make(), "CopyImage")
+        else:
+            image = swap(region, make, "CopyImage")
         tag_image(ec2, call, region, image, request.tags)
         progress.note(f"copied to {region}: {image['ImageId']}")
         return image

@@ -44,6 +44,14 @@ def _bad_characters(text: str) -> str:
     return "".join(sorted(bad))
 
 
+def _field(mapping: str, key: str) -> str:
+    """`tags.team`, or `tags["app.tier"]` for a key a dotted path would split (or read as an index)."""
+    if re.fullmatch(r"[^.\[\]\"']+", key) and not key.isdigit():
+        return f"{mapping}.{key}"
+    quote = "'" if '"' in key else '"'
+    return f"{mapping}[{quote}{key}{quote}]"
+
+
 def _one_tag(field: str, key: str, value: str) -> list[Problem]:
     if key.lower().startswith(_RESERVED):
         return [Problem(field, f"tag keys starting with {' or '.join(_RESERVED)} are reserved")]
@@ -66,13 +74,13 @@ def tag_problems(image: ImageInfo, settings: AwsSettings) -> list[Problem]:
     """Every label and tag that AWS would refuse, a key set twice with two values, and the count."""
     out: list[Problem] = []
     for key, value in image.labels.items():
-        out += _one_tag(f"image.labels.{key}", key, value)
+        out += _one_tag(_field("image.labels", key), key, value)
     for key, value in settings.tags.items():
-        out += _one_tag(f"tags.{key}", key, value)
+        out += _one_tag(_field("tags", key), key, value)
         if key in image.labels and image.labels[key] != value:
             out.append(
                 Problem(
-                    f"tags.{key}",
+                    _field("tags", key),
                     f"image.labels sets {key}={image.labels[key]!r} and tags sets {key}={value!r}; "
                     "a tag has one value, so keep one of them",
                 )
