@@ -27,7 +27,7 @@ import ssl
 import threading
 import uuid
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -37,13 +37,14 @@ from azure.mgmt.compute import models as m
 
 from fakes.arm.contract import check_body, pinned_api_version
 from fakes.arm.disks import disk_access
+from fakes.arm.http import error, make_handler
 from fakes.arm.operations import Failure, Operations
 from fakes.arm.rules import ArmError, Rules
+from fakes.arm.views import view
 
 __all__ = ["ArmError", "FakeArm"]
 
 DISK_CONTAINER = "fakedisks"
-RATE_LIMIT = "11999"
 
 
 @dataclass
@@ -120,7 +121,7 @@ class FakeArm:
         cert = self._ca.issue_cert("127.0.0.1", "localhost")
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         cert.configure_cert(context)
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), _make_handler(self))
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), make_handler(self))
         self.server.daemon_threads = True
         self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         self.url = f"https://127.0.0.1:{self.server.server_address[1]}"
@@ -219,7 +220,7 @@ class FakeArm:
                     if fault.status == 429:
                         kind = "reads" if method == "GET" else "writes"
                         extra[f"x-ms-ratelimit-remaining-subscription-{kind}"] = "0"
-                    return fault.status, extra, _error(fault.code, f"injected {fault.status}")
+                    return fault.status, extra, error(fault.code, f"injected {fault.status}")
         if not headers.get("authorization", "").startswith("Bearer "):
             return self._refuse(method, path, ArmError(401, "AuthenticationFailed", "no bearer token"))
         if "api-version" not in query:
@@ -241,7 +242,7 @@ class FakeArm:
 
     def _refuse(self, method: str, path: str, exc: ArmError) -> tuple[int, dict[str, str], Any]:
         self.refusals.append((method, path, exc.code))
-        return exc.status, {}, _error(exc.code, exc.message, exc.target)
+        return exc.status, {}, error(exc.code, exc.message, exc.target)
 
     def _resource(
         self, method: str, path: str, rg: str, rest: str, query: dict[str, str], body: bytes
@@ -382,63 +383,4 @@ class FakeArm:
         return 200, {}, op.output
 
     def _view(self, res: dict[str, Any], query: dict[str, str]) -> dict[str, Any]:
-        """The resource as ARM returns it, read-only members included."""
-        out = {k: v for k, v in res.items() if not k.startswith("_")}
-        out["properties"] = json.loads(json.dumps(res["properties"]))
-        if res["type"].endswith("versions"):
-            profile = out["properties"].setdefault("publishingProfile", {})
-            profile.setdefault("publishedDate", "2026-01-01T00:00:00+00:00")
-            os_disk = out["properties"].get("storageProfile", {}).get("osDiskImage")
-            if os_disk is not None:
-                os_disk["sizeInGB"] = 1
-        if "_regions" in res and query.get("$expand") == "ReplicationStatus":
-            out["properties"]["replicationStatus"] = self._replication(res)
-        return out
-
-    def _replication(self, res: dict[str, Any]) -> dict[str, Any]:
-        done = res.get("_done", False)
-        summary = []
-        for region in res["_regions"]:
-            failed = self.fail_replication.get(region.replace(" ", "").lower())
-            state = ("Failed" if failed else "Completed") if done else "Replicating"
-            progress = 100 if done and not failed else 50
-            summary.append({"region": region, "state": state, "details": failed or "", "progress": progress})
-        failed_any = any(s["state"] == "Failed" for s in summary)
-        aggregated = "InProgress" if not done else ("Failed" if failed_any else "Completed")
-        return {"aggregatedState": aggregated, "summary": summary}
-
-
-def _error(code: str, message: str, target: str | None = None) -> dict[str, Any]:
-    error: dict[str, Any] = {"code": code, "message": message}
-    if target:
-        error["target"] = target
-    return {"error": error}
-
-
-def _make_handler(arm: FakeArm) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            status, extra, doc = arm.handle(self.command, self.path, headers, body)
-            payload = b"" if doc is None else json.dumps(doc).encode()
-            self.send_response(status)
-            kind = "reads" if self.command == "GET" else "writes"
-            extra.setdefault(f"x-ms-ratelimit-remaining-subscription-{kind}", RATE_LIMIT)
-            for k, v in extra.items():
-                self.send_header(k, v)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.send_header("x-ms-request-id", uuid.uuid4().hex)
-            self.end_headers()
-            self.wfile.write(payload)
-
-        do_GET = do_PUT = do_POST = do_DELETE = do_PATCH = _serve  # noqa: N815
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    return Handler
+        return view(res, query, self.fail_replication)
