@@ -36,7 +36,7 @@ def digest_of(image: dict[str, Any]) -> str:
 
 def publish_old(moto: Moto, settings: Any, disk: DiskImage, tmp_path: Path) -> Published:
     published = AwsProvider().publish(image_info(disk), settings, disk, context(tmp_path, digest=OLD))
-    assert len(published.artifacts) == 1 + len(settings.regions)
+    assert len(published.artifacts) == len(settings.all_regions)
     return published
 
 
@@ -149,6 +149,32 @@ def test_when_the_old_ami_cannot_come_back_the_error_says_what_is_kept(
         (image,) = amis(moto, region).values()
         assert digest_of(image) == NEW
     assert journal.get(JOURNAL_KEY) is None
+
+
+def test_an_optional_region_whose_copy_fails_keeps_its_old_ami(
+    moto: Moto, settings_for: Any, disk: DiskImage, tmp_path: Path
+) -> None:
+    """The old AMI there has another name (no clash), so it would go after the new copy: there is none."""
+    old = publish_old(
+        moto, settings_for(optional_regions=["ap-south-1"], ami_name="golden (old)"), disk, tmp_path
+    )
+    kept = next(a for a in old.artifacts if a.region == "ap-south-1")
+    moto.fault("CopyImage", status=403, code="UnauthorizedOperation", region="ap-south-1", count=10)
+    journal = Journal(tmp_path / "journal.json")
+
+    new = AwsProvider().publish(
+        image_info(disk),
+        settings_for(optional_regions=["ap-south-1"]),
+        disk,
+        context(tmp_path, digest=NEW, replace=True, journal=journal),
+    )
+    assert "optional region ap-south-1 skipped" in new.warnings[0]
+    assert list(amis(moto, "ap-south-1")) == [kept.id] and set(kept.extra["snapshots"]) <= snapshots(
+        moto, "ap-south-1"
+    )
+    (home,) = amis(moto, "us-east-1").values()
+    assert digest_of(home) == NEW
+    assert [r["region"] for r in journal.get(JOURNAL_KEY)] == ["ap-south-1"], "still to replace there"
 
 
 def test_a_copy_that_fails_after_the_deregister_brings_the_old_copy_back(

@@ -279,9 +279,7 @@ class AwsProvider(Provider[AwsSettings]):
             for line in done:
                 ctx.progress.note(f"{region}: {line}")
             changed = changed or bool(done)
-        if retirement.pending:
-            retirement.finish()
-            changed = True
+        changed = retirement.finish(images) or changed
         return Published(ctx.target, self.name, run.artifacts(images), changed=changed, warnings=warnings)
 
     def status(self, image: ImageInfo, settings: AwsSettings, ctx: Context) -> Status:

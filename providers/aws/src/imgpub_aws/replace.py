@@ -18,7 +18,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -35,6 +35,7 @@ from imgpub_aws.share import current_permissions
 
 JOURNAL_KEY = "replace"
 _GONE = ("InvalidSnapshot.NotFound",)
+_AMI_GONE = ("InvalidAMIID.NotFound", "InvalidAMIID.Unavailable")
 _IN_USE = ("InvalidSnapshot.InUse",)
 
 
@@ -68,11 +69,6 @@ class Retirement:
         self._lock = threading.Lock()
         saved = journal.get(JOURNAL_KEY) or []
         self.retired: list[Retired] = [Retired(**r) for r in saved]
-
-    @property
-    def pending(self) -> bool:
-        """Old AMIs or snapshots are still to be removed (now, or left by a run that stopped)."""
-        return bool(self.retired)
 
     def record(self, old: list[tuple[str, dict[str, Any]]]) -> None:
         """Write down every old AMI (parameters, permissions) before anything is deregistered."""
@@ -115,12 +111,15 @@ class Retirement:
                 self._deregister(r)
         return image
 
-    def finish(self) -> None:
-        """Every new AMI is available: remove what is left of the old ones, snapshots last."""
-        for r in list(self.retired):
+    def finish(self, regions: Collection[str]) -> bool:
+        """The new AMIs in `regions` are available: remove what is left of the old ones there,
+        snapshots last. Old AMIs elsewhere (an optional region whose copy failed) stay, and stay
+        recorded: the old AMI may be all that region has. True when anything was removed."""
+        done = [r for r in self.retired if r.region in regions]
+        for r in done:
             if not r.deregistered:
                 self._deregister(r)
-        for r in list(self.retired):
+        for r in done:
             ec2 = self.ec2(r.region)
             for snap in r.snapshots:
                 try:
@@ -134,6 +133,7 @@ class Retirement:
                 self.retired.remove(r)
             self._save()
             self.progress.note(f"deleted the snapshots of replaced {r.image_id} in {r.region}")
+        return bool(done)
 
     # -- steps ----------------------------------------------------------------------------------
     def _uefi_data(self, ec2: Any, region: str, img: dict[str, Any]) -> str | None:
@@ -148,7 +148,11 @@ class Retirement:
         return str(value) if value else None
 
     def _deregister(self, r: Retired) -> None:
-        deregister(self.ec2(r.region), self.call, r.region, r.image_id)
+        try:
+            deregister(self.ec2(r.region), self.call, r.region, r.image_id)
+        except CloudError as exc:
+            if exc.code not in _AMI_GONE:  # deregistered by hand since: as good
+                raise
         with self._lock:
             r.deregistered = True
         self._save()
