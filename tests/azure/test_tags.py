@@ -3,6 +3,10 @@ tag Azure cannot take is a clear error at its field."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from imgpub.identity import TAG_DIGEST, TAG_MANAGED, TAG_NAME, TAG_VERSION
 from imgpub.provider import ImageInfo
 from imgpub_azure import AzureProvider, AzureSettings
@@ -83,3 +87,35 @@ def test_tags_azure_cannot_take_are_errors():
     }
     assert _problems(many, {f"tag{i}": "y" for i in range(6)}) == {}
     assert _problems({"team": "a"}, {"team": "b"}) == {}  # the very same name: the target's tag wins
+
+
+def test_a_tag_problem_points_at_its_line(tmp_path):
+    from imgpub.errors import ManifestError
+    from imgpub.manifest import load_manifest
+    from imgpub.pipeline import validate
+
+    quickstart = Path(__file__).resolve().parents[2] / "examples" / "quickstart" / "disk.qcow2"
+    path = tmp_path / "imgpub.yaml"
+    path.write_text(
+        "image:\n"
+        "  name: demo\n"
+        '  version: "1.0.0"\n'
+        f"  source: {quickstart}\n"
+        "  labels: {cost.center: a}\n"
+        "targets:\n"
+        "  - name: azure\n"
+        "    provider: azure\n"
+        f"    subscription_id: {SUB}\n"
+        "    resource_group: images\n"
+        "    location: westeurope\n"
+        "    storage_account: imgpubuploads\n"
+        "    tags:\n"
+        "      team: x\n"
+        "      Cost.Center: b\n"
+    )
+    with pytest.raises(ManifestError) as caught:
+        validate(load_manifest(path, env={}))
+    assert str(caught.value) == (
+        f"{path}:15:20: targets[0].tags[\"Cost.Center\"]: tag 'Cost.Center' is the same Azure tag as label "
+        "'cost.center' (tag names are case-insensitive)"
+    )

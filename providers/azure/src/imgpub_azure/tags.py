@@ -49,12 +49,19 @@ def definition_tags(image: ImageInfo, tags: Mapping[str, str] | None = None) -> 
     return {**_user_tags(image, tags or {}), TAG_NAME: image.name[:MAX_VALUE], TAG_MANAGED: "imgpub"}
 
 
+def _field(section: str, key: str) -> str:
+    """`tags.team`, or `tags["cost.center"]` for a key the dotted path cannot hold."""
+    if not re.search(r"[.\[\]'\"]", key):
+        return f"{section}.{key}"
+    return f"{section}['{key}']" if '"' in key else f'{section}["{key}"]'
+
+
 def tag_problems(image: ImageInfo, tags: Mapping[str, str]) -> list[Problem]:
     """Every label or tag Azure cannot take, at `image.labels.<key>` or `tags.<key>`."""
     problems: list[Problem] = []
     seen: dict[str, str] = {name.lower(): "imgpub's own tag" for name in _IDENTITY}
-    entries = [(f"image.labels.{k}", "label", k, v) for k, v in image.labels.items() if k not in tags]
-    entries += [(f"tags.{k}", "tag", k, v) for k, v in tags.items()]
+    entries = [(_field("image.labels", k), "label", k, v) for k, v in image.labels.items() if k not in tags]
+    entries += [(_field("tags", k), "tag", k, v) for k, v in tags.items()]
     for field, kind, name, value in entries:
         key = name.lower()
         if key.startswith("imgpub:"):
