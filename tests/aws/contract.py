@@ -45,25 +45,14 @@ class ContractViolation(AssertionError):
 
 
 class Contract:
-    """What the contract check found in one test; `expect()` lets a test send a bad request on purpose."""
+    """What the contract check saw in one test (tests/aws/conftest.py fails the test on `broken`; a
+    test that breaks the contract on purpose clears it)."""
 
     def __init__(self) -> None:
-        self.found: list[Violation] = []
-        """Violations of requests sent inside `expect()`."""
-        self.unexpected: list[str] = []
         self.checked: list[str] = []
         """`service.Operation` of every request checked."""
-        self.expected = False
-
-    def expect(self) -> Contract:
-        self.expected = True
-        return self
-
-    def __enter__(self) -> Contract:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.expected = False
+        self.broken: list[str] = []
+        """The violations found, even where the code under test swallowed the error."""
 
 
 SHAPE_CODES = {"ec2": "InvalidParameterValue", "ebs": "ValidationException", "s3": "InvalidArgument"}

@@ -112,9 +112,11 @@ def test_same_version_other_content_conflicts_unless_replace(
     settings = settings_for()
     old = AwsProvider().publish(image_info(disk), settings, disk, context(tmp_path, digest="a" * 24))
     plan = AwsProvider().plan(image_info(disk), settings, context(tmp_path, digest="b" * 24))
-    assert plan.conflict and old.artifacts[0].id in plan.conflict
-    with pytest.raises(ImageConflictError, match="--replace"):
+    assert plan.conflict and old.artifacts[0].id in plan.conflict and "--replace" not in plan.conflict
+    assert not [a for a in plan.actions if "--replace" in a.detail], "the core says how to go on, once"
+    with pytest.raises(ImageConflictError, match="--replace") as refused:
         AwsProvider().publish(image_info(disk), settings, disk, context(tmp_path, digest="b" * 24))
+    assert str(refused.value).count("--replace") == 1
     new = AwsProvider().publish(
         image_info(disk), settings, disk, context(tmp_path, digest="b" * 24, replace=True)
     )
