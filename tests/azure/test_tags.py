@@ -119,3 +119,37 @@ def test_a_tag_problem_points_at_its_line(tmp_path):
         f"{path}:15:20: targets[0].tags[\"Cost.Center\"]: tag 'Cost.Center' is the same Azure tag as label "
         "'cost.center' (tag names are case-insensitive)"
     )
+
+
+def test_changed_labels_reach_what_is_already_published(stack, disk, info):
+    settings = stack.settings(gallery={"name": "g1"})
+    provider = stack.provider()
+    before = info(labels={"team": "platform"})
+    provider.publish(before, settings, disk, stack.context(settings, before))
+    stack.arm.get("images/golden-1.2.3")["tags"]["owner"] = "someone else"  # a tag imgpub did not set
+    pages = len(stack.proxy.pages())
+
+    after = info(labels={"team": "images", "os": "ubuntu"})
+    ctx = stack.context(settings, after)
+    assert ctx.digest == stack.context(settings, before).digest  # labels are not part of the identity
+    assert (
+        "image golden-1.2.3 lacks tags team=images, os=ubuntu" in provider.status(after, settings, ctx).drift
+    )
+    plan = provider.plan(after, settings, ctx)
+    assert [(a.kind, a.resource, a.detail) for a in plan.actions] == [
+        ("tag", "image golden-1.2.3", "team=images, os=ubuntu"),
+        ("tag", "gallery image version g1/golden/1.2.3", "team=images, os=ubuntu"),
+    ]
+    assert provider.publish(after, settings, disk, ctx).changed
+
+    image_tags = stack.arm.get("images/golden-1.2.3")["tags"]
+    assert (
+        image_tags["team"] == "images"
+        and image_tags["os"] == "ubuntu"
+        and image_tags["owner"] == "someone else"
+    )
+    assert stack.arm.get("galleries/g1/images/golden/versions/1.2.3")["tags"]["team"] == "images"
+    assert len(stack.proxy.pages()) == pages
+    assert stack.arm.count("PATCH", r"/images/golden-1\.2\.3$") == 1
+    assert provider.plan(after, settings, stack.context(settings, after)).up_to_date
+    assert provider.status(after, settings, stack.context(settings, after)).drift == []

@@ -82,6 +82,13 @@ TYPES: list[tuple[re.Pattern[str], str, type]] = [
 ]
 
 
+UPDATES: dict[str, type] = {
+    "Microsoft.Compute/images": m.ImageUpdate,
+    "Microsoft.Compute/galleries/images/versions": m.GalleryImageVersionUpdate,
+}
+"""The PATCH bodies (update models) of the resources imgpub retags."""
+
+
 def resource_type(rest: str) -> tuple[str, type] | None:
     return next(((t, cls) for pattern, t, cls in TYPES if pattern.match(rest)), None)
 
@@ -278,7 +285,39 @@ class FakeArm:
                 if bad:
                     raise ArmError(400, bad[0].code, bad[0].message, bad[0].target)
                 return self._put(path, rest, rtype[0], doc, query["api-version"])
+            if method == "PATCH" and rtype[0] in UPDATES:
+                doc = json.loads(body or b"{}")
+                self.bodies.append((method, rest, doc))
+                bad = check_body(doc, UPDATES[rtype[0]])
+                if bad:
+                    raise ArmError(400, bad[0].code, bad[0].message, bad[0].target)
+                return self._patch(key, rest, doc, query["api-version"])
         raise ArmError(405, "MethodNotAllowed", method)
+
+    def _patch(
+        self, key: str, rest: str, doc: dict[str, Any], api_version: str
+    ) -> tuple[int, dict[str, str], Any]:
+        """PATCH: the tags (as given: they replace the old ones); other members are not needed here."""
+        res = self.resources.get(key)
+        if res is None or self._seen(res) is None:
+            raise ArmError(404, "ResourceNotFound", f"The Resource '{rest}' was not found.")
+        if set(doc) - {"tags"}:
+            raise ArmError(400, "InvalidParameter", "this fake updates tags only")
+        self.rules.tags(doc.get("tags") or {})
+        res["tags"] = doc.get("tags") or {}
+        res["properties"]["provisioningState"] = "Updating"
+        op = self.operations.start(key, "put")
+        return (
+            200,
+            {"Azure-AsyncOperation": self._async_url(key, res["location"], op.id, api_version)},
+            self._view(res, {}),
+        )
+
+    def _async_url(self, key: str, location: str, op_id: str, api_version: str) -> str:
+        return (
+            f"{self.url}/subscriptions/{key.split('/')[2]}/providers/Microsoft.Compute/locations/"
+            f"{location}/operations/{op_id}?api-version={api_version}"
+        )
 
     def _api_version(self, query: dict[str, str], rtype: str) -> None:
         pinned = pinned_api_version(rtype)
@@ -343,10 +382,7 @@ class FakeArm:
             resource["_regions"] = [r["name"] for r in regions]
         self.resources[key] = resource
         op = self.operations.start(key, "put")
-        async_url = (
-            f"{self.url}/subscriptions/{key.split('/')[2]}/providers/Microsoft.Compute/locations/"
-            f"{doc['location']}/operations/{op.id}?api-version={api_version}"
-        )
+        async_url = self._async_url(key, doc["location"], op.id, api_version)
         # Disks answer 202 (their swagger allows 200/202), the others 201 for a new resource.
         status = 202 if rtype.endswith("disks") else (200 if existing is not None else 201)
         return status, {"Azure-AsyncOperation": async_url}, self._view(resource, {})

@@ -248,6 +248,17 @@ class GalleryImages:
                     progress.advance(step)
                     reported[key] = state.progress
 
+    def set_version_tags(self, definition: str, version: str, tags: dict[str, str]) -> None:
+        """Replace the version's tags (PATCH)."""
+        from azure.mgmt.compute import models
+
+        rg, g = self.settings.resource_group, self.gallery.name
+        body = models.GalleryImageVersionUpdate(tags=tags)
+        self.call(
+            f"tag image version {g}/{definition}/{version}",
+            lambda: self._ops.gallery_image_versions.begin_update(rg, g, definition, version, body).result(),
+        )
+
     def delete_version(self, definition: str, version: str) -> None:
         rg, g = self.settings.resource_group, self.gallery.name
         self.call(

@@ -57,6 +57,15 @@ class ManagedImages:
             region=s.location,
         )
 
+    def set_tags(self, name: str, tags: dict[str, str]) -> None:
+        """Replace the image's tags (PATCH)."""
+        from azure.mgmt.compute import models
+
+        rg, images = self.settings.resource_group, self.clients.compute.images
+        self.call(
+            f"tag image {name}", lambda: images.begin_update(rg, name, models.ImageUpdate(tags=tags)).result()
+        )
+
     def delete(self, name: str) -> None:
         rg = self.settings.resource_group
         self.call(f"delete image {name}", lambda: self.clients.compute.images.begin_delete(rg, name).result())

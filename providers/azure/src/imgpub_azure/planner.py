@@ -27,7 +27,7 @@ from imgpub_azure.names import region_key
 from imgpub_azure.security import security_type_for
 from imgpub_azure.settings import AzureSettings
 from imgpub_azure.states import failed_state
-from imgpub_azure.tags import digest_of
+from imgpub_azure.tags import digest_of, identity_tags, missing_tags
 from imgpub_azure.upload import VhdUploads
 
 __all__ = ["Planner", "missing_regions", "plan_has", "version_from_image"]
@@ -60,6 +60,7 @@ class Planner:
         self.names: Names = names_for(image, settings)
         self.plan = Plan(ctx.target, "azure")
         self.conflicts: list[str] = []
+        self.tags = identity_tags(image, ctx.digest, settings.tags)
 
     def build(self) -> Plan:
         s, names, plan = self.settings, self.names, self.plan
@@ -112,6 +113,9 @@ class Planner:
         if digest == self.ctx.digest:
             artifact = Artifact(kind, str(found.id or ref), region, extra={"digest": digest})
             self.plan.existing.append(artifact)
+            if missing := missing_tags(found, self.tags):
+                tags = ", ".join(f"{k}={v}" for k, v in missing.items())
+                self.plan.actions.append(Action("tag", f"{kind} {ref}", tags, region))
             return False
         state = f" in provisioningState {failed}" if failed else ""
         self.conflicts.append(

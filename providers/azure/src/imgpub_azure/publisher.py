@@ -20,7 +20,7 @@ from imgpub_azure.inventory import spec_for
 from imgpub_azure.managed_image import ManagedImages
 from imgpub_azure.planner import plan_has, version_from_image
 from imgpub_azure.settings import AzureSettings
-from imgpub_azure.tags import definition_tags, identity_tags
+from imgpub_azure.tags import definition_tags, identity_tags, merged_tags
 from imgpub_azure.upload import VhdUploads
 from imgpub_azure.upload_source import UploadedVhd
 
@@ -86,8 +86,24 @@ class Publisher:
         source = self.upload(disk) if plan_has(self.plan, "upload") else None
         image_id = self.managed_image(source) if self.settings.managed_image else None
         warnings = self.gallery_version(source, image_id) if self.settings.gallery is not None else []
+        self.retag()
         self.remove_upload(source)
         return warnings
+
+    def retag(self) -> None:
+        """Labels or tags changed since the image was published: set them (others' tags stay)."""
+        names = self.names
+        images = ManagedImages(self.clients, self.caller)
+        if plan_has(self.plan, "tag", f"image {names.image}") and (found := images.find(names.image)):
+            self.ctx.progress.stage(f"tag image {names.image}")
+            images.set_tags(names.image, merged_tags(found, self.tags))
+        version = f"gallery image version {self.version_ref}"
+        if plan_has(self.plan, "tag", version) and not plan_has(self.plan, "copy", version):
+            assert names.definition and names.version
+            gallery = self.gallery()
+            if existing := gallery.find_version(names.definition, names.version):
+                self.ctx.progress.stage(f"tag {version}")
+                gallery.set_version_tags(names.definition, names.version, merged_tags(existing, self.tags))
 
     def replace(self) -> None:
         """Delete what is failed, or what conflicts (publish got here with --replace then).

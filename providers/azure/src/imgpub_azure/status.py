@@ -17,7 +17,7 @@ from imgpub_azure.planner import missing_regions
 from imgpub_azure.publisher import replication_warnings
 from imgpub_azure.settings import AzureSettings
 from imgpub_azure.states import failed_state
-from imgpub_azure.tags import digest_of
+from imgpub_azure.tags import digest_of, identity_tags, missing_tags
 
 __all__ = ["status_of"]
 
@@ -34,6 +34,7 @@ def status_of(
     status = Status(ctx.target, "azure")
     found = look(clients, caller, settings, names)
     drift = status.drift
+    wanted = identity_tags(image, ctx.digest, settings.tags)
     if settings.managed_image:
         what = f"image {names.image}"
         if found.image is None:
@@ -48,6 +49,8 @@ def status_of(
             )
             if digest != ctx.digest:
                 drift.append(f"{what} has digest {digest}, expected {ctx.digest}")
+            elif missing := missing_tags(found.image, wanted):
+                drift.append(f"{what} lacks tags {', '.join(f'{k}={v}' for k, v in missing.items())}")
     gal = settings.gallery
     if gal is None or not names.definition or not names.version:
         return status
@@ -76,6 +79,10 @@ def status_of(
     )
     if digest != ctx.digest:
         drift.append(f"gallery image version {ref} has digest {digest}, expected {ctx.digest}")
+    elif missing := missing_tags(version, wanted):
+        drift.append(
+            f"gallery image version {ref} lacks tags {', '.join(f'{k}={v}' for k, v in missing.items())}"
+        )
     for region in missing_regions(settings, version):
         drift.append(f"gallery image version {ref} is not replicated to {region}")
     drift.extend(replication_warnings(ref, states))

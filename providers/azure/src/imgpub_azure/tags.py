@@ -16,7 +16,15 @@ from typing import Any
 from imgpub.identity import TAG_DIGEST, TAG_MANAGED, TAG_NAME, TAG_VERSION
 from imgpub.provider import ImageInfo, Problem
 
-__all__ = ["MAX_TAGS", "definition_tags", "digest_of", "identity_tags", "tag_problems"]
+__all__ = [
+    "MAX_TAGS",
+    "definition_tags",
+    "digest_of",
+    "identity_tags",
+    "merged_tags",
+    "missing_tags",
+    "tag_problems",
+]
 
 MAX_TAGS = 50
 MAX_NAME = 512
@@ -96,6 +104,24 @@ def tag_problems(image: ImageInfo, tags: Mapping[str, str]) -> list[Problem]:
             )
         )
     return problems
+
+
+def missing_tags(resource: Any, wanted: Mapping[str, str]) -> dict[str, str]:
+    """The wanted tags a resource lacks or holds with another value (names compared as Azure does,
+    without case). Tags others put there are not imgpub's business."""
+    have = {str(k).lower(): str(v) for k, v in (getattr(resource, "tags", None) or {}).items()}
+    return {k: v for k, v in wanted.items() if have.get(k.lower()) != v}
+
+
+def merged_tags(resource: Any, wanted: Mapping[str, str]) -> dict[str, str]:
+    """The resource's tags with the wanted ones set (a PATCH replaces the whole set)."""
+    lowered = {k.lower() for k in wanted}
+    kept = {
+        str(k): str(v)
+        for k, v in (getattr(resource, "tags", None) or {}).items()
+        if str(k).lower() not in lowered
+    }
+    return {**kept, **wanted}
 
 
 def digest_of(resource: Any) -> str | None:
