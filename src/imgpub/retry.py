@@ -6,8 +6,9 @@ else fails at once.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import tenacity
@@ -21,6 +22,8 @@ class RetryPolicy:
     budget_seconds: float = 600.0
     initial_wait: float = 0.5
     max_wait: float = 30.0
+    sleep: Callable[[float], None] = field(default=time.sleep, compare=False, repr=False)
+    """How a wait is waited (tests record the waits instead)."""
 
     def retrying(
         self,
@@ -39,6 +42,7 @@ class RetryPolicy:
             retry=tenacity.retry_if_exception(is_transient),
             stop=tenacity.stop_after_attempt(self.attempts) | tenacity.stop_after_delay(self.budget_seconds),
             wait=wait,
+            sleep=self.sleep,
             reraise=True,
         )
 

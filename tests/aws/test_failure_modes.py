@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -79,15 +78,15 @@ def test_new_amis_not_yet_visible_are_waited_for(
 
 # ---------------------------------------------------------------- throttling and Retry-After
 @pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The back-off waits of imgpub.retry (tenacity sleeps through time.sleep), recorded, not slept."""
-    waited: list[float] = []
-    monkeypatch.setattr(time, "sleep", waited.append)
-    return waited
+def sleeps() -> list[float]:
+    """The back-off waits of the SLOW policy, recorded, not slept."""
+    return []
 
 
-SLOW = RetryPolicy(attempts=4, budget_seconds=3600, initial_wait=20.0, max_wait=60.0)
-"""Back-off long enough that a Retry-After of a few seconds can only come from the header."""
+@pytest.fixture
+def slow(sleeps: list[float]) -> RetryPolicy:
+    """Back-off long enough that a Retry-After of a few seconds can only come from the header."""
+    return RetryPolicy(attempts=4, budget_seconds=3600, initial_wait=20.0, max_wait=60.0, sleep=sleeps.append)
 
 
 @pytest.mark.parametrize(
@@ -104,32 +103,33 @@ def test_throttling_is_retried_after_the_seconds_the_service_asks(
     disk: DiskImage,
     tmp_path: Path,
     sleeps: list[float],
+    slow: RetryPolicy,
     action: str,
     status: int,
     code: str,
 ) -> None:
     moto.fault(action, status=status, code=code, count=2, headers={"Retry-After": "3"})
-    AwsProvider().publish(image_info(disk), settings_for(), disk, context(tmp_path, retry=SLOW))
+    AwsProvider().publish(image_info(disk), settings_for(), disk, context(tmp_path, retry=slow))
     assert sleeps == [3.0, 3.0]
     assert [i["State"] for i in amis(moto)] == ["available"]
 
 
 def test_a_retry_after_date_is_honoured(
-    moto: Moto, settings_for: Any, disk: DiskImage, tmp_path: Path, sleeps: list[float]
+    moto: Moto, settings_for: Any, disk: DiskImage, tmp_path: Path, sleeps: list[float], slow: RetryPolicy
 ) -> None:
     when = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
     moto.fault("DescribeImages", status=503, code="RequestLimitExceeded", headers={"Retry-After": when})
-    AwsProvider().plan(image_info(disk), settings_for(), context(tmp_path, retry=SLOW))
+    AwsProvider().plan(image_info(disk), settings_for(), context(tmp_path, retry=slow))
     (waited,) = sleeps
     assert 25 <= waited <= 30
 
 
 def test_without_retry_after_the_back_off_is_the_policy_s(
-    moto: Moto, settings_for: Any, disk: DiskImage, tmp_path: Path, sleeps: list[float]
+    moto: Moto, settings_for: Any, disk: DiskImage, tmp_path: Path, sleeps: list[float], slow: RetryPolicy
 ) -> None:
     moto.fault("DescribeImages", status=503, code="RequestLimitExceeded", count=2)
-    AwsProvider().plan(image_info(disk), settings_for(), context(tmp_path, retry=SLOW))
-    assert len(sleeps) == 2 and all(0 <= s <= SLOW.max_wait for s in sleeps)
+    AwsProvider().plan(image_info(disk), settings_for(), context(tmp_path, retry=slow))
+    assert len(sleeps) == 2 and all(0 <= s <= slow.max_wait for s in sleeps)
     assert 3.0 not in sleeps
 
 

@@ -10,8 +10,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import tenacity
-
 from fakes.process import free_port, stop, wait_until_ready
 from imgpub.disk import DiskImage
 from imgpub.identity import image_digest
@@ -85,7 +83,5 @@ class RecordingRetry(RetryPolicy):
 
     waits: list[float] = field(default_factory=list)
 
-    def retrying(self, *args: Any, **kwargs: Any) -> tenacity.Retrying:
-        retrying = super().retrying(*args, **kwargs)
-        retrying.sleep = self.waits.append  # type: ignore[method-assign]
-        return retrying
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sleep", self.waits.append)
