@@ -11,7 +11,6 @@ resource-group services that read these tags do not).
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,20 +27,9 @@ IDENTITY_TAGS = 4
 """imgpub:name, imgpub:version, imgpub:digest and imgpub:managed-by."""
 MAX_KEY, MAX_VALUE = 127, 255
 """EBS StartSnapshot's TagKey / TagValue limits (EC2's own value limit, 256, is one more)."""
-_PUNCTUATION = set("+-=._:/@")
 _RESERVED = ("aws:", "imgpub:")
-
-
-def _bad_characters(text: str) -> str:
-    """The characters outside AWS's cross-service tag set (letters, digits, spaces, + - = . _ : / @)."""
-    bad = {
-        c
-        for c in text
-        if c not in _PUNCTUATION
-        and unicodedata.category(c)[0] not in "LN"
-        and unicodedata.category(c) != "Zs"
-    }
-    return "".join(sorted(bad))
+"""Any other character is fine: EC2 tags, and EBS StartSnapshot's TagKey/TagValue (`[\\S\\s]`), take
+all of Unicode; the narrower cross-service set binds only services imgpub does not tag."""
 
 
 def _field(mapping: str, key: str) -> str:
@@ -59,14 +47,6 @@ def _one_tag(field: str, key: str, value: str) -> list[Problem]:
         return [Problem(field, f"tag keys are 1-{MAX_KEY} characters; {key[:20]!r}... has {len(key)}")]
     if len(value) > MAX_VALUE:
         return [Problem(field, f"tag values are at most {MAX_VALUE} characters; this one has {len(value)}")]
-    bad = _bad_characters(key + value)
-    if bad:
-        return [
-            Problem(
-                field,
-                f"AWS tags take letters, digits, spaces and + - = . _ : / @; {bad!r} cannot be represented",
-            )
-        ]
     return []
 
 
