@@ -2,9 +2,9 @@
 
 * AWS: the patched moto server (tests/aws/moto_server.py) with its fault and request-log API.
 * GCP: gcp-storage-emulator for GCS (behind a recording proxy) and the fake Compute images API
-  (tests/fakes/gce.py).
+  (tests/fakes/gce/).
 * Azure: Azurite behind a recording proxy (tests/fakes/azurite.py), the fake ARM over HTTPS
-  (tests/fakes/arm.py) and a managed-identity token endpoint, so the CLI's DefaultAzureCredential
+  (tests/fakes/arm/) and a managed-identity token endpoint, so the CLI's DefaultAzureCredential
   gets a token the way it does on an Azure VM or App Service.
 * local: a folder.
 
