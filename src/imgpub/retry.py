@@ -6,9 +6,11 @@ else fails at once.
 
 from __future__ import annotations
 
+import email.utils
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TypeVar
 
 import tenacity
@@ -53,6 +55,24 @@ class RetryPolicy:
         retry_after: Callable[[BaseException], float | None] | None = None,
     ) -> T:
         return self.retrying(is_transient, retry_after)(fn)
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """A `Retry-After` header's wait: delay-seconds or an HTTP date (RFC 9110), or None when absent
+    or unreadable (the policy's own back-off applies then)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 FAST = RetryPolicy(attempts=5, budget_seconds=30.0, initial_wait=0.01, max_wait=0.05)

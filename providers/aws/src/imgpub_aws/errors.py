@@ -9,12 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, Literal, TypeVar
 
 from imgpub.errors import CloudError, CredentialsError, ImgpubError, TargetError
-from imgpub.retry import RetryPolicy
+from imgpub.retry import RetryPolicy, retry_after_seconds
 
 T = TypeVar("T")
 Kind = Literal["transient", "credentials", "denied", "invalid", "missing", "conflict", "quota"]
@@ -147,18 +145,9 @@ def retry_after(exc: BaseException) -> float | None:
     """Seconds from a `Retry-After` header (delay-seconds or an HTTP date), or None."""
     if not isinstance(exc, _bx().ClientError):
         return None
-    value = str(exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("retry-after") or "")
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    return retry_after_seconds(
+        exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("retry-after")
+    )
 
 
 def translate(exc: Exception, target: str, operation: str, region: str | None) -> ImgpubError | None:

@@ -7,10 +7,8 @@ looks like a secret (SAS signature, account key, connection string) is removed f
 
 from __future__ import annotations
 
-import email.utils
 import os
 import re
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,7 +17,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, TypeVar
 
 from imgpub.errors import CloudError, CredentialsError, ImgpubError, TargetError
-from imgpub.retry import RetryPolicy
+from imgpub.retry import RetryPolicy, retry_after_seconds
 
 __all__ = [
     "ERROR_CODES",
@@ -211,14 +209,7 @@ def retry_after(exc: BaseException) -> float | None:
                 return float(headers[name]) / scale
             except ValueError:
                 pass
-    value = headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value)
-        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+    return retry_after_seconds(headers.get("Retry-After"))
 
 
 def translate(exc: BaseException, target: str, operation: str, region: str | None = None) -> ImgpubError:

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from imgpub.errors import CloudError, CredentialsError, TargetError
-from imgpub.retry import RetryPolicy
+from imgpub.retry import RetryPolicy, retry_after_seconds
 
 if TYPE_CHECKING:
     import requests
@@ -71,20 +69,9 @@ def is_transient(exc: BaseException) -> bool:
 def retry_after(exc: BaseException) -> float | None:
     """Seconds the server asked us to wait (Retry-After: seconds or an HTTP date), or None."""
     response = getattr(exc, "response", None)
-    value = getattr(response, "headers", {}).get("Retry-After") if response is not None else None
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    return retry_after_seconds(
+        getattr(response, "headers", {}).get("Retry-After") if response is not None else None
+    )
 
 
 def _code(exc: gexc.GoogleAPICallError) -> str:
