@@ -87,8 +87,15 @@ def recorded_params(image: dict[str, Any], uefi_data: str | None) -> dict[str, A
 
 
 def register_image(ec2: Any, call: Caller, region: str, params: dict[str, Any]) -> str:
+    return make_image(ec2, call, region, "RegisterImage", params)
+
+
+def make_image(ec2: Any, call: Caller, region: str, operation: str, params: dict[str, Any]) -> str:
+    """RegisterImage or CopyImage; `InvalidAMIName.Duplicate` for an AMI that carries our digest is
+    our own AMI whose reply was lost (RegisterImage has no ClientToken): adopt it."""
+    method = {"RegisterImage": ec2.register_image, "CopyImage": ec2.copy_image}[operation]
     try:
-        return str(call("RegisterImage", region, lambda: ec2.register_image(**params))["ImageId"])
+        return str(call(operation, region, lambda: method(**params))["ImageId"])
     except CloudError as exc:
         if exc.code != "InvalidAMIName.Duplicate":
             raise

@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from imgpub.errors import CloudError, TargetError
+from imgpub.errors import TargetError
 from imgpub.progress import Progress
 from imgpub_aws.clients import AwsClients
 from imgpub_aws.errors import Caller, error_code, is_transient
 from imgpub_aws.inventory import snapshot_ids
-from imgpub_aws.register import ours_by_name, wait_available
+from imgpub_aws.register import make_image, wait_available
 from imgpub_aws.tags import tag_dict, tag_list
 
 MAX_PARALLEL_COPIES = 8
@@ -136,15 +136,7 @@ def copy_images(
 
 
 def copy_image(ec2: Any, call: Caller, region: str, params: dict[str, Any]) -> str:
-    try:
-        return str(call("CopyImage", region, lambda: ec2.copy_image(**params))["ImageId"])
-    except CloudError as exc:
-        if exc.code != "InvalidAMIName.Duplicate":
-            raise
-        adopted = ours_by_name(ec2, call, region, params)
-        if adopted is None:
-            raise
-        return adopted
+    return make_image(ec2, call, region, "CopyImage", params)
 
 
 def _snapshot_visible_soon(exc: BaseException) -> bool:
