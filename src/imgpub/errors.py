@@ -113,6 +113,6 @@ class ImageConflictError(TargetError):
 
     HINT: ClassVar[str] = "publish a new version, or re-run with --replace to replace it"
 
-    def __init__(self, target: str, what: str) -> None:
-        super().__init__(target, f"{what}; {self.HINT}")
-        self.what = what
+    def __init__(self, target: str, what: str, hint: str | None = None) -> None:
+        super().__init__(target, f"{what}; {hint or self.HINT}")
+        self.what, self.hint = what, hint or self.HINT

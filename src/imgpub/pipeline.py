@@ -308,7 +308,7 @@ def _target(
         if command == "plan" or dry_run:
             return result
         if result.plan.conflict and not replace:
-            raise ImageConflictError(settings.name, result.plan.conflict)
+            raise ImageConflictError(settings.name, result.plan.conflict, result.plan.conflict_hint)
         with open_image(prepared.path, manifest.image.format) as disk:
             result.published = provider.publish(info, settings, disk, ctx)
     except (ImgpubError, DiskError) as exc:

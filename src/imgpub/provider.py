@@ -157,7 +157,9 @@ class Plan:
     existing: list[Artifact] = field(default_factory=list)
     conflict: str | None = None
     """Set when the same name and version exists with other content; publish then needs --replace.
-    Say what exists (and where); the core adds how to go on, once."""
+    Say what exists (and where); the core adds how to go on, once: `conflict_hint`, or by default
+    ImageConflictError.HINT (a new version, or --replace)."""
+    conflict_hint: str | None = None
 
     @property
     def up_to_date(self) -> bool:

@@ -336,7 +336,7 @@ def test_existing_definition_of_another_generation_is_a_conflict(stack, disk, in
     assert plan.conflict is not None
     assert "image definition g1/golden differs from the manifest" in plan.conflict
     assert "hyperVGeneration is V1, the manifest wants V2" in plan.conflict
-    assert "use a new gallery.image_definition name" in plan.conflict
+    assert "use a new gallery.image_definition name" in (plan.conflict_hint or "")
     with pytest.raises(ImageConflictError):
         stack.provider().publish(uefi, settings, disk, ctx)
     drift = stack.provider().status(uefi, settings, ctx).drift

@@ -91,16 +91,19 @@ def test_a_definition_whose_features_differ_is_drift_and_a_conflict(stack, disk,
     assert plan.conflict == (
         "image definition g1/golden differs from the manifest "
         "(feature SecurityType is (not set), the manifest "
-        "wants TrustedLaunchSupported); a definition cannot change: use a new gallery.image_definition name"
+        "wants TrustedLaunchSupported)"
     )
+    assert plan.conflict_hint is not None and "use a new gallery.image_definition name" in plan.conflict_hint
     assert ("replace", "image definition g1/golden") in [(a.kind, a.resource) for a in plan.actions]
     assert (
         "image definition g1/golden differs from the manifest: "
         "feature SecurityType is (not set), the manifest "
         "wants TrustedLaunchSupported"
     ) in provider.status(trusted, changed, ctx).drift
-    with pytest.raises(ImageConflictError):
+    with pytest.raises(ImageConflictError) as refused:
         provider.publish(trusted, changed, disk, ctx)
+    assert str(refused.value).endswith(f"; {plan.conflict_hint}")
+    assert "publish a new version" not in str(refused.value)
 
     renamed = stack.settings(managed_image=False, gallery={"name": "g1", "image_definition": "golden-tl"})
     provider.publish(trusted, renamed, disk, stack.context(renamed, trusted))

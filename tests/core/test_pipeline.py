@@ -75,6 +75,11 @@ def test_a_plan_that_finds_a_conflict_exits_as_publish_would(write_manifest, fak
     assert publish(path, dry_run=True, replace=True).exit_code == 0
 
 
+def test_a_provider_may_say_how_to_go_on_from_its_conflict(write_manifest, fake_provider) -> None:
+    path = write_manifest("- name: c\n  provider: fake\n  behaviour: conflict\n  conflict_hint: rename it\n")
+    assert publish(path).targets[0].error == "target c: fake image exists with other content; rename it"
+
+
 def test_provider_warnings_reach_the_run_and_validate(write_manifest, fake_provider) -> None:
     path = write_manifest("- name: w\n  provider: fake\n  regions: [r1, new-region-9]\n")
     result = publish(path)

@@ -37,6 +37,7 @@ class FakeSettings(TargetSettings):
     rendezvous: int = Field(default=0, description="Wait until this many targets are publishing at once.")
     wait: float = 10.0
     max_size: int | None = None
+    conflict_hint: str | None = None
 
 
 class FakeProvider(Provider[FakeSettings]):
@@ -64,6 +65,7 @@ class FakeProvider(Provider[FakeSettings]):
         plan = Plan(ctx.target, self.name)
         if settings.behaviour == "conflict":
             plan.conflict = "fake image exists with other content"
+            plan.conflict_hint = settings.conflict_hint
         plan.actions = [Action("create", f"image-{r}", "fake image", region=r) for r in settings.regions]
         return plan
 

@@ -58,7 +58,7 @@ def render(result: RunResult) -> None:
                 out(f"  warning: {w}")
         elif t.plan is not None:
             if t.plan.conflict:
-                _head(t, f"CONFLICT: {t.plan.conflict}; {ImageConflictError.HINT}")
+                _head(t, f"CONFLICT: {t.plan.conflict}; {t.plan.conflict_hint or ImageConflictError.HINT}")
             else:
                 _head(t, "up to date" if t.plan.up_to_date else f"{len(t.plan.actions)} action(s)")
             for act in t.plan.actions:

@@ -161,9 +161,10 @@ class Planner:
             plan.actions.append(Action("replace", f"image definition {dref}", detail))
             replace_definition = True
         elif diffs := definition_differences(found.definition, spec):
-            self.conflicts.append(
-                f"image definition {dref} differs from the manifest ({'; '.join(diffs)}); "
-                "a definition cannot change: use a new gallery.image_definition name"
+            self.conflicts.append(f"image definition {dref} differs from the manifest ({'; '.join(diffs)})")
+            self.plan.conflict_hint = (
+                "a definition cannot change: use a new gallery.image_definition name, or re-run with "
+                "--replace to delete and recreate it (only while it holds no other version)"
             )
             detail = "delete and recreate (needs --replace and no other version in it)"
             plan.actions.append(Action("replace", f"image definition {dref}", detail))

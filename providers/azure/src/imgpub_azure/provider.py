@@ -63,7 +63,7 @@ class AzureProvider(Provider[AzureSettings]):
     def publish(self, image: ImageInfo, settings: AzureSettings, disk: DiskImage, ctx: Context) -> Published:
         plan = self.plan(image, settings, ctx)
         if plan.conflict and not ctx.replace:
-            raise ImageConflictError(ctx.target, plan.conflict)
+            raise ImageConflictError(ctx.target, plan.conflict, plan.conflict_hint)
         published = Published(ctx.target, self.name, changed=not plan.up_to_date)
         if not plan.up_to_date:
             publisher = Publisher(image, settings, ctx, plan, *self._parts(settings, ctx))
