@@ -37,8 +37,12 @@ class Journal:
 
     @classmethod
     def for_target(cls, state_dir: Path, image: str, version: str, target: str) -> Journal:
+        return cls(cls.path_for(state_dir, image, version, target))
+
+    @staticmethod
+    def path_for(state_dir: Path, image: str, version: str, target: str) -> Path:
         safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in f"{image}@{version}")
-        return cls(state_dir / safe / f"{target}.json")
+        return state_dir / safe / f"{target}.json"
 
     def get(self, key: str, default: Any = None) -> Any:
         with self._lock:

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +23,7 @@ from imgpub.disk import DiskImage, open_image
 from imgpub.disk.errors import DiskError
 from imgpub.errors import ConfigurationError, ImageConflictError, ImgpubError
 from imgpub.journal import Journal, default_state_dir
+from imgpub.lock import target_lock
 from imgpub.manifest import Manifest, load_manifest
 from imgpub.manifest.checks import check_image
 from imgpub.progress import NullProgress, Progress
@@ -289,28 +291,34 @@ def _target(
     clock = time.monotonic()
     try:
         result.digest = target_digest(info, settings)
-        # Plans and dry runs may read what an earlier run recorded; providers write only in publish.
-        journal = Journal.for_target(state_dir, settings.image_name or info.name, info.version, settings.name)
-        ctx = Context(
-            target=settings.name,
-            digest=result.digest,
-            journal=journal,
-            progress=factory(settings.name),
-            retry=retry or RetryPolicy(),
-            log=log.getChild(settings.name),
-            replace=replace,
+        progress = factory(settings.name)
+        journal_path = Journal.path_for(
+            state_dir, settings.image_name or info.name, info.version, settings.name
         )
-        provider = manifest.providers[settings.provider]()
-        if command == "status":
-            result.status = provider.status(info, settings, ctx)
-            return result
-        result.plan = provider.plan(info, settings, ctx)
-        if command == "plan" or dry_run:
-            return result
-        if result.plan.conflict and not replace:
-            raise ImageConflictError(settings.name, result.plan.conflict, result.plan.conflict_hint)
-        with open_image(prepared.path, manifest.image.format) as disk:
-            result.published = provider.publish(info, settings, disk, ctx)
+        writes = command == "publish" and not dry_run
+        # A publish holds the target's lock from its plan to its end and reads the journal inside
+        # it; plans and dry runs may read what an earlier run recorded and write nothing.
+        with target_lock(journal_path.with_suffix(".lock"), progress.note) if writes else nullcontext():
+            ctx = Context(
+                target=settings.name,
+                digest=result.digest,
+                journal=Journal(journal_path),
+                progress=progress,
+                retry=retry or RetryPolicy(),
+                log=log.getChild(settings.name),
+                replace=replace,
+            )
+            provider = manifest.providers[settings.provider]()
+            if command == "status":
+                result.status = provider.status(info, settings, ctx)
+                return result
+            result.plan = provider.plan(info, settings, ctx)
+            if not writes:
+                return result
+            if result.plan.conflict and not replace:
+                raise ImageConflictError(settings.name, result.plan.conflict, result.plan.conflict_hint)
+            with open_image(prepared.path, manifest.image.format) as disk:
+                result.published = provider.publish(info, settings, disk, ctx)
     except (ImgpubError, DiskError) as exc:
         result.ok, result.error, result.exit_code = False, str(exc), exc.exit_code
     except OSError as exc:

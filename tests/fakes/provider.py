@@ -27,7 +27,7 @@ from imgpub.provider import (
     TargetSettings,
 )
 
-Behaviour = Literal["ok", "fail", "crash", "conflict"]
+Behaviour = Literal["ok", "fail", "crash", "conflict", "slow"]
 
 
 class FakeSettings(TargetSettings):
@@ -86,6 +86,9 @@ class FakeProvider(Provider[FakeSettings]):
             )
         if settings.behaviour == "crash":
             raise RuntimeError("provider bug")
+        if settings.behaviour == "slow":
+            time.sleep(settings.wait)
+            self.calls.append(("slept", settings.name))
         if settings.behaviour == "conflict" and not ctx.replace:
             raise ImageConflictError(ctx.target, "fake conflict")
         ctx.progress.advance(disk.allocation.data_bytes)
