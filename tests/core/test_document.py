@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,72 @@ def test_non_scalar_key() -> None:
 def test_format_loc() -> None:
     assert format_loc(("targets", 1, "regions", 0)) == "targets[1].regions[0]"
     assert format_loc(()) == ""
+
+
+def laughs(levels: int) -> str:
+    """The billion-laughs document: each level an alias list of nine of the level below."""
+    text = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+    names = "abcdefghijklmnop"[: levels + 1]
+    for prev, name in itertools.pairwise(names):
+        text += f"{name}: &{name} [{', '.join(['*' + prev] * 9)}]\n"
+    return text
+
+
+def test_an_alias_bomb_is_refused_quickly() -> None:
+    with pytest.raises(ManifestError) as err:
+        parse(F, laughs(9), {})
+    assert str(err.value) == (
+        "m.yaml:1:13: too many aliases expanded (more than 100,000 values); "
+        "is an alias repeated inside aliases?"
+    )
+
+
+def test_aliases_that_expand_a_little_are_fine() -> None:
+    assert len(parse(F, laughs(2), {}).data["c"]) == 9
+
+
+def test_merge_keys_bomb_is_refused() -> None:
+    text = "a: &a {k0: 1, k1: 2, k2: 3}\n"
+    for prev, name in zip("abcdefghij", "bcdefghijk", strict=True):
+        text += f"{name}: &{name} {{<<: [*{prev}], x: [{', '.join(['*' + prev] * 9)}]}}\n"
+    with pytest.raises(ManifestError, match="too many aliases expanded"):
+        parse(F, text, {})
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("image: " + "[" * 5000 + "]" * 5000 + "\n", "1:71"),
+        ("image: " + "{a: " * 3000 + "1" + "}" * 3000 + "\n", "1:260"),
+        ("".join("  " * i + f"k{i}:\n" for i in range(100)) + "  " * 100 + "x: 1\n", "65:129"),
+    ],
+    ids=["sequences", "flow-maps", "block-maps"],
+)
+def test_deep_nesting_is_one_line_with_its_place(text: str, where: str) -> None:
+    with pytest.raises(ManifestError) as err:
+        parse(F, text, {})
+    assert str(err.value) == f"m.yaml:{where}: nested more than 64 levels deep"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("base: &b {<<: *b}\nimage: *b\n", "m.yaml:1:7: base: a merge key (<<) merges a mapping into itself"),
+        ("base: &b {a: 1, c: *b}\nimage: *b\n", "m.yaml:1:14: an alias refers to itself"),
+        ("base: &b [1, *b]\n", "m.yaml:1:11: an alias refers to itself"),
+    ],
+)
+def test_recursive_aliases(text: str, message: str) -> None:
+    with pytest.raises(ManifestError) as err:
+        parse(F, text, {})
+    assert str(err.value) == message
+
+
+def test_a_huge_manifest_is_refused_unread(tmp_path: Path) -> None:
+    from imgpub.manifest import load_manifest
+
+    path = tmp_path / "big.yaml"
+    path.write_text("# " + "x" * (1 << 20) + "\n")
+    with pytest.raises(ManifestError) as err:
+        load_manifest(path, env={})
+    assert str(err.value) == f"{path}: the manifest is larger than 1,048,576 bytes"

@@ -23,6 +23,12 @@ Loc = tuple[str | int, ...]
 _VAR = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
 _NAME = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?$", re.DOTALL)
 _MAX_DEPTH = 64
+"""Nesting deeper than any manifest needs; deeper is a mistake or an attack (`[[[[...]]]]`)."""
+_MAX_VALUES = 100_000
+"""Values a manifest may expand to once aliases are followed: a real one has hundreds, a
+billion-laughs file (aliases of aliases) trillions."""
+MAX_BYTES = 1 << 20
+"""The largest manifest read (a real one is a few KB)."""
 _T = "tag:yaml.org,2002:"
 
 
@@ -95,6 +101,7 @@ def parse(file: Path, text: str, env: Mapping[str, str] | None = None) -> Docume
     """Parse one YAML document into a Document; every problem is a ManifestError with line:col."""
     doc = Document(file)
     try:
+        _check_depth(file, text)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -113,14 +120,44 @@ def parse(file: Path, text: str, env: Mapping[str, str] | None = None) -> Docume
     return doc
 
 
+def _check_depth(file: Path, text: str) -> None:
+    """Refuse nesting deeper than _MAX_DEPTH before composing: PyYAML's composer recurses once per
+    level, and a few thousand `[` exhaust the interpreter's stack. The parser's events come from a
+    loop, so counting them is safe."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > _MAX_DEPTH:
+                mark = event.start_mark
+                raise ManifestError(
+                    file,
+                    "",
+                    f"nested more than {_MAX_DEPTH} levels deep",
+                    line=mark.line + 1,
+                    column=mark.column + 1,
+                )
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
 class _Builder:
     def __init__(self, doc: Document, env: Mapping[str, str]) -> None:
         self.doc, self.env = doc, env
+        self.values = 0
 
     def build(self, node: yaml.Node, loc: Loc, depth: int) -> Any:
         self.doc.values.setdefault(loc, Mark.of(node.start_mark))
-        if depth > _MAX_DEPTH:
-            raise self.doc.error(loc, "nested too deeply (recursive alias?)")
+        self.values += 1
+        if self.values > _MAX_VALUES:
+            raise self.doc.error(
+                (),
+                f"too many aliases expanded (more than {_MAX_VALUES:,} values); is an alias repeated "
+                "inside aliases?",
+                mark=Mark.of(node.start_mark),
+            )
+        if depth > _MAX_DEPTH:  # only aliases get here: the text's own nesting was checked
+            raise self.doc.error((), "an alias refers to itself", mark=Mark.of(node.start_mark))
         if isinstance(node, yaml.ScalarNode):
             return self.scalar(node, loc)
         if isinstance(node, yaml.SequenceNode):
@@ -142,11 +179,14 @@ class _Builder:
             out[key] = self.build(value_node, (*loc, key), depth + 1)
         return out
 
-    def pairs(self, node: yaml.MappingNode, loc: Loc) -> list[tuple[yaml.Node, yaml.Node]]:
+    def pairs(
+        self, node: yaml.MappingNode, loc: Loc, merging: tuple[yaml.Node, ...] = ()
+    ) -> list[tuple[yaml.Node, yaml.Node]]:
         """The mapping's pairs with YAML merge keys (`<<: *base`) applied; explicit keys win."""
         merged: list[tuple[yaml.Node, yaml.Node]] = []
         own: list[tuple[yaml.Node, yaml.Node]] = []
         for key_node, value_node in node.value:
+            self.values += 1
             if key_node.tag == _T + "merge":
                 sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
                 for src in sources:
@@ -154,7 +194,17 @@ class _Builder:
                         raise self.doc.error(
                             loc, "a merge key (<<) needs a mapping", mark=Mark.of(src.start_mark)
                         )
-                    merged.extend(self.pairs(src, loc))
+                    if src is node or any(src is m for m in merging) or len(merging) > _MAX_DEPTH:
+                        raise self.doc.error(
+                            loc, "a merge key (<<) merges a mapping into itself", mark=Mark.of(src.start_mark)
+                        )
+                    if self.values > _MAX_VALUES:
+                        raise self.doc.error(
+                            (),
+                            f"too many aliases expanded (more than {_MAX_VALUES:,} values)",
+                            mark=Mark.of(src.start_mark),
+                        )
+                    merged.extend(self.pairs(src, loc, (*merging, node)))
             else:
                 own.append((key_node, value_node))
         explicit = {k.value for k, _ in own if isinstance(k, yaml.ScalarNode)}

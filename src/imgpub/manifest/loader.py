@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from imgpub import plugins
 from imgpub.errors import ConfigurationError, ManifestError
-from imgpub.manifest.document import Document, Loc, parse
+from imgpub.manifest.document import MAX_BYTES, Document, Loc, parse
 from imgpub.manifest.models import ImageSpec, manifest_model
 from imgpub.names import did_you_mean
 from imgpub.provider import Provider, TargetSettings
@@ -64,7 +64,11 @@ def load_manifest(path: str | Path, env: Mapping[str, str] | None = None) -> Man
 
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
+        with file.open("rb") as f:
+            raw = f.read(MAX_BYTES + 1)
+        if len(raw) > MAX_BYTES:
+            raise ManifestError(file, "", f"the manifest is larger than {MAX_BYTES:,} bytes")
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise ManifestError(file, "", "no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
