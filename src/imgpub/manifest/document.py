@@ -134,8 +134,8 @@ def _check_depth(file: Path, text: str) -> None:
                     file,
                     "",
                     f"nested more than {_MAX_DEPTH} levels deep",
-                    line=mark.line + 1,
-                    column=mark.column + 1,
+                    line=mark.line + 1 if mark else None,
+                    column=mark.column + 1 if mark else None,
                 )
         elif isinstance(event, yaml.CollectionEndEvent):
             depth -= 1
