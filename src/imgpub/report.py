@@ -13,6 +13,7 @@ from typing import Any
 
 from imgpub.pipeline import RunResult, TargetResult
 from imgpub.provider import Artifact
+from imgpub.redact import redact_data
 
 __all__ = [
     "REPORT_VERSION",
@@ -80,9 +81,10 @@ def _target(t: TargetResult, result: RunResult) -> dict[str, Any]:
 
 
 def build_report(result: RunResult) -> dict[str, Any]:
-    """Plain JSON-able data: the image, and per target its status, timings, digest and artifacts."""
+    """Plain JSON-able data: the image, and per target its status, timings, digest and artifacts.
+    Every string is redacted (imgpub.redact): reports land in CI logs and summaries."""
     image = result.image
-    return {
+    report: dict[str, Any] = {
         "version": REPORT_VERSION,
         "command": result.command,
         "dry_run": result.dry_run,
@@ -103,6 +105,8 @@ def build_report(result: RunResult) -> dict[str, Any]:
         "warnings": list(result.warnings),
         "targets": [_target(t, result) for t in result.targets],
     }
+    redacted: dict[str, Any] = redact_data(report)
+    return redacted
 
 
 def _atomic_write(path: Path, text: str) -> None:

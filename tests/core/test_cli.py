@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from typer.testing import CliRunner
 
 from imaging import qemu_img
 from imgpub.cli import app
+from imgpub.redact import RedactingFilter
 
 LOCAL = "- name: out\n  provider: local\n  path: out\n"
 
@@ -198,13 +200,46 @@ def test_providers_allow_list(monkeypatch: pytest.MonkeyPatch) -> None:
         plugins.available.cache_clear()
 
 
-def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+def test_debug_shows_the_traceback_with_the_errors_exit_code(tmp_path: Path) -> None:
     result = run("--debug", "inspect", tmp_path / "nope.qcow2")
-    assert (
-        result.exit_code == 1
-        and result.exception is not None
-        and type(result.exception).__name__ == "ImageFormatError"
-    )
+    assert result.exit_code == 2
+    assert "Traceback (most recent call last)" in result.stderr and "ImageFormatError" in result.stderr
+
+
+def test_error_lines_and_tracebacks_carry_no_credentials(tmp_path: Path) -> None:
+    folder = tmp_path / "x?sv=2023&sig=TOPSECRET"
+    plain = run("inspect", folder / "disk.qcow2")
+    assert plain.exit_code == 2 and "sig=REDACTED" in plain.stderr and "TOPSECRET" not in plain.stderr
+    debug = run("--debug", "inspect", folder / "disk.qcow2")
+    assert "Traceback" in debug.stderr and "sig=REDACTED" in debug.stderr
+    assert "TOPSECRET" not in debug.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "sdk_level"),
+    [(["--debug"], logging.WARNING), (["--debug-wire"], logging.DEBUG)],
+)
+def test_sdk_wire_logs_need_debug_wire(args: list[str], sdk_level: int, tmp_path: Path) -> None:
+    try:
+        assert run(*args, "inspect", tmp_path / "nope.qcow2").exit_code == 2
+        assert logging.getLogger("botocore").level == sdk_level
+        assert logging.getLogger("urllib3").level == sdk_level
+        ours = [h for h in logging.getLogger().handlers if getattr(h, "imgpub", False)]
+        assert len(ours) == 1 and any(isinstance(f, RedactingFilter) for f in ours[0].filters)
+    finally:
+        for handler in [h for h in logging.getLogger().handlers if getattr(h, "imgpub", False)]:
+            logging.getLogger().removeHandler(handler)
+
+
+def test_debug_spellings() -> None:
+    from imgpub.cli import _debug_spelling
+
+    assert [_debug_spelling(a) for a in ["--debug=wire", "--debug=1", "--debug", "plan"]] == [
+        "--debug-wire",
+        "--debug",
+        "--debug",
+        "plan",
+    ]
 
 
 def test_help_imports_no_cloud_sdk() -> None:

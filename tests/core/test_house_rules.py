@@ -27,6 +27,7 @@ PUBLIC = (
     "imgpub.identity",
     "imgpub.journal",
     "imgpub.names",
+    "imgpub.redact",
     "imgpub.disk",
 )
 

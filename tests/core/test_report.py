@@ -62,3 +62,14 @@ def test_report_carries_warnings_and_the_cli_prints_them(write_manifest, fake_pr
     validated = CliRunner().invoke(app, ["validate", str(path)])
     assert validated.exit_code == 0
     assert f"imgpub: warning: {report['warnings'][0]}" in validated.stderr
+
+
+def test_no_credential_reaches_the_report_summary_or_the_error_line(write_manifest, fake_provider) -> None:
+    path = write_manifest("- name: leaky\n  provider: fake\n  behaviour: leak\n")
+    report = build_report(publish(path))
+    text = json.dumps(report) + markdown_summary(report) + "\n".join(github_outputs(report))
+    assert "SASSECRET" not in text and "SESSIONSECRET" not in text
+    assert "sig=REDACTED" in report["targets"][0]["error"]
+    shown = CliRunner().invoke(app, ["publish", str(path)])
+    assert shown.exit_code == 1 and "upload_id=REDACTED" in shown.stdout
+    assert "SASSECRET" not in shown.stdout + shown.stderr

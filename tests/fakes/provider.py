@@ -27,7 +27,7 @@ from imgpub.provider import (
     TargetSettings,
 )
 
-Behaviour = Literal["ok", "fail", "crash", "conflict", "slow"]
+Behaviour = Literal["ok", "fail", "crash", "conflict", "slow", "leak"]
 
 
 class FakeSettings(TargetSettings):
@@ -86,6 +86,13 @@ class FakeProvider(Provider[FakeSettings]):
             )
         if settings.behaviour == "crash":
             raise RuntimeError("provider bug")
+        if settings.behaviour == "leak":  # an SDK error that quotes a credential-bearing URL
+            raise CloudError(
+                ctx.target,
+                "PutPage",
+                "403 for https://acct.blob.core.windows.net/c/d.vhd?sv=2023&sig=SASSECRET and "
+                "https://storage.googleapis.com/upload/o?upload_id=SESSIONSECRET",
+            )
         if settings.behaviour == "slow":
             time.sleep(settings.wait)
             self.calls.append(("slept", settings.name))

@@ -6,6 +6,8 @@ line on stderr and its exit code (0 ok, 1 a target failed, 2 bad input).
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from imgpub.cli import console
@@ -43,9 +45,17 @@ def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks (also IMGPUB_DEBUG=1)."),
+    debug: bool = typer.Option(
+        False, "--debug", help="Show tracebacks and imgpub's debug log (also IMGPUB_DEBUG=1)."
+    ),
+    wire: bool = typer.Option(
+        False,
+        "--debug-wire",
+        help="--debug, plus the SDKs' HTTP requests and answers (also --debug=wire, IMGPUB_DEBUG=wire). "
+        "Credentials are redacted either way.",
+    ),
 ) -> None:
-    console.set_debug(debug)
+    console.set_debug("wire" if wire else "on" if debug else None)
     console.configure_logging()
 
 
@@ -65,4 +75,13 @@ def main() -> None:
     # Process-wide, so only the CLI does it: freed block buffers are reused instead of being
     # returned to the kernel and faulted in again for every block (see imgpub.disk.allocator).
     keep_freed_memory()
+    sys.argv[1:] = [_debug_spelling(arg) for arg in sys.argv[1:]]
     app()
+
+
+def _debug_spelling(arg: str) -> str:
+    """`--debug=wire` reads as `--debug-wire`, `--debug=1|on` as `--debug` (typer flags take no value)."""
+    if not arg.startswith("--debug="):
+        return arg
+    value = arg.removeprefix("--debug=").lower()
+    return "--debug-wire" if value == "wire" else "--debug"

@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import typer
 
@@ -21,24 +21,54 @@ __all__ = ["Board", "debug_enabled", "error_line", "guarded", "human_size", "out
 PLAIN_INTERVAL = 5.0
 """Seconds between log lines of one target when stderr is not a terminal (CI logs)."""
 
-_state = {"debug": False}
+DebugLevel = Literal["off", "on", "wire"]
+_state: dict[str, DebugLevel | None] = {"debug": None}
+WIRE_LOGGERS = ("botocore", "boto3", "s3transfer", "urllib3", "requests", "azure", "msal", "google", "httpx")
+"""SDKs that log every request and answer (headers and bodies) at DEBUG: only `--debug=wire`."""
 
 
-def set_debug(on: bool) -> None:
-    _state["debug"] = on
+def set_debug(level: str | None) -> None:
+    """`--debug` (on) or `--debug=wire`; None leaves it to IMGPUB_DEBUG (1, on, wire)."""
+    _state["debug"] = _level(level) if level is not None else None
+
+
+def _level(value: str) -> DebugLevel:
+    value = value.strip().lower()
+    if value in ("", "0", "off", "false", "no"):
+        return "off"
+    return "wire" if value == "wire" else "on"
+
+
+def debug_level() -> DebugLevel:
+    chosen = _state["debug"]
+    return chosen if chosen is not None else _level(os.environ.get("IMGPUB_DEBUG", ""))
 
 
 def debug_enabled() -> bool:
-    return _state["debug"] or os.environ.get("IMGPUB_DEBUG", "") not in ("", "0")
+    return debug_level() != "off"
 
 
 def configure_logging() -> None:
-    """SDK log chatter stays hidden (the error line says what matters); --debug shows everything."""
+    """SDK log chatter stays hidden (the error line says what matters). --debug shows imgpub's own
+    log and tracebacks, --debug=wire the SDKs' HTTP logs too; credentials are redacted either way."""
+    from imgpub.redact import RedactingFilter
+
     root = logging.getLogger()
-    if debug_enabled():
-        logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    elif not root.handlers:
-        root.addHandler(logging.NullHandler())
+    for old in [h for h in root.handlers if getattr(h, "imgpub", False)]:
+        root.removeHandler(old)
+    level = debug_level()
+    if level == "off":
+        if not root.handlers:
+            root.addHandler(logging.NullHandler())
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    handler.addFilter(RedactingFilter())
+    handler.imgpub = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    for name in WIRE_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if level == "wire" else logging.WARNING)
 
 
 def out(text: str = "") -> None:
@@ -46,11 +76,25 @@ def out(text: str = "") -> None:
 
 
 def error_line(message: str) -> None:
-    typer.echo(f"imgpub: error: {message}", err=True)
+    from imgpub.redact import redact
+
+    typer.echo(f"imgpub: error: {redact(message)}", err=True)
 
 
 def warning_line(message: str) -> None:
-    typer.echo(f"imgpub: warning: {message}", err=True)
+    from imgpub.redact import redact
+
+    typer.echo(f"imgpub: warning: {redact(message)}", err=True)
+
+
+def _traceback(exit_code: int) -> typer.Exit:
+    """--debug: the traceback, redacted, on stderr; then the exit code the error means."""
+    import traceback
+
+    from imgpub.redact import redact
+
+    sys.stderr.write(redact(traceback.format_exc()))
+    return typer.Exit(exit_code)
 
 
 @contextlib.contextmanager
@@ -63,7 +107,7 @@ def guarded() -> Iterator[None]:
         yield
     except (ImgpubError, DiskError) as exc:
         if debug_enabled():
-            raise
+            raise _traceback(exc.exit_code) from None
         error_line(str(exc))
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
@@ -75,14 +119,14 @@ def guarded() -> Iterator[None]:
         raise typer.Exit(1) from None
     except OSError as exc:
         if debug_enabled():
-            raise
+            raise _traceback(1) from None
         error_line(str(exc))
         raise typer.Exit(1) from None
     except (typer.Exit, typer.Abort):
         raise
     except Exception as exc:  # a bug: still one line at 2 a.m., the traceback on request
         if debug_enabled():
-            raise
+            raise _traceback(1) from None
         error_line(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)")
         raise typer.Exit(1) from None
 
@@ -113,7 +157,9 @@ class _RichTask:
             self.bars.advance(self.task, amount)
 
     def note(self, message: str) -> None:
-        self.bars.console.print(f"{self.name or 'image'}: {message}", markup=False, highlight=False)
+        from imgpub.redact import redact
+
+        self.bars.console.print(f"{self.name or 'image'}: {redact(message)}", markup=False, highlight=False)
 
 
 class _PlainTask:
@@ -127,7 +173,9 @@ class _PlainTask:
         self.started = self.last = time.monotonic()
 
     def _line(self, text: str) -> None:
-        self.stream.write(f"imgpub: {self.name}: {text}\n")
+        from imgpub.redact import redact
+
+        self.stream.write(f"imgpub: {self.name}: {redact(text)}\n")
         self.stream.flush()
 
     def stage(self, name: str, total: int | None = None, unit: str = "B") -> None:

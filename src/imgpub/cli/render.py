@@ -9,6 +9,7 @@ import typer
 
 from imgpub.cli.console import out, warning_line
 from imgpub.errors import ImageConflictError
+from imgpub.redact import redact
 
 if TYPE_CHECKING:
     from imgpub.pipeline import RunResult, TargetResult
@@ -42,20 +43,20 @@ def render(result: RunResult) -> None:
     out(f"{image.name} {image.version}  content {image.content_digest[:16]}  ({result.command})")
     for t in result.targets:
         if not t.ok:
-            _head(t, f"FAILED: {_without_target_prefix(t.error or '', t.target)}")
+            _head(t, f"FAILED: {redact(_without_target_prefix(t.error or '', t.target))}")
             continue
         if t.status is not None:
             _head(t, "drifted" if t.status.drift else "published")
             for a in t.status.artifacts:
                 out(f"  {a.kind:<10} {a.id}{_where(a.region)}")
             for d in t.status.drift:
-                out(f"  ! {d}")
+                out(f"  ! {redact(d)}")
         elif t.published is not None:
             _head(t, "published" if t.published.changed else "unchanged (already published)")
             for a in t.published.artifacts:
                 out(f"  {a.kind:<10} {a.id}{_where(a.region)}")
             for w in t.published.warnings:
-                out(f"  warning: {w}")
+                out(f"  warning: {redact(w)}")
         elif t.plan is not None:
             if t.plan.conflict:
                 _head(t, f"CONFLICT: {t.plan.conflict}; {t.plan.conflict_hint or ImageConflictError.HINT}")
