@@ -125,3 +125,36 @@ def test_corrupt_index_is_a_clear_target_error(write_manifest, tmp_path: Path) -
     assert result.exit_code == 2
     index = tmp_path / "out" / "index.json"
     assert str(result.targets[0].error).startswith(f"{index}: not a valid imgpub index (")
+
+
+@pytest.mark.parametrize(
+    ("link", "points_to", "message"),
+    [
+        ("demo", "elsewhere", "out/demo is a symbolic link; imgpub writes only inside"),
+        ("demo/1.0.0", "elsewhere", "out/demo/1.0.0 is a symbolic link; imgpub writes only inside"),
+        (".imgpub.lock", "elsewhere/planted.lock", "out/.imgpub.lock is a symbolic link"),
+        ("index.json", "elsewhere/index.json", "out/index.json is a symbolic link"),
+    ],
+)
+def test_symlinks_inside_the_folder_are_refused(
+    write_manifest, tmp_path: Path, link: str, points_to: str, message: str
+) -> None:
+    """Nothing is written outside `path`, through a link planted at any of the names imgpub uses."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = tmp_path / "out"
+    (out / link).parent.mkdir(parents=True, exist_ok=True)
+    (out / link).symlink_to(tmp_path / points_to)
+    result = publish(write_manifest(LOCAL))
+    target = result.targets[0]
+    assert not target.ok and target.exit_code == 2
+    assert message in str(target.error)
+    assert list(elsewhere.iterdir()) == [], "something was written through the link"
+
+
+def test_the_folder_itself_may_be_a_link(write_manifest, tmp_path: Path) -> None:
+    real = tmp_path / "real-out"
+    real.mkdir()
+    (tmp_path / "out").symlink_to(real)
+    assert publish(write_manifest(LOCAL)).exit_code == 0
+    assert (real / "demo" / "1.0.0" / "disk.raw").is_file()

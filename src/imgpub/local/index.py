@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from imgpub.disk.zeros import zeros
 
-__all__ = ["INDEX", "Hasher", "Index", "file_hasher", "file_sha256", "hash_zeros", "locked"]
+__all__ = ["INDEX", "FolderLock", "Hasher", "Index", "file_hasher", "file_sha256", "hash_zeros", "inside"]
 
 INDEX = "index.json"
 LOCK = ".imgpub.lock"
@@ -22,16 +20,47 @@ _CHUNK = 4 << 20
 Hasher = Any  # hashlib's sha256 object (its class is private)
 
 
-@contextlib.contextmanager
-def locked(folder: Path) -> Iterator[None]:
-    """An exclusive lock on `folder` (targets sharing a folder publish one at a time)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with (folder / LOCK).open("a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+def inside(folder: Path, *parts: str) -> Path:
+    """`folder/parts...`, refused (ValueError) when a symbolic link along it would lead elsewhere:
+    imgpub writes only inside the target's folder (the folder itself may be a link the user made)."""
+    path = folder
+    for part in parts:
+        path = path / part
+        if path.is_symlink():
+            raise ValueError(
+                f"{path} is a symbolic link; imgpub writes only inside {folder} (remove the link)"
+            )
+    real, base = os.path.realpath(path), os.path.realpath(folder)
+    if os.path.commonpath([real, base]) != base:
+        raise ValueError(f"{path} leads outside {folder}; imgpub writes only inside it")
+    return path
+
+
+class FolderLock:
+    """An exclusive lock on `folder` (targets sharing a folder publish one at a time). The lock file
+    is opened at once, never through a symbolic link (ValueError); `with` takes the lock."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / LOCK
         try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+            self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        except OSError:
+            if path.is_symlink():
+                raise ValueError(f"{path} is a symbolic link; imgpub writes only inside {folder}") from None
+            raise
+
+    def __enter__(self) -> FolderLock:
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 class Index:
@@ -39,7 +68,7 @@ class Index:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.path = folder / INDEX
+        self.path = inside(folder, INDEX)
         try:
             data = json.loads(self.path.read_text())
             self.images: list[dict[str, Any]] = list(data.get("images", []))

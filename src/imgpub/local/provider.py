@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from imgpub.errors import ConfigurationError, ImageConflictError
-from imgpub.local.index import Hasher, Index, file_hasher, file_sha256, hash_zeros, locked
+from imgpub.local.index import FolderLock, Hasher, Index, file_hasher, file_sha256, hash_zeros, inside
 from imgpub.provider import (
     Action,
     Artifact,
@@ -92,13 +92,18 @@ class LocalProvider(Provider[LocalSettings]):
         if plan.up_to_date:
             return Published(ctx.target, self.name, artifacts=plan.existing, changed=False)
         name = settings.image_name or image.name
-        parent = settings.path / name
-        parent.mkdir(parents=True, exist_ok=True)
+        try:
+            parent = inside(settings.path, name)
+            parent.mkdir(parents=True, exist_ok=True)
+            final = inside(settings.path, name, image.version)
+            lock = FolderLock(settings.path)
+        except ValueError as exc:
+            raise ConfigurationError(f"target {ctx.target}: {exc}") from None
         staging = Path(tempfile.mkdtemp(dir=parent, prefix=f".{image.version}.", suffix=".partial"))
         try:
             files = self._write(disk, settings.formats, staging, ctx)
-            with locked(settings.path):
-                self._swap(staging, parent / image.version)
+            with lock:
+                self._swap(staging, final)
                 index = self._index(settings)
                 entry = {
                     "name": name,
@@ -112,6 +117,7 @@ class LocalProvider(Provider[LocalSettings]):
                 index.put(entry)
                 index.save()
         finally:
+            lock.close()
             shutil.rmtree(staging, ignore_errors=True)
         return Published(ctx.target, self.name, artifacts=self._artifacts(settings, entry), changed=True)
 
