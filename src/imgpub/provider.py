@@ -64,6 +64,8 @@ BootMode = Literal["bios", "uefi", "uefi-preferred"]
 
 
 def _relative_to_manifest(value: Path, info: ValidationInfo) -> Path:
+    if "\0" in str(value):
+        raise ValueError("a path cannot hold a NUL byte")
     base = (info.context or {}).get("base_dir")
     return value if value.is_absolute() or base is None else Path(os.path.normpath(Path(base) / value))
 

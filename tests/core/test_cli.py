@@ -254,3 +254,42 @@ def test_help_imports_no_cloud_sdk() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["publsh", "x.yaml"],
+            "imgpub: error: No such command 'publsh'. Did you mean 'publish'? (see 'imgpub --help')",
+        ),
+        (["plan"], "imgpub: error: Missing argument 'manifest'. (see 'imgpub plan --help')"),
+        (
+            ["inspect", "d.raw", "--bogus"],
+            "imgpub: error: No such option: --bogus (see 'imgpub inspect --help')",
+        ),
+        (
+            ["convert", "--to", "zip", "d.raw", "-o", "x"],
+            "imgpub: error: Invalid value for '--to': Value error, 'zip' is not one of 'raw', 'vhd', "
+            "'gce-tar'. "
+            "(see 'imgpub convert --help')",
+        ),
+    ],
+)
+def test_usage_errors_are_one_line_and_exit_2(
+    args: list[str], line: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from imgpub.cli import run as run_cli
+
+    assert run_cli(args) == 2
+    captured = capsys.readouterr()
+    assert captured.err == line + "\n" and captured.out == ""
+
+
+def test_run_returns_the_commands_exit_code(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from imgpub.cli import run as run_cli
+
+    assert run_cli(["--version"]) == 0
+    assert run_cli(["inspect", str(tmp_path / "none.raw")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert run_cli([]) == 2 and "Usage" in capsys.readouterr().out

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -81,10 +83,9 @@ def test_failure_leaves_no_partial_version(
 
     monkeypatch.setattr(imgpub.disk.write_gce, "write_gce_tar", full_disk)  # after raw and vhd are written
     result = publish(write_manifest(LOCAL))
-    assert (
-        not result.targets[0].ok
-        and result.targets[0].error == "target out: [Errno 28] No space left on device"
-    )
+    error = str(result.targets[0].error)
+    assert not result.targets[0].ok and error.startswith(f"target out: writing {tmp_path / 'out' / 'demo'}/")
+    assert error.endswith("/disk.raw.tar.gz: No space left on device")
     assert list((tmp_path / "out" / "demo").iterdir()) == []
     assert not (tmp_path / "out" / "index.json").exists()
 
@@ -158,3 +159,21 @@ def test_the_folder_itself_may_be_a_link(write_manifest, tmp_path: Path) -> None
     (tmp_path / "out").symlink_to(real)
     assert publish(write_manifest(LOCAL)).exit_code == 0
     assert (real / "demo" / "1.0.0" / "disk.raw").is_file()
+
+
+def test_a_full_disk_names_the_file_it_was_writing(write_manifest, tmp_path: Path) -> None:
+    """A write that fails (here EFBIG under RLIMIT_FSIZE, as ENOSPC would) names the file."""
+    path = write_manifest(LOCAL)
+    script = (
+        "import resource, signal, sys\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))\n"
+        "sys.argv = ['imgpub', 'publish', sys.argv[1]]\n"
+        "from imgpub.cli import main\n"
+        "main()\n"
+    )
+    env = {**os.environ, "IMGPUB_STATE_DIR": str(tmp_path / "state")}
+    done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, env=env)
+    assert done.returncode == 1, done.stderr
+    assert f"writing {tmp_path / 'out' / 'demo'}" in done.stdout
+    assert "/disk.raw: File too large" in done.stdout

@@ -200,3 +200,14 @@ def test_misspelt_required_key_wins_over_missing(write_manifest, tmp_path: Path)
         + LOCAL.replace("\n", "\n  ")
     )
     assert error_of(path) == f"{path}:2:3: image.nme: unknown field 'nme'; did you mean 'name'?"
+
+
+def test_a_nul_byte_in_a_path_is_bad_input(tmp_path: Path) -> None:
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(
+        'image:\n  name: d\n  version: "1"\n  source: "d\\0.raw"\n'
+        'targets:\n  - {name: f, provider: local, path: "out\\0x"}\n'
+    )
+    with pytest.raises(ManifestError) as err:
+        load_manifest(manifest, env={})
+    assert "a path cannot hold a NUL byte" in str(err.value)

@@ -110,3 +110,15 @@ def test_descriptor_is_closed_when_opening_fails(tmp_path: Path) -> None:
         with pytest.raises(ImageFormatError, match="version 0"):
             open_image(bad)
     assert len(list(Path("/proc/self/fd").iterdir())) == before
+
+
+def test_a_file_that_cannot_be_read_is_named() -> None:
+    """/proc/self/mem opens but answers EIO: one line naming it, not a bare [Errno 5]."""
+    with pytest.raises(ImageFormatError) as err:
+        open_image("/proc/self/mem", "raw")
+    assert str(err.value) == "/proc/self/mem: image file: cannot read: Input/output error"
+
+
+def test_a_path_with_a_nul_byte_is_refused() -> None:
+    with pytest.raises(ImageFormatError, match="the path holds a NUL byte"):
+        open_image("disk\0.raw")

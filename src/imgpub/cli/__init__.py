@@ -75,8 +75,34 @@ def main() -> None:
     # Process-wide, so only the CLI does it: freed block buffers are reused instead of being
     # returned to the kernel and faulted in again for every block (see imgpub.disk.allocator).
     keep_freed_memory()
-    sys.argv[1:] = [_debug_spelling(arg) for arg in sys.argv[1:]]
-    app()
+    sys.exit(run([_debug_spelling(arg) for arg in sys.argv[1:]]))
+
+
+def run(args: list[str]) -> int:
+    """Run the CLI on `args`; the exit code. A usage error (unknown option, bad value, missing
+    argument) is one line and exit code 2, like every other bad input, not a boxed message."""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args, prog_name="imgpub", standalone_mode=False)
+    except typer.Abort:
+        console.error_line("interrupted")
+        return 130
+    except Exception as exc:
+        kinds = {cls.__name__ for cls in type(exc).__mro__}
+        if "ClickException" not in kinds:  # typer's own click (vendored or not): matched by name
+            raise
+        if "NoArgsIsHelpError" in kinds:  # `imgpub` alone: the help, as a usage error
+            typer.echo(command.get_help(exc.ctx))  # type: ignore[attr-defined]
+            return 2
+        message = exc.format_message()  # type: ignore[attr-defined]
+        if "UsageError" in kinds:
+            ctx = getattr(exc, "ctx", None)
+            where = ctx.command_path if ctx is not None else "imgpub"
+            console.error_line(f"{message} (see '{where} --help')")
+            return 2
+        console.error_line(message)
+        return int(exc.exit_code)  # type: ignore[attr-defined]
+    return code if isinstance(code, int) else 0
 
 
 def _debug_spelling(arg: str) -> str:

@@ -82,6 +82,8 @@ def _opener(name: str) -> Opener | None:
 def open_image(path: str | os.PathLike[str], fmt: str = "auto") -> DiskImage:
     """Open `path` as a disk image. `fmt` forces a format; 'auto' detects it from magic bytes."""
     p = Path(path)
+    if "\0" in str(p):
+        raise ImageFormatError(p, "image", "file", None, "the path holds a NUL byte")
     try:
         fd = os.open(p, os.O_RDONLY)
     except FileNotFoundError:
@@ -90,6 +92,8 @@ def open_image(path: str | os.PathLike[str], fmt: str = "auto") -> DiskImage:
         raise ImageFormatError(p, "image", "file", None, "is a directory, not a disk image") from None
     except PermissionError:
         raise ImageFormatError(p, "image", "file", None, "permission denied") from None
+    except OSError as exc:
+        raise ImageFormatError(p, "image", "file", None, f"cannot open: {exc.strerror}") from None
     try:
         if stat.S_ISDIR(os.fstat(fd).st_mode):  # Linux opens directories read-only without complaint
             raise ImageFormatError(p, "image", "file", None, "is a directory, not a disk image")
@@ -99,6 +103,9 @@ def open_image(path: str | os.PathLike[str], fmt: str = "auto") -> DiskImage:
         if opener is None:
             raise ImageFormatError(p, name, "file", None, f"format {name!r} is not supported")
         return opener(p, fd)
+    except OSError as exc:  # EIO from a failing disk, /proc/self/mem, a vanished network file...
+        os.close(fd)
+        raise ImageFormatError(p, "image", "file", None, f"cannot read: {exc.strerror or exc}") from None
     except BaseException:
         os.close(fd)
         raise

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from imgpub.errors import ConfigurationError, ImageConflictError
+from imgpub.errors import ConfigurationError, ImageConflictError, TargetError
 from imgpub.local.index import FolderLock, Hasher, Index, file_hasher, file_sha256, hash_zeros, inside
 from imgpub.provider import (
     Action,
@@ -167,7 +167,10 @@ class LocalProvider(Provider[LocalSettings]):
                 continue
             dest = folder / FILES[fmt]
             ctx.progress.stage(f"write {FILES[fmt]}", disk.allocation.data_bytes)
-            writers[fmt](disk, dest, on_progress=ctx.progress.advance)
+            try:
+                writers[fmt](disk, dest, on_progress=ctx.progress.advance)
+            except OSError as exc:  # ENOSPC and friends name no file: say which one
+                raise TargetError(ctx.target, f"writing {dest}: {exc.strerror or exc}") from exc
             ctx.progress.stage(f"sha256 {FILES[fmt]}")
             if fmt == "raw":
                 raw_hash = file_hasher(dest)

@@ -66,6 +66,8 @@ class ImageSpec(BaseModel):
     @field_validator("source")
     @classmethod
     def _resolve_source(cls, value: str, info: ValidationInfo) -> str:
+        if "\0" in value:
+            raise ValueError("a path cannot hold a NUL byte")
         if is_url(value):
             if not value.startswith("https://"):
                 raise ValueError("a URL source must use https://")
