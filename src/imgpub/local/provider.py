@@ -7,7 +7,10 @@ failure leaves no partial version behind.
 
 from __future__ import annotations
 
+import glob
+import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -99,7 +102,9 @@ class LocalProvider(Provider[LocalSettings]):
             lock = FolderLock(settings.path)
         except ValueError as exc:
             raise ConfigurationError(f"target {ctx.target}: {exc}") from None
-        staging = Path(tempfile.mkdtemp(dir=parent, prefix=f".{image.version}.", suffix=".partial"))
+        _remove_leftovers(parent, image.version)
+        prefix = f".{image.version}.{_HOST}.{os.getpid()}."
+        staging = Path(tempfile.mkdtemp(dir=parent, prefix=prefix, suffix=".partial"))
         try:
             files = self._write(disk, settings.formats, staging, ctx)
             with lock:
@@ -199,7 +204,7 @@ class LocalProvider(Provider[LocalSettings]):
         return str(h.hexdigest())
 
     @staticmethod
-    def _swap(staging: Path, final: Path) -> None:
+    def _swap(staging: Path, final: Path) -> None:  # under the folder lock
         """Put `staging` at `final`; an older folder there is moved aside first, then removed."""
         old = None
         if final.exists():
@@ -208,3 +213,32 @@ class LocalProvider(Provider[LocalSettings]):
         staging.replace(final)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+
+
+_HOST = socket.gethostname().replace(".", "_")
+
+
+def _remove_leftovers(parent: Path, version: str) -> None:
+    """Folders a killed run left: its staging (`.<version>.<host>.<pid>.*.partial`, when that pid
+    is gone from this host) and an older version it had moved aside (`.<version>.old-*`)."""
+    for path in parent.glob(f".{glob.escape(version)}.*"):
+        rest = path.name[len(version) + 2 :]
+        if rest.startswith("old-"):
+            stale = True
+        elif path.name.endswith(".partial") and rest.startswith(f"{_HOST}."):
+            pid = rest[len(_HOST) + 1 :].split(".", 1)[0]
+            stale = pid.isdigit() and not _alive(int(pid))
+        else:
+            stale = False
+        if stale and path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
