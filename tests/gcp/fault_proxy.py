@@ -9,18 +9,31 @@ written without `kmsKeyName` is refused with 412 conditionNotMet "Request violat
 a key from another location than the bucket's with 400 (GCS needs the key in the bucket's location).
 `object_keys` records the kmsKeyName each created object was written with.
 
+What the emulator does not enforce and Cloud Storage does, the proxy does:
+* preconditions: `ifGenerationMatch` on a resumable upload is checked when the session starts and when
+  it finishes the object (a PUT whose Content-Range completes the declared total), and on
+  objects.delete: 412 conditionNotMet when the object's generation differs (0: it must not exist);
+* a resumable session's total, once a PUT declared it, cannot change: another total is a 400.
+`forget(upload_id)` makes the stand-in lose a session (every later request on it answers 404 or 410),
+as GCS does when a session expired.
+
 A rule hits the next `times` requests whose method and path match: "refuse" answers `status`
 (503 unless set, with `reason` and a Retry-After header when given) without forwarding;
 "lose-reply" forwards (the emulator stores the bytes) and answers 503 anyway, as when a connection
-drops after the server committed.
+drops after the server committed; "partial" forwards only the first `keep` bytes of a PUT's body (as
+if the connection dropped mid-body after GCS stored them) and answers 503. `on_request(method, path)`
+is called before each request is handled (a test can stop the client there).
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
+import re
 import threading
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
@@ -36,13 +49,30 @@ Answer = tuple[int, list[tuple[str, str]], bytes]
 class Rule:
     method: str
     path: str
-    action: Literal["refuse", "lose-reply"]
+    action: Literal["refuse", "lose-reply", "partial"]
     times: int = 1
     skip: int = 0
     """Let this many matching requests through first."""
     status: int = 503
     reason: str = "backendError"
     retry_after: str | None = None
+    keep: int = 0
+    """"partial": how many bytes of the body reach the emulator."""
+    finishing: bool = False
+    """Match only PUTs whose Content-Range declares the total (the one that finishes the object)."""
+
+
+RANGE = re.compile(r"bytes (?:(\d+)-(\d+)|\*)/(\d+|\*)")
+
+
+@dataclass
+class Session:
+    """What the proxy knows of one resumable session: its object, precondition and declared total."""
+
+    bucket: str
+    name: str
+    if_generation_match: int | None
+    total: int | None = None
 
 
 @dataclass
@@ -53,7 +83,11 @@ class FaultProxy:
     cmek_buckets: dict[str, str] = field(default_factory=dict)
     object_keys: dict[tuple[str, str], str | None] = field(default_factory=dict)
     rejected: list[str] = field(default_factory=list)
+    sessions: dict[str, Session] = field(default_factory=dict)
+    forgotten: dict[str, int] = field(default_factory=dict)
+    on_request: Callable[[str, str], None] | None = None
     _server: ThreadingHTTPServer | None = None
+    _commit: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> FaultProxy:
         proxy = self
@@ -85,14 +119,37 @@ class FaultProxy:
         self.cmek_buckets.clear()
         self.object_keys.clear()
         self.rejected.clear()
+        self.sessions.clear()
+        self.forgotten.clear()
+        self.on_request = None
+
+    def forget(self, upload_id: str, status: int = 404) -> None:
+        """Lose this session, as GCS does once it expired: every request on it answers `status`."""
+        self.forgotten[upload_id] = status
+
+    def upload_ids(self) -> list[str]:
+        """The sessions started through the proxy, oldest first."""
+        return list(self.sessions)
+
+    def put_bytes(self, upload_id: str | None = None) -> int:
+        """Bytes the client PUT into resumable sessions (one of them, or all)."""
+        total = 0
+        for method, path, content_range in self.seen:
+            match = RANGE.fullmatch(content_range)
+            if method == "PUT" and match and match.group(1) and (upload_id is None or upload_id in path):
+                total += int(match.group(2)) - int(match.group(1)) + 1
+        return total
 
     @property
     def url(self) -> str:
         assert self._server is not None
         return f"http://127.0.0.1:{self._server.server_port}"
 
-    def _rule(self, method: str, path: str) -> Rule | None:
+    def _rule(self, method: str, path: str, content_range: str) -> Rule | None:
+        declares = bool(re.fullmatch(r"bytes \S+/\d+", content_range.strip()))
         for rule in self.rules:
+            if rule.finishing and not declares:
+                continue
             if rule.times > 0 and rule.method == method and rule.path in path:
                 if rule.skip:
                     rule.skip -= 1
@@ -104,24 +161,99 @@ class FaultProxy:
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else b""
-        self.seen.append((handler.command, handler.path, handler.headers.get("Content-Range", "")))
+        content_range = handler.headers.get("Content-Range", "")
+        self.seen.append((handler.command, handler.path, content_range))
+        if self.on_request is not None:
+            self.on_request(handler.command, handler.path)
         try:
             call = self._check(handler.command, handler.path, body)
         except ApiError as exc:
             self.rejected.append(f"{handler.command} {handler.path}: {exc.code} {exc.reason}: {exc.message}")
             self._answer(handler, _error(exc.code, exc.reason, exc.message))
             return
-        rule = self._rule(handler.command, handler.path)
-        answer: Answer | None = None
-        if rule is None or rule.action == "lose-reply":
-            answer = self._forward(handler, body)
-            if call.creates_object and answer[0] < 400:
-                self.object_keys[(call.args["bucket"], call.object_name)] = call.query.get("kmsKeyName")
+        upload_id = call.query.get("upload_id")
+        if upload_id is not None and upload_id in self.forgotten:
+            status = self.forgotten[upload_id]
+            self._answer(
+                handler, _error(status, "notFound", "No such upload session (fault_proxy forgot it).")
+            )
+            return
+        rule = self._rule(handler.command, handler.path, content_range)
+        if rule is not None and rule.action == "refuse":
+            self._answer(
+                handler, _error(rule.status, rule.reason, "injected by fault_proxy", rule.retry_after)
+            )
+            return
+        headers: dict[str, str] = {}
+        if rule is not None and rule.action == "partial":
+            body, headers = _cut(body, content_range, rule.keep)
+        writes = call.method_id == "objects.delete" or call.creates_object or "upload_id" in call.query
+        with self._commit if writes else contextlib.nullcontext():  # check and write as one step
+            try:
+                self._preconditions(call, headers.get("Content-Range", content_range))
+            except ApiError as exc:
+                self._answer(handler, _error(exc.code, exc.reason, exc.message))
+                return
+            answer = self._forward(handler, body, headers)
+        self._record(call, answer)
         if rule is not None:
-            status = 503 if rule.action == "lose-reply" else rule.status
-            answer = _error(status, rule.reason, "injected by fault_proxy", rule.retry_after)
-        assert answer is not None
+            answer = _error(503, rule.reason, "injected by fault_proxy", rule.retry_after)
         self._answer(handler, answer)
+
+    def _record(self, call: Call, answer: Answer) -> None:
+        if answer[0] >= 400:
+            return
+        if call.creates_object:
+            self.object_keys[(call.args["bucket"], call.object_name)] = call.query.get("kmsKeyName")
+        location = next((v for k, v in answer[1] if k.lower() == "location"), "")
+        upload_id = urllib.parse.parse_qs(urllib.parse.urlsplit(location).query).get("upload_id")
+        if call.creates_object and upload_id and call.query.get("uploadType") == "resumable":
+            match = call.query.get("ifGenerationMatch")
+            self.sessions[upload_id[0]] = Session(
+                call.args["bucket"], call.object_name, int(match) if match is not None else None
+            )
+
+    def _preconditions(self, call: Call, content_range: str) -> None:
+        """ifGenerationMatch (resumable start and finish, delete) and a session's declared total."""
+        if call.method_id == "objects.delete" and "ifGenerationMatch" in call.query:
+            self._generation_is(
+                call.args["bucket"], call.args["object"], int(call.query["ifGenerationMatch"])
+            )
+            return
+        if call.creates_object and "ifGenerationMatch" in call.query:
+            self._generation_is(call.args["bucket"], call.object_name, int(call.query["ifGenerationMatch"]))
+            return
+        session = self.sessions.get(call.query.get("upload_id", ""))
+        match = RANGE.fullmatch(content_range.strip())
+        if session is None or match is None or match.group(3) == "*":
+            return
+        total = int(match.group(3))
+        if session.total is not None and session.total != total:
+            raise ApiError(
+                400,
+                f"Invalid request. The total object size in Content-Range ({total}) differs from the "
+                f"size declared earlier in this upload ({session.total}).",
+                "invalid",
+            )
+        session.total = total
+        finishes = match.group(2) is None or int(match.group(2)) + 1 == total
+        if finishes and session.if_generation_match is not None:
+            self._generation_is(session.bucket, session.name, session.if_generation_match)
+
+    def _generation_is(self, bucket: str, name: str, expected: int) -> None:
+        target = urllib.parse.urlsplit(self.upstream)
+        conn = http.client.HTTPConnection(target.hostname or "127.0.0.1", target.port, timeout=60)
+        try:
+            conn.request("GET", f"/storage/v1/b/{bucket}/o/{urllib.parse.quote(name, safe='')}")
+            response = conn.getresponse()
+            payload = response.read()
+        finally:
+            conn.close()
+        generation = int(json.loads(payload).get("generation", 0)) if response.status == 200 else 0
+        if generation != expected:
+            raise ApiError(
+                412, "At least one of the pre-conditions you specified did not hold.", "conditionNotMet"
+            )
 
     def _check(self, verb: str, path: str, body: bytes) -> Call:
         url = urllib.parse.urlsplit(path)
@@ -150,11 +282,14 @@ class FaultProxy:
         handler.end_headers()
         handler.wfile.write(payload)
 
-    def _forward(self, handler: BaseHTTPRequestHandler, body: bytes) -> Answer:
+    def _forward(self, handler: BaseHTTPRequestHandler, body: bytes, replace: dict[str, str]) -> Answer:
         target = urllib.parse.urlsplit(self.upstream)
         conn = http.client.HTTPConnection(target.hostname or "127.0.0.1", target.port, timeout=60)
         headers = {k: v for k, v in handler.headers.items() if k.lower() not in HOP_BY_HOP}
-        headers["Host"] = urllib.parse.urlsplit(self.url).netloc  # the emulator builds URLs from it
+        headers.update(replace)
+        # The emulator builds session URLs from Host: the address the client used (this proxy, or a
+        # chaos proxy in front of it), so every request of the session passes the same way.
+        headers["Host"] = handler.headers.get("Host") or urllib.parse.urlsplit(self.url).netloc
         try:
             conn.request(handler.command, handler.path, body=body, headers=headers)
             response = conn.getresponse()
@@ -163,6 +298,14 @@ class FaultProxy:
             return response.status, kept, payload
         finally:
             conn.close()
+
+
+def _cut(body: bytes, content_range: str, keep: int) -> tuple[bytes, dict[str, str]]:
+    """The first `keep` bytes of a chunk PUT, with its Content-Range to match (same total)."""
+    match = RANGE.fullmatch(content_range.strip())
+    assert match is not None and match.group(1) is not None, f"partial needs a chunk PUT: {content_range!r}"
+    start, kept = int(match.group(1)), body[:keep]
+    return kept, {"Content-Range": f"bytes {start}-{start + len(kept) - 1}/{match.group(3)}"}
 
 
 def _error(status: int, reason: str, message: str, retry_after: str | None = None) -> Answer:

@@ -20,7 +20,7 @@ from imgpub.progress import RecordingProgress
 from imgpub.retry import FAST
 from imgpub_gcp import GcpSettings
 from imgpub_gcp.clients import GcpClients
-from imgpub_gcp.gcs_upload import JOURNAL_KEY, QUANTUM, GcsUpload, _split
+from imgpub_gcp.gcs_upload import JOURNAL_KEY, QUANTUM, UPLOADER, UPLOADER_KEY, GcsUpload, _split
 
 DATA = random.Random(5).randbytes(6 * QUANTUM + 12345)
 META = {"imgpub-digest": "abc123"}
@@ -61,7 +61,8 @@ def test_upload_matches_checksums_and_carries_metadata(
     settings = make_settings()
     result = uploader(settings, journal).run(settings.bucket, "x.tar.gz", META, pieces(DATA))
     blob = storage_client.bucket(settings.bucket).get_blob("x.tar.gz")
-    assert blob.download_as_bytes() == DATA and blob.metadata == META
+    assert blob.download_as_bytes() == DATA
+    assert blob.metadata == {**META, UPLOADER: journal.get(UPLOADER_KEY)}  # who may delete it
     assert result.crc32c == blob.crc32c == base64.b64encode(google_crc32c.Checksum(DATA).digest()).decode()
     assert result.md5 == base64.b64encode(hashlib.md5(DATA).digest()).decode()
     assert result.sent == result.size == len(DATA) and not result.reused

@@ -75,7 +75,16 @@ class Images(Operations):
             return False
         return True
 
+    def _progress_of(self, project: str, name: str) -> None:
+        """GCE goes on building an image whoever watches: a read of it moves its operation on, as a
+        poll of the operation would (a run that lost the insert's reply only sees the image)."""
+        for (op_project, op_name), pending in list(self.state.pending.items()):
+            if op_project == project and pending[3] == name:
+                self._advance(op_project, op_name)
+
     def _get(self, project: str, name: str, *, read: bool = False) -> dict[str, Any]:
+        if read:
+            self._progress_of(project, name)
         image = self.state.images.get((project, name))
         if image is None or (read and not self._visible((project, name))):
             raise ApiError(404, f"The resource 'projects/{project}/global/images/{name}' was not found")
@@ -147,6 +156,7 @@ class Images(Operations):
         for (p, name), image in sorted(self.state.images.items(), key=lambda kv: kv[1]["creationTimestamp"]):
             if p != project:
                 continue
+            self._progress_of(p, name)
             values = {
                 "name": image.get("name"),
                 "family": image.get("family"),

@@ -8,7 +8,11 @@ gzip'd GNU tar (no PAX headers) whose one member is `disk.raw` (regular or GNU s
 
 Failure modes, as real GCE shows them:
   * `fail(status, ...)`: the next matching requests answer 429 rateLimitExceeded, 403
-    userRateLimitExceeded/quotaExceeded, 503... (with a Retry-After header when asked);
+    userRateLimitExceeded/quotaExceeded, 503... (with a Retry-After header when asked); with
+    `lose_reply=True` the request is done first and its answer replaced by the error (a reply lost
+    after GCE acted: the insert made the image, the delete deleted it...);
+  * `on_request(method, path)`: called before each request is handled (a test can act there as
+    another client would, or stop the client);
   * `fail_next_operation(code, message, kind=...)`: the next operation of that type ends DONE with
     `error`; a failed insert leaves the image in status FAILED;
   * a requestId seen within `State.request_id_retention` answers with its earlier operation as it is
@@ -24,6 +28,7 @@ import json
 import re
 import threading
 import urllib.parse
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -48,6 +53,7 @@ class FakeGce(Images):
         self._clock = datetime(2030, 1, 1, tzinfo=UTC)
         self._server: ThreadingHTTPServer | None = None
         self.routes = _routes()
+        self.on_request: Callable[[str, str], None] | None = None
 
     # -- lifecycle and test controls -------------------------------------------------------
 
@@ -83,6 +89,7 @@ class FakeGce(Images):
     def reset(self) -> None:
         with self.lock:
             self.state = State()
+            self.on_request = None
 
     def fail(
         self,
@@ -144,6 +151,8 @@ class FakeGce(Images):
         headers: dict[str, str] = {}
         with self.lock:
             self.state.log.append((handler.command, handler.path))
+        if self.on_request is not None:
+            self.on_request(handler.command, handler.path)
         try:
             status, body = self._dispatch(handler.command, url.path, query, raw)
         except ApiError as exc:
@@ -161,7 +170,9 @@ class FakeGce(Images):
         handler.end_headers()
         handler.wfile.write(out)
 
-    def _fault(self, verb: str, path: str) -> None:
+    def _fault(self, verb: str, path: str) -> ApiError | None:
+        """Raise the injected error of the first matching fault, or return it when the request is to be
+        done first (lose_reply)."""
         with self.lock:
             for fault in self.state.faults:
                 if (
@@ -171,7 +182,11 @@ class FakeGce(Images):
                 ):
                     fault.times -= 1
                     headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
-                    raise ApiError(fault.status, fault.message, fault.reason, headers)
+                    error = ApiError(fault.status, fault.message, fault.reason, headers)
+                    if fault.lose_reply:
+                        return error
+                    raise error
+        return None
 
     def _route(self, verb: str, path: str) -> tuple[dict[str, str], dict[str, Any], str]:
         for method_verb, pattern, method, name in self.routes:

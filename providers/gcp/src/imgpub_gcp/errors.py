@@ -2,10 +2,15 @@
 
 Nothing above this module catches a google.api_core, google.auth or requests exception. The SDK
 modules are imported on first use, so importing the provider (to validate a manifest) stays cheap.
+
+Every message made here is redacted: a resumable session's URL carries `upload_id`, a bearer
+credential for that upload (anyone holding it can write the object), and the SDK and requests put
+the URL in their messages. It never reaches an error line, the report or a CI summary.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -24,6 +29,16 @@ THROTTLE_REASONS = frozenset(
     {"rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded", "CONCURRENT_OPERATIONS_QUOTA_EXCEEDED"}
 )
 """403 reasons that mean 'slow down', not 'forbidden' (compute operations quota)."""
+
+UPLOAD_ID = re.compile(r"(upload_id(?:=|%3D))[^&\s'\"<>):;,]+", re.IGNORECASE)
+"""An upload_id in a URL (its value URL-encoded: it stops at the next separator)."""
+REDACTED = "<redacted>"
+
+
+def redact(text: str) -> str:
+    """`text` with every resumable-session upload_id replaced by <redacted>."""
+    return UPLOAD_ID.sub(r"\1" + REDACTED, text)
+
 
 CREDENTIALS_HINT = (
     "run `gcloud auth application-default login`, "
@@ -92,19 +107,23 @@ def translate(exc: BaseException, target: str, operation: str) -> TargetError | 
     from google.auth import exceptions as auth_exc
 
     if isinstance(exc, auth_exc.DefaultCredentialsError):
-        return CredentialsError(target, f"no usable Google credentials: {exc} ({CREDENTIALS_HINT})")
+        return CredentialsError(target, redact(f"no usable Google credentials: {exc} ({CREDENTIALS_HINT})"))
     if isinstance(exc, auth_exc.RefreshError):
-        return CredentialsError(target, f"Google credentials were refused: {exc} ({CREDENTIALS_HINT})")
+        return CredentialsError(
+            target, redact(f"Google credentials were refused: {exc} ({CREDENTIALS_HINT})")
+        )
     if isinstance(exc, gexc.Unauthenticated):
         return CredentialsError(
-            target, f"{operation}: not authenticated: {_message(exc)} ({CREDENTIALS_HINT})"
+            target, redact(f"{operation}: not authenticated: {_message(exc)} ({CREDENTIALS_HINT})")
         )
     if isinstance(exc, gexc.GoogleAPICallError):
-        return CloudError(target, operation, _message(exc), code=_code(exc), retryable=is_transient(exc))
+        return CloudError(
+            target, operation, redact(_message(exc)), code=_code(exc), retryable=is_transient(exc)
+        )
     if isinstance(exc, gexc.RetryError):
-        return CloudError(target, operation, f"gave up retrying: {exc.cause or exc}", retryable=True)
+        return CloudError(target, operation, redact(f"gave up retrying: {exc.cause or exc}"), retryable=True)
     if isinstance(exc, auth_exc.TransportError | requests.RequestException | ConnectionError | TimeoutError):
-        return CloudError(target, operation, f"{type(exc).__name__}: {exc}", retryable=True)
+        return CloudError(target, operation, redact(f"{type(exc).__name__}: {exc}"), retryable=True)
     return None
 
 

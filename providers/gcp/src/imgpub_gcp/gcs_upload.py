@@ -1,9 +1,20 @@
 """Stream the GCE tarball into one GCS object with the resumable protocol, and resume it after a crash.
 
 The story (`GcsUpload.run`): an object of that name and digest already there -> done. Else find the
-journalled session and ask GCS how many bytes it holds; regenerate the (deterministic) stream,
-hash and skip that many bytes, then PUT the rest in CHUNK pieces, journalling each confirmed
-offset; the last PUT names the total. Finally compare GCS's CRC32C/MD5/size with what was sent.
+journalled session and ask GCS where it stands (gcs_session.py); regenerate the (deterministic)
+stream, hash and skip the bytes GCS holds, then PUT the rest in CHUNK pieces, journalling each
+confirmed offset; the last PUT names the total (journalled before it is sent). Finally compare GCS's
+CRC32C/MD5/size with what was sent.
+
+A session that is gone or inconsistent (GCS forgot it or refuses it, it holds more than the stream
+has or fewer bytes than it confirmed, the stream's total differs from the one declared to it) is
+replaced by a new one, in the same run, and journalled; a second failure drops it from the journal.
+
+Two runs from different machines may upload the same object (its name comes from the digest) at
+once. The upload is conditional (ifGenerationMatch): the first to finish writes the object, the
+other is told so (412) and uses that object. Each object records which state dir's runs wrote it
+(metadata `imgpub-uploader`, an id kept in the journal): only those delete it (`delete_own`, with
+ifGenerationMatch), never another run's object, which its image may still be reading.
 
 One sequential resumable upload, pipelined (a worker thread compresses and hashes the next chunks
 while one is in flight), not parallel composed parts. benchmarks/gcp_upload.py, in-memory
@@ -24,8 +35,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import queue
-import re
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -34,18 +45,21 @@ from imgpub.errors import CloudError
 from imgpub.journal import Journal
 from imgpub.progress import Progress
 from imgpub.retry import RetryPolicy
-from imgpub_gcp.clients import REQUEST_TIMEOUT, GcpClients
-from imgpub_gcp.errors import call, raise_for_response
+from imgpub_gcp.clients import GcpClients
+from imgpub_gcp.errors import call
+from imgpub_gcp.gcs_session import Preempted, Session, SessionGone, start_session
 
 QUANTUM = 256 * 1024
 """GCS: every non-final chunk of a resumable upload is a multiple of 256 KiB."""
 CHUNK = 64 * QUANTUM
 """16 MiB per PUT: per-request overhead is negligible, a failed PUT costs little to resend."""
-CONTENT_TYPE = "application/gzip"
 PREFETCH = 2
 """Chunks compressed ahead of the one in flight: compression overlaps the network, memory stays 3 chunks."""
 JOURNAL_KEY = "gcs_upload"
-_RANGE = re.compile(r"bytes=0-(\d+)")
+UPLOADER_KEY = "gcs_uploader"
+"""Journal key of this state dir's uploader id."""
+UPLOADER = "imgpub-uploader"
+"""Object metadata: the uploader id of the runs that wrote the object (the only ones that delete it)."""
 T = TypeVar("T")
 
 
@@ -60,6 +74,17 @@ class UploadResult:
     """Bytes PUT to GCS by this run (0 when the object was already there)."""
     resumed_from: int = 0
     reused: bool = False
+    ours: bool = True
+    """Written by this state dir's runs (False: another run's object, which this run never deletes)."""
+
+
+def uploader_id(journal: Journal) -> str:
+    """This state dir's uploader id for the target, made on first use."""
+    found = journal.get(UPLOADER_KEY)
+    if not isinstance(found, str) or not found:
+        found = uuid.uuid4().hex
+        journal.set(UPLOADER_KEY, found)
+    return found
 
 
 def _crc32c() -> Any:
@@ -86,8 +111,15 @@ class _Hashes:
         return base64.b64encode(self.md5.digest()).decode()
 
 
-class _SessionGone(Exception):
-    """The journalled resumable session expired or never existed: start a new one."""
+@dataclass(frozen=True)
+class _Resume:
+    """Where a journalled session stands: bytes GCS holds, the journalled CRC32C of a prefix, and the
+    total once the last chunk was sent."""
+
+    session: Session
+    offset: int = 0
+    expected: tuple[int, str] | None = None
+    total: int | None = None
 
 
 class GcsUpload:
@@ -114,47 +146,93 @@ class GcsUpload:
         kms_key: str | None = None,
     ) -> UploadResult:
         """Upload the stream to gs://bucket/name, encrypted with the Cloud KMS key `kms_key` if given."""
-        existing = self._existing(bucket, name, metadata)
+        found = self._get(bucket, name)
+        existing = self._usable(found, bucket, name, metadata)
         if existing is not None:
             return existing
-        session, offset, expected = self._resume_point(bucket, name)
-        if session is None:
-            session, offset, expected = self._start_session(bucket, name, metadata, kms_key), 0, None
-        elif offset:
-            self._progress.note(f"resuming upload of gs://{bucket}/{name} at byte {offset:,}")
+        tagged = {**metadata, UPLOADER: uploader_id(self._journal)}
+        precondition = int(found.generation or 0) if found is not None else 0
+        resume = self._resume_point(bucket, name)
         try:
-            return self._send_stream(bucket, name, session, offset, expected, stream)
-        except _SessionGone:
-            self._progress.note("upload session no longer usable; starting the upload again")
-            session = self._start_session(bucket, name, metadata, kms_key)
-            return self._send_stream(bucket, name, session, 0, None, stream)
+            try:
+                if resume is None:
+                    resume = _Resume(self._start(bucket, name, tagged, kms_key, precondition))
+                elif resume.offset:
+                    self._progress.note(f"resuming upload of gs://{bucket}/{name} at byte {resume.offset:,}")
+                return self._send_stream(bucket, name, resume, stream)
+            except SessionGone as exc:
+                self._progress.note(f"upload session no longer usable ({exc}); starting the upload again")
+                self._journal.set(JOURNAL_KEY, {"object": name})
+                session = self._start(bucket, name, tagged, kms_key, precondition)
+            try:
+                return self._send_stream(bucket, name, _Resume(session), stream)
+            except SessionGone as exc:
+                self._journal.set(JOURNAL_KEY, {"object": name})
+                raise CloudError(
+                    self._target,
+                    f"upload to gs://{bucket}/{name}",
+                    f"a new session failed too: {exc}",
+                    retryable=True,
+                ) from None
+        except Preempted:
+            return self._adopt(bucket, name, metadata)
+
+    def delete_own(self, bucket: str, name: str) -> bool:
+        """Delete the object if this state dir's runs wrote it (that generation only); False when it is
+        another run's, which is left alone."""
+        from google.api_core.exceptions import NotFound, PreconditionFailed
+
+        blob = self._get(bucket, name)
+        if blob is None:
+            return True
+        if (blob.metadata or {}).get(UPLOADER) != uploader_id(self._journal):
+            return False
+
+        def delete() -> bool:
+            try:
+                self._clients.storage.bucket(bucket).delete_blob(
+                    name, if_generation_match=blob.generation, retry=None
+                )
+            except NotFound:
+                return True  # gone already (a retry after a lost reply)
+            except PreconditionFailed:
+                return False  # replaced by another run since: not ours any more
+            return True
+
+        return call(self._target, f"delete gs://{bucket}/{name}", self._retry, delete)
 
     # -- the stream ------------------------------------------------------------------------
 
     def _send_stream(
-        self,
-        bucket: str,
-        name: str,
-        session: str,
-        offset: int,
-        expected: tuple[int, str] | None,
-        stream: Callable[[], Iterable[bytes]],
+        self, bucket: str, name: str, resume: _Resume, stream: Callable[[], Iterable[bytes]]
     ) -> UploadResult:
         """PUT chunks while a worker thread compresses and hashes the next ones."""
-        hashes = _Hashes()
-        position, sent, carry = offset, 0, b""
-        for data, final, crc in _prefetch(_chunks(stream(), offset, expected, self._chunk, hashes), PREFETCH):
+        hashes, session = _Hashes(), resume.session
+        position, sent, carry = resume.offset, 0, b""
+        state: dict[str, Any] = {"object": name, "session": session.url, "confirmed": position}
+        chunks = _chunks(stream(), resume.offset, resume.expected, self._chunk, hashes)
+        for data, final, crc in _prefetch(chunks, PREFETCH):
             body = carry + data if carry else data
-            persisted, put = self._put_chunk(session, position, body, final)
+            if final:
+                total = position + len(body)
+                if resume.total is not None and resume.total != total:
+                    raise SessionGone(
+                        f"the stream has {total:,} bytes, the session was told {resume.total:,}"
+                    )
+                state["total"] = total  # GCS holds the session to it from now on
+                self._journal.set(JOURNAL_KEY, state)
+            persisted, put = session.put(position, body, final)
             sent += put
             if persisted < position:
                 raise CloudError(
                     self._target, "upload", f"GCS went back from {position:,} to {persisted:,} stored bytes"
                 )
             carry, position = body[persisted - position :], persisted
-            state = {"object": name, "session": session, "confirmed": position}
+            state = {"object": name, "session": session.url, "confirmed": position}
             self._journal.set(JOURNAL_KEY, state if carry else {**state, "crc32c": crc})
-        result = UploadResult(bucket, name, hashes.length, hashes.crc32c(), hashes.md5_b64(), sent, offset)
+        result = UploadResult(
+            bucket, name, hashes.length, hashes.crc32c(), hashes.md5_b64(), sent, resume.offset
+        )
         self._verify(result)
         self._journal.set(
             JOURNAL_KEY, {"object": name, "done": True, "size": result.size, "crc32c": result.crc32c}
@@ -163,124 +241,77 @@ class GcsUpload:
 
     # -- one method per API call -------------------------------------------------------------
 
-    def _existing(self, bucket: str, name: str, metadata: dict[str, str]) -> UploadResult | None:
-        blob = call(
+    def _get(self, bucket: str, name: str) -> Any:
+        return call(
             self._target,
-            "get object",
+            f"get gs://{bucket}/{name}",
             self._retry,
             lambda: self._clients.storage.bucket(bucket).get_blob(name, retry=None),
         )
+
+    def _usable(self, blob: Any, bucket: str, name: str, metadata: dict[str, str]) -> UploadResult | None:
+        """The object, when it is this image's tarball (its metadata, and what this run sent if it did)."""
         if blob is None or any((blob.metadata or {}).get(k) != v for k, v in metadata.items()):
             return None
         done = self._journal.get(JOURNAL_KEY) or {}
         if done.get("done") and done.get("object") == name and done.get("crc32c") not in (None, blob.crc32c):
             return None
+        ours = (blob.metadata or {}).get(UPLOADER) == uploader_id(self._journal)
         return UploadResult(
-            bucket, name, int(blob.size or 0), str(blob.crc32c), blob.md5_hash, 0, reused=True
+            bucket, name, int(blob.size or 0), str(blob.crc32c), blob.md5_hash, 0, reused=True, ours=ours
         )
 
-    def _resume_point(self, bucket: str, name: str) -> tuple[str | None, int, tuple[int, str] | None]:
+    def _adopt(self, bucket: str, name: str, metadata: dict[str, str]) -> UploadResult:
+        """Another run wrote the object first: use it when it is this image's tarball."""
+        self._journal.set(JOURNAL_KEY, {"object": name})
+        found = self._usable(self._get(bucket, name), bucket, name, metadata)
+        if found is None:
+            raise CloudError(
+                self._target,
+                f"upload to gs://{bucket}/{name}",
+                "another run wrote this object with other content meanwhile; run publish again",
+                retryable=True,
+            )
+        self._progress.note(f"gs://{bucket}/{name} was uploaded by another run at the same time; using it")
+        return found
+
+    def _resume_point(self, bucket: str, name: str) -> _Resume | None:
         state = self._journal.get(JOURNAL_KEY) or {}
-        session = state.get("session")
-        if state.get("object") != name or not session or state.get("done"):
-            return None, 0, None
-        try:
-            persisted = self._query(session)
-        except _SessionGone:
-            return None, 0, None
-        if persisted is None:  # finished, yet not an object with our metadata: upload anew
-            return None, 0, None
+        url = state.get("session")
+        if state.get("object") != name or not url or state.get("done"):
+            return None
+        session = Session(self._clients, self._target, self._retry, str(url))
+        total = int(state["total"]) if state.get("total") is not None else None
         confirmed = int(state.get("confirmed", 0))
-        expected = (
-            (confirmed, str(state["crc32c"])) if 0 < confirmed <= persisted and state.get("crc32c") else None
-        )
-        return session, persisted, expected
+        try:
+            found = session.query(total)
+            if not found.finished and found.persisted < confirmed:
+                raise SessionGone(f"GCS holds {found.persisted:,} bytes but had confirmed {confirmed:,}")
+        except SessionGone as exc:
+            self._progress.note(f"the journalled upload session is no longer usable ({exc}); starting again")
+            return None
+        if found.finished:  # finished, yet not an object with our metadata: upload anew
+            return None
+        expected = (confirmed, str(state["crc32c"])) if confirmed > 0 and state.get("crc32c") else None
+        return _Resume(session, found.persisted, expected, total)
 
-    def _start_session(self, bucket: str, name: str, metadata: dict[str, str], kms_key: str | None) -> str:
-        """A resumable session; the key goes in the kmsKeyName parameter (storage v1 objects.insert)."""
-        blob = self._clients.storage.bucket(bucket).blob(name, kms_key_name=kms_key)
-        blob.metadata = metadata
-        url: str = call(
-            self._target,
-            f"start upload of gs://{bucket}/{name}",
-            self._retry,
-            lambda: blob.create_resumable_upload_session(
-                content_type=CONTENT_TYPE, timeout=REQUEST_TIMEOUT, retry=None
-            ),
-        )
+    def _start(
+        self, bucket: str, name: str, metadata: dict[str, str], kms_key: str | None, precondition: int
+    ) -> Session:
+        try:
+            url = start_session(
+                self._clients, self._target, self._retry, (bucket, name), metadata, kms_key, precondition
+            )
+        except CloudError as exc:  # 412: the object changed since we looked (else a policy said no)
+            found = self._get(bucket, name) if (exc.code or "").startswith("412") else None
+            if found is not None and int(found.generation or 0) != precondition:
+                raise Preempted(str(exc)) from None
+            raise
         self._journal.set(JOURNAL_KEY, {"object": name, "session": url, "confirmed": 0})
-        return url
-
-    def _query(self, session: str) -> int | None:
-        """Bytes GCS holds for this session (an empty PUT with `bytes */*`); None once it is finished."""
-
-        def query() -> int | None:
-            response = self._clients.session.put(
-                session, headers={"Content-Range": "bytes */*"}, timeout=REQUEST_TIMEOUT
-            )
-            if response.status_code in (404, 410):
-                raise _SessionGone(f"session answered {response.status_code}")
-            if response.status_code in (200, 201):
-                return None
-            raise_for_response(response)
-            return _persisted(response.headers.get("Range"))
-
-        return call(self._target, "query upload status", self._retry, query)
-
-    def _put_chunk(self, session: str, start: int, data: bytes, final: bool) -> tuple[int, int]:
-        """PUT data at `start`; after a failed attempt, ask GCS where it stands and send only the rest.
-
-        Returns (bytes GCS now holds, bytes sent by all attempts)."""
-        first, sent, end = True, 0, start + len(data)
-
-        def attempt() -> int:
-            nonlocal first, sent
-            at, retried, first = start, not first, False
-            if retried:
-                try:
-                    held = self._query(session)
-                except _SessionGone:
-                    if not final:
-                        raise
-                    held = None  # some servers forget a finished session: _verify has the last word
-                if held is None:  # an earlier attempt finished the object; only its reply was lost
-                    if final:
-                        return end
-                    raise CloudError(self._target, "upload", "GCS finished the object before the last chunk")
-                at = max(start, held)
-                if at >= end and not final:
-                    return at
-            body = data[at - start :]
-            total = str(end) if final else "*"
-            span = f"{at}-{end - 1}" if body else "*"
-            sent += len(body)
-            response = self._clients.session.put(
-                session,
-                data=body,
-                headers={"Content-Range": f"bytes {span}/{total}"},
-                timeout=REQUEST_TIMEOUT,
-            )
-            raise_for_response(response)
-            if response.status_code in (200, 201):
-                if not final:
-                    raise CloudError(self._target, "upload", "GCS finished the object before the last chunk")
-                return end
-            if final:
-                raise CloudError(
-                    self._target, "upload", f"GCS did not finish the object (HTTP {response.status_code})"
-                )
-            return _persisted(response.headers.get("Range"))
-
-        persisted = call(self._target, "upload chunk", self._retry, attempt)
-        return persisted, sent
+        return Session(self._clients, self._target, self._retry, url)
 
     def _verify(self, result: UploadResult) -> None:
-        blob = call(
-            self._target,
-            "get uploaded object",
-            self._retry,
-            lambda: self._clients.storage.bucket(result.bucket).get_blob(result.name, retry=None),
-        )
+        blob = self._get(result.bucket, result.name)
         where = f"gs://{result.bucket}/{result.name}"
         if blob is None:
             raise CloudError(self._target, "verify upload", f"{where} is missing after the upload")
@@ -295,15 +326,6 @@ class GcsUpload:
                 raise CloudError(
                     self._target, "verify upload", f"{where}: {what} is {remote} in GCS but {local} was sent"
                 )
-
-
-def _persisted(header: str | None) -> int:
-    if not header:
-        return 0
-    match = _RANGE.fullmatch(header.strip())
-    if match is None:
-        raise ValueError(f"unexpected Range header from GCS: {header!r}")
-    return int(match.group(1)) + 1
 
 
 def _split(pieces: Iterable[bytes], marks: set[int]) -> Iterator[bytes]:
@@ -335,7 +357,7 @@ def _chunks(
         if hashes.length < offset:
             hashes.update(piece)
             if expected and hashes.length == expected[0] and hashes.crc32c() != expected[1]:
-                raise _SessionGone("the regenerated stream differs from the uploaded prefix")
+                raise SessionGone("the regenerated stream differs from the uploaded prefix")
             continue
         buffer += piece
         while len(buffer) > size:
@@ -344,7 +366,7 @@ def _chunks(
             hashes.update(chunk)
             yield chunk, False, hashes.crc32c()
     if hashes.length < offset:
-        raise _SessionGone("the stream is shorter than what GCS already holds")
+        raise SessionGone("the stream is shorter than what GCS already holds")
     chunk = bytes(buffer)
     hashes.update(chunk)
     yield chunk, True, hashes.crc32c()

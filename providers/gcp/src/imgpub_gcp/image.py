@@ -16,7 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from imgpub.errors import CloudError, ConfigurationError
+from imgpub.errors import CloudError, ConfigurationError, ImageConflictError
 from imgpub.identity import LABEL_DIGEST, LABEL_NAME, LABEL_VERSION, label_safe
 from imgpub.progress import Progress
 from imgpub.provider import ImageInfo
@@ -34,7 +34,11 @@ OPERATION_TIMEOUT = 3600.0
 WAIT_FLOOR_SECONDS = 0.2
 """globalOperations.wait long-polls (~2 min); when it returns sooner, pause this long before asking again."""
 POLL_SECONDS = 5.0
-"""Between images.get calls while waiting for an image a previous run started."""
+"""At most this long between images.get calls while waiting for an image another run started."""
+FIRST_POLL_SECONDS = 0.25
+"""The first pause; each next one doubles, up to POLL_SECONDS."""
+LABEL_ROUNDS = 5
+"""setLabels read-modify-write rounds before giving up on labels that keep changing."""
 X509_SUFFIXES = frozenset({".der", ".cer", ".crt", ".pem"})
 
 
@@ -163,11 +167,14 @@ class GceImages:
     def until_built(self, found: compute_v1.Image) -> compute_v1.Image:
         """An image a stopped run left PENDING, once GCE has finished (READY) or given up (FAILED)."""
         deadline = time.monotonic() + self.operation_timeout
+        pause = FIRST_POLL_SECONDS
         while found.status == "PENDING":
             if time.monotonic() > deadline:
                 raise CloudError(self.target, f"wait for image {found.name}", "still PENDING", retryable=True)
-            self.progress.note(f"image {found.name} is still being created; waiting")
-            time.sleep(POLL_SECONDS)
+            if pause == FIRST_POLL_SECONDS:
+                self.progress.note(f"image {found.name} is still being created; waiting")
+            time.sleep(min(pause, POLL_SECONDS))
+            pause *= 2
             again = self.get(found.name)
             if again is None:
                 raise CloudError(self.target, f"wait for image {found.name}", "the image disappeared")
@@ -188,22 +195,54 @@ class GceImages:
             lambda: list(self.clients.images.list(request=request, retry=None)),
         )
 
-    def insert(self, body: compute_v1.Image) -> compute_v1.Image:
+    def insert(self, body: compute_v1.Image) -> tuple[compute_v1.Image, bool]:
         """Create the image and return it once images.get shows it (a new image may stay invisible for
-        a moment after its operation is DONE: that is retried by the retry policy)."""
+        a moment after its operation is DONE: that is retried by the retry policy), and whether another
+        run made it.
+
+        The requestId is made once: the call's retries reuse it, so a retry after a lost reply gets the
+        operation the first attempt started. When the image exists already (409: another run created
+        it in the meantime) and carries this publish's digest, it is adopted: waited for until built,
+        never created twice or deleted."""
+        from google.api_core.exceptions import Conflict
         from google.cloud import compute_v1
 
         request = compute_v1.InsertImageRequest(
             project=self.project, image_resource=body, request_id=new_request_id()
         )
-        op = call(
-            self.target,
-            f"create image {body.name}",
-            self.retry,
-            partial(self.clients.images.insert_unary, request=request, retry=None),
-        )
+
+        def insert() -> compute_v1.Operation | None:
+            try:
+                return self.clients.images.insert_unary(request=request, retry=None)
+            except Conflict:
+                return None
+
+        op = call(self.target, f"create image {body.name}", self.retry, insert)
+        if op is None:
+            return self._adopt(body), True
         self.wait(op, f"create image {body.name}")
-        return self._until_visible(body.name)
+        return self._until_visible(body.name), False
+
+    def _adopt(self, body: compute_v1.Image) -> compute_v1.Image:
+        """The image another run created under this name: ours to use when it carries our digest."""
+        found = self._until_visible(body.name)
+        digest, theirs = body.labels.get(LABEL_DIGEST), found.labels.get(LABEL_DIGEST)
+        if theirs != digest:
+            raise ImageConflictError(
+                self.target,
+                f"image {found.name} was created meanwhile with digest "
+                f"{theirs or 'none (not made by imgpub)'}, but this publish has digest {digest}",
+            )
+        self.progress.note(f"image {found.name} was created by another run at the same time; using it")
+        built = self.until_built(found)
+        if built.status != "READY":
+            raise CloudError(
+                self.target,
+                f"create image {found.name}",
+                f"the image another run created is {built.status}; run publish again",
+                retryable=True,
+            )
+        return built
 
     def _until_visible(self, name: str) -> compute_v1.Image:
         def get() -> compute_v1.Image:
@@ -223,16 +262,21 @@ class GceImages:
             ) from None
 
     def delete(self, name: str) -> None:
+        """Delete the image; one that is gone already (a retry after a lost reply, another run) is done."""
+        from google.api_core.exceptions import NotFound
         from google.cloud import compute_v1
 
         request = compute_v1.DeleteImageRequest(project=self.project, image=name, request_id=new_request_id())
-        op = call(
-            self.target,
-            f"delete image {name}",
-            self.retry,
-            partial(self.clients.images.delete_unary, request=request, retry=None),
-        )
-        self.wait(op, f"delete image {name}")
+
+        def delete() -> compute_v1.Operation | None:
+            try:
+                return self.clients.images.delete_unary(request=request, retry=None)
+            except NotFound:
+                return None
+
+        op = call(self.target, f"delete image {name}", self.retry, delete)
+        if op is not None:
+            self.wait(op, f"delete image {name}", gone_ok=True)
 
     def deprecate(self, name: str, replacement: str) -> None:
         from google.cloud import compute_v1
@@ -242,38 +286,67 @@ class GceImages:
             replacement=replacement,
             deprecated=datetime.now(UTC).isoformat(timespec="seconds"),
         )
+        request = compute_v1.DeprecateImageRequest(
+            project=self.project, image=name, deprecation_status_resource=status, request_id=new_request_id()
+        )
         op = call(
             self.target,
             f"deprecate image {name}",
             self.retry,
-            lambda: self.clients.images.deprecate_unary(
-                project=self.project, image=name, deprecation_status_resource=status, retry=None
-            ),
+            partial(self.clients.images.deprecate_unary, request=request, retry=None),
         )
         self.wait(op, f"deprecate image {name}")
 
     def set_labels(self, found: compute_v1.Image, labels: dict[str, str]) -> None:
+        """Set the labels, with the fingerprint of what was read. setLabels has no requestId: after a lost
+        reply the retry's fingerprint is stale (412), and so is it when another run changed them; then
+        the image is read again, and the labels are set again unless they already are what we want."""
+        for _ in range(LABEL_ROUNDS):
+            if self._set_labels_once(found, labels):
+                return
+            again = self.get(found.name)
+            if again is None:
+                raise CloudError(self.target, f"set labels of image {found.name}", "the image disappeared")
+            if dict(again.labels) == labels:
+                return
+            found = again
+        raise CloudError(
+            self.target,
+            f"set labels of image {found.name}",
+            f"the labels kept changing under this run ({LABEL_ROUNDS} tries); run publish again",
+            retryable=True,
+        )
+
+    def _set_labels_once(self, found: compute_v1.Image, labels: dict[str, str]) -> bool:
+        """False when the fingerprint was stale."""
+        from google.api_core.exceptions import PreconditionFailed
         from google.cloud import compute_v1
 
         request = compute_v1.GlobalSetLabelsRequest(labels=labels, label_fingerprint=found.label_fingerprint)
-        op = call(
-            self.target,
-            f"set labels of image {found.name}",
-            self.retry,
-            lambda: self.clients.images.set_labels_unary(
-                project=self.project,
-                resource=found.name,
-                global_set_labels_request_resource=request,
-                retry=None,
-            ),
-        )
+
+        def set_labels() -> compute_v1.Operation | None:
+            try:
+                return self.clients.images.set_labels_unary(
+                    project=self.project,
+                    resource=found.name,
+                    global_set_labels_request_resource=request,
+                    retry=None,
+                )
+            except PreconditionFailed:
+                return None
+
+        op = call(self.target, f"set labels of image {found.name}", self.retry, set_labels)
+        if op is None:
+            return False
         self.wait(op, f"set labels of image {found.name}")
+        return True
 
     def _wait_once(self, name: str) -> compute_v1.Operation:
         return self.clients.operations.wait(project=self.project, operation=name, retry=None)
 
-    def wait(self, op: compute_v1.Operation, what: str) -> None:
-        """Long-poll globalOperations.wait until DONE, then raise the operation's errors in full."""
+    def wait(self, op: compute_v1.Operation, what: str, *, gone_ok: bool = False) -> None:
+        """Long-poll globalOperations.wait until DONE, then raise the operation's errors in full
+        (except RESOURCE_NOT_FOUND when `gone_ok`: a delete of what is gone already)."""
         deadline = time.monotonic() + self.operation_timeout
         reported, asked = -1, time.monotonic()
         while op.status != op.Status.DONE:
@@ -292,6 +365,8 @@ class GceImages:
             asked = time.monotonic()
             op = call(self.target, f"wait for {what}", self.retry, partial(self._wait_once, op.name))
         if op.error and op.error.errors:
+            if gone_ok and all(e.code == "RESOURCE_NOT_FOUND" for e in op.error.errors):
+                return
             raise CloudError(self.target, what, operation_errors(op), code=op.error.errors[0].code or None)
 
 

@@ -125,8 +125,12 @@ class GcpProvider(Provider[GcpSettings]):
         upload: UploadResult | None = None
         if current is None:
             upload = self._upload(clients, disk, image, settings, found.name, ctx)
-            current = self._create(clients, images, upload, image, settings, ctx)
-            published.changed = True
+            current, by_other = self._create(clients, images, upload, image, settings, ctx)
+            if by_other:
+                published.warnings.append(
+                    f"image {current.name} was published by another run at the same time; this run adopted it"
+                )
+            published.changed |= not by_other or upload.sent > 0
         published.changed |= self._converge(clients, images, current, image, settings, ctx)
         if not settings.keep_upload:
             self._delete_upload(clients, settings, self._object_name(current.name, settings, ctx), ctx)
@@ -163,24 +167,26 @@ class GcpProvider(Provider[GcpSettings]):
         image: ImageInfo,
         settings: GcpSettings,
         ctx: Context,
-    ) -> compute_v1.Image:
-        """images.insert from the upload. When GCE refuses it for good (the operation failed, a 4xx),
-        the uploaded object goes too, unless keep_upload; after throttling or 5xx outlasted the retries
-        it stays, so the next run creates the image without uploading again."""
+    ) -> tuple[compute_v1.Image, bool]:
+        """images.insert from the upload; the image, and whether another run created it meanwhile.
+        When GCE refuses it for good (the operation failed, a 4xx), the uploaded object goes too, unless
+        keep_upload or another run uploaded it; after throttling or 5xx outlasted the retries it stays,
+        so the next run creates the image without uploading again."""
         ctx.progress.stage("register", None)
         body = image_body(image, settings, ctx.digest, source_url(upload.bucket, upload.name))
         try:
             return images.insert(body)
         except CloudError as exc:
-            if not settings.keep_upload and not exc.retryable:
+            if not settings.keep_upload and not exc.retryable and upload.ours:
                 try:
-                    self._delete_upload(clients, settings, upload.name, ctx)
+                    deleted = self._delete_upload(clients, settings, upload.name, ctx)
                 except CloudError as cleanup:
                     ctx.progress.note(f"could not delete gs://{upload.bucket}/{upload.name}: {cleanup}")
                 else:
-                    ctx.progress.note(
-                        f"deleted gs://{upload.bucket}/{upload.name}: the image was not created"
-                    )
+                    if deleted:
+                        ctx.progress.note(
+                            f"deleted gs://{upload.bucket}/{upload.name}: the image was not created"
+                        )
             raise
 
     def _converge(
@@ -295,16 +301,14 @@ class GcpProvider(Provider[GcpSettings]):
 
         return call(ctx.target, f"get gs://{bucket}/{obj}", ctx.retry, get)
 
-    def _delete_upload(self, clients: GcpClients, settings: GcpSettings, obj: str, ctx: Context) -> None:
-        from google.api_core.exceptions import NotFound
-
-        def delete() -> None:
-            try:
-                clients.storage.bucket(settings.bucket).delete_blob(obj, retry=None)
-            except NotFound:
-                return
-
-        call(ctx.target, f"delete gs://{settings.bucket}/{obj}", ctx.retry, delete)
+    def _delete_upload(self, clients: GcpClients, settings: GcpSettings, obj: str, ctx: Context) -> bool:
+        """Delete the tarball when this state dir's runs uploaded it; another run's is left to that run
+        (its image may still be reading it). False when it was left."""
+        uploader = GcsUpload(clients, ctx.target, ctx.journal, ctx.retry, ctx.progress, self._upload_chunk)
+        if uploader.delete_own(settings.bucket, obj):
+            return True
+        ctx.progress.note(f"left gs://{settings.bucket}/{obj}: another run uploaded it and deletes it")
+        return False
 
     @staticmethod
     def _artifact(found: compute_v1.Image, extra: dict[str, Any] | None = None) -> Artifact:
