@@ -32,6 +32,7 @@ import hashlib
 import math
 import os
 import re
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
@@ -152,6 +153,8 @@ def _put_snapshot_block(
 def _complete_snapshot(self: ebs_responses.EBSResponse) -> Any:
     snapshot_id = self._get_param("SnapshotId")
     snap = _snapshot(self.ebs_backend, snapshot_id)
+    if snap.status != "pending":  # a second CompleteSnapshot (a retry whose first reply was lost)
+        raise _err("ValidationException", f"Snapshot {snapshot_id} is {snap.status}, not pending")
     count = self._get_param("ChangedBlocksCount")
     if count is None or int(count) != len(snap.blocks):
         raise _err("ValidationException", f"ChangedBlocksCount {count} != {len(snap.blocks)} blocks written")
@@ -188,9 +191,13 @@ DEFAULT_KEY = "alias/aws/ebs"
 """What moto records as the KMS key of a snapshot encrypted without a key: the account default."""
 
 
-def _new_ami(backend: Any, name: str, description: str, fields: dict[str, Any], snap: Any) -> Any:
+def _name_free(backend: Any, name: str) -> None:
     if any(a.name == name and a.owner_id == backend.account_id for a in backend.amis.values()):
         raise _err("InvalidAMIName.Duplicate", f"AMI name {name} is already in use by AMI in this region")
+
+
+def _new_ami(backend: Any, name: str, description: str, fields: dict[str, Any], snap: Any) -> Any:
+    _name_free(backend, name)
     ami = ami_models.Ami(backend, ami_models.random_ami_id(), name=name, description=description)
     backend.delete_snapshot(ami.ebs_snapshot.id)  # moto's auto-made 15 GiB snapshot is not ours
     ami.ebs_snapshot = snap
@@ -286,6 +293,7 @@ def _copy_image(self: ami_responses.AmisResponse) -> Any:
         return _orig_copy_image(self)
     if src.state != "available":
         raise _err("IncorrectState", f"Image {src.id} is {src.state}")
+    _name_free(backend, self._get_param("Name") or src.name)  # before anything is made
     vol = backend.create_volume(size=src.ebs_snapshot.volume.size, zone_name=f"{backend.region_name}a")
     snap = backend.create_snapshot(vol.id, f"Copied for {src.id}")
     kms = self._get_param("KmsKeyId")
@@ -351,6 +359,17 @@ def _enable_image_deprecation(self: ami_responses.AmisResponse) -> Any:
     return ami_responses.ActionResult({"Return": True})
 
 
+def _ami_filter_value(self: Any, filter_name: str, method_name: str | None = None) -> Any:
+    """DescribeImages' `block-device-mapping.snapshot-id` filter, which moto lacks."""
+    if filter_name == "block-device-mapping.snapshot-id":
+        return {
+            m["Ebs"]["SnapshotId"] for m in self.block_device_mappings if m.get("Ebs", {}).get("SnapshotId")
+        }
+    return _orig_ami_filter_value(self, filter_name, method_name)
+
+
+_orig_ami_filter_value = ami_models.Ami.get_filter_value
+ami_models.Ami.get_filter_value = _ami_filter_value  # type: ignore[method-assign]
 _orig_copy_image = ami_responses.AmisResponse.copy_image
 _orig_describe_attr = ami_responses.AmisResponse.describe_image_attribute
 _orig_describe_images = ami_responses.AmisResponse.describe_images
@@ -401,8 +420,21 @@ _SERVER_CHECKED = {"ec2": None, "ebs": {"StartSnapshot"}}
 with the model), and the EBS direct call with a JSON body (the block calls are checked above)."""
 
 
+_one_at_a_time = threading.RLock()
+"""EC2 and the EBS snapshot calls are carried out one at a time, as atomic as AWS makes them (moto's
+backends are not thread-safe: two RegisterImage of one name at once would both pass the name check).
+The block calls stay parallel."""
+
+
 def _call_action(self: BaseResponse) -> Any:
     service = getattr(self, "service_name", None)
+    if service == "ec2" or (service == "ebs" and "/blocks/" not in self.path):
+        with _one_at_a_time:
+            return _checked_call_action(self, service)
+    return _checked_call_action(self, service)
+
+
+def _checked_call_action(self: BaseResponse, service: str | None) -> Any:
     allowed = _SERVER_CHECKED.get(service or "", ...)
     action = self._get_action() if allowed is not ... else None
     if action and (allowed is None or action in allowed) and self.automated_parameter_parsing:
@@ -429,7 +461,7 @@ _import_tasks: dict[str, dict[str, Any]] = {}
 def _import_snapshot(self: ElasticBlockStore) -> Any:
     from moto.s3.models import s3_backends
 
-    self.error_on_dryrun()
+    self.error_on_dryrun()  # VM Import reads the object later, as the task runs (_finish_import)
     disk = self._get_param("DiskContainer", {})
     bucket = disk.get("UserBucket", {})
     task_id = f"import-snap-{hashlib.sha1(str(len(_import_tasks)).encode()).hexdigest()[:17]}"
@@ -442,13 +474,8 @@ def _import_snapshot(self: ElasticBlockStore) -> Any:
         "Description": self._get_param("Description"),
         "Encrypted": bool(self._get_param("Encrypted")),
     }
-    try:
-        s3 = s3_backends[self.current_account]["aws"]
-        data = bytes(s3.get_object(bucket.get("S3Bucket"), bucket.get("S3Key")).value)
-    except Exception as exc:
-        detail.update(Status="deleted", StatusMessage=f"ClientError: cannot read the disk: {exc}")
-        data = b""
-    task = {"detail": detail, "data": data, "steps": 0, "region": self.region}
+    s3 = s3_backends[self.current_account]["aws"]
+    task = {"detail": detail, "s3": s3, "steps": 0, "region": self.region}
     _import_tasks[task_id] = task
     return ami_responses.ActionResult({"ImportTaskId": task_id, "SnapshotTaskDetail": detail})
 
@@ -472,7 +499,12 @@ def _describe_import_snapshot_tasks(self: ElasticBlockStore) -> Any:
 
 
 def _finish_import(self: ElasticBlockStore, task: dict[str, Any]) -> None:
-    data: bytes = task["data"]
+    bucket = task["detail"]["UserBucket"]
+    try:
+        data = bytes(task["s3"].get_object(bucket.get("S3Bucket"), bucket.get("S3Key")).value)
+    except Exception as exc:
+        task["detail"].update(Status="deleted", StatusMessage=f"ClientError: cannot read the disk: {exc}")
+        return
     backend = ebs_models.ebs_backends[self.current_account][task["region"]]
     snap = backend.start_snapshot(
         volume_size=max(1, math.ceil(len(data) / GIB)), tags=None, description="imported"

@@ -4,10 +4,15 @@ Run as a script (the test fixture starts it as a subprocess): `python moto_serve
 
 Test API (same port):
 * `POST /_imgpub/faults` with a JSON list of rules {"action", "status", "code", "message", "count",
-  "after", "region", "headers", "body", "pass"}: the next `count` matching requests (after skipping
-  `after`) get that error, with extra `headers` (Retry-After), `body` instead of the error document
-  ("" for an empty one, as proxies send), and with `pass` the request is carried out first and only
-  its reply lost.
+  "after", "region", "headers", "body", "body_b64", "content_type", "echo", "pass", "kill"}: the
+  next `count` matching requests (after skipping `after`) get that error, with extra `headers`
+  (Retry-After), `body` (or the bytes of `body_b64`, as `content_type`) instead of the error document
+  ("" for an empty one, as proxies send; HTML pages, plain text, truncated XML), `echo` to append the
+  request's headers (a proxy's page that shows the request, credentials included), and with `pass`
+  the request is carried out first and only its reply lost. `kill` is a pid sent SIGKILL when the
+  request arrives (with `pass`: once the server has acted): a client killed at that exact point.
+* `POST /_imgpub/barrier` {"action", "parties", "region"}: the next `parties` matching requests wait
+  for each other (up to 30 s), then go on together: two runs racing at that call, every time.
 * `POST /_imgpub/outcomes` with a JSON list of {"action", "state", "count", "region", "message"}: the
   next AMIs made by RegisterImage/CopyImage end in that state (failed), or the next snapshots
   completed by CompleteSnapshot (error).
@@ -21,9 +26,12 @@ Test API (same port):
 
 from __future__ import annotations
 
+import base64
 import io
 import json
+import os
 import re
+import signal
 import sys
 import threading
 from pathlib import Path
@@ -42,6 +50,7 @@ class TestApi:
         self.app = app
         self.lock = threading.Lock()
         self.faults: list[dict[str, Any]] = []
+        self.gates: list[dict[str, Any]] = []
         self.log: list[dict[str, Any]] = []
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
@@ -60,16 +69,39 @@ class TestApi:
         with self.lock:
             self.log.append(entry)
             fault = self._match(entry)
+            gate = self._gate(entry)
+        if gate is not None:
+            try:
+                gate.wait(timeout=30)
+            except threading.BrokenBarrierError:
+                pass  # the other request never came: go on alone
         if fault is not None:
+            if fault.get("kill") and not fault.get("pass"):
+                os.kill(int(fault["kill"]), signal.SIGKILL)
             if fault.get("pass"):
                 for _ in self.app(environ, lambda *a, **k: None):
                     pass
+            if fault.get("kill") and fault.get("pass"):
+                os.kill(int(fault["kill"]), signal.SIGKILL)
             return self._fault(fault, entry, start_response)
         return self.app(environ, start_response)
+
+    def _gate(self, entry: dict[str, Any]) -> threading.Barrier | None:
+        """The barrier a matching request waits at, until `parties` requests have arrived."""
+        for rule in self.gates:
+            if rule["action"] == entry["action"] and rule.get("region") in (None, entry["region"]):
+                if rule["left"] > 0:
+                    rule["left"] -= 1
+                    barrier: threading.Barrier = rule["barrier"]
+                    return barrier
+        return None
 
     def _reset(self) -> None:
         with self.lock:
             self.faults.clear()
+            for gate in self.gates:
+                gate["barrier"].abort()
+            self.gates.clear()
             self.log.clear()
         moto_patches.reset()
 
@@ -79,6 +111,11 @@ class TestApi:
         if path == "/_imgpub/faults" and method == "POST":
             with self.lock:
                 self.faults.extend(body)
+        elif path == "/_imgpub/barrier" and method == "POST":
+            parties = int(body["parties"])
+            rule = {**body, "left": parties, "barrier": threading.Barrier(parties)}
+            with self.lock:
+                self.gates.append(rule)
         elif path == "/_imgpub/outcomes":
             moto_patches.failures.add_outcomes(body)
         elif path == "/_imgpub/state":
@@ -154,9 +191,12 @@ class TestApi:
         status = int(rule.get("status", 503))
         code = rule.get("code", "ServiceUnavailable")
         message = rule.get("message", "injected fault")
-        if "body" in rule:
-            data = str(rule["body"]).encode()
-            headers = [("Content-Type", "text/plain")]
+        if rule.get("echo"):  # an error page (or message) that shows the request it refused
+            message += "".join(f" {k}: {v}" for k, v in entry["headers"].items())
+        if "body_b64" in rule or "body" in rule:
+            data = base64.b64decode(rule["body_b64"]) if "body_b64" in rule else str(rule["body"]).encode()
+            data += message.removeprefix(rule.get("message", "injected fault")).encode()
+            headers = [("Content-Type", rule.get("content_type", "text/plain"))]
         elif entry["service"] in ("ebs",):
             data = json.dumps({"message": message}).encode()
             headers = [("Content-Type", "application/json"), ("x-amzn-ErrorType", code)]

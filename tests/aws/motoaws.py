@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import urllib.request
 from pathlib import Path
@@ -48,12 +49,18 @@ class Moto:
         region: str | None = None,
         message: str = "injected fault",
         headers: dict[str, str] | None = None,
-        body: str | None = None,
+        body: str | bytes | None = None,
+        content_type: str | None = None,
+        echo: bool = False,
         lost_reply: bool = False,
+        kill: int | None = None,
     ) -> None:
         """The next `count` matching requests (after `after`) answer `status`/`code`. `headers` are
-        added (Retry-After), `body` replaces the error document ("" for an empty one), and with
-        `lost_reply` the request is carried out first and only its reply replaced."""
+        added (Retry-After), `body` replaces the error document ("" for an empty one; bytes sent as
+        they are, as `content_type`), `echo` appends the request's headers (as some proxies' pages
+        do), with `lost_reply` the request is carried out first and only its reply replaced, and
+        `kill` is a pid the server SIGKILLs when the request arrives (after acting, with
+        `lost_reply`)."""
         rule: dict[str, Any] = {
             "action": action,
             "status": status,
@@ -65,9 +72,21 @@ class Moto:
             "headers": headers or {},
             "pass": lost_reply,
         }
-        if body is not None:
+        if isinstance(body, bytes):
+            rule["body_b64"] = base64.b64encode(body).decode()
+        elif body is not None:
             rule["body"] = body
+        if content_type is not None:
+            rule["content_type"] = content_type
+        if echo:
+            rule["echo"] = True
+        if kill is not None:
+            rule["kill"] = kill
         self._post("/_imgpub/faults", [rule])
+
+    def barrier(self, action: str, parties: int = 2, region: str | None = None) -> None:
+        """The next `parties` `action` requests wait for each other, then go on together (a race)."""
+        self._post("/_imgpub/barrier", {"action": action, "parties": parties, "region": region})
 
     def outcome(
         self,

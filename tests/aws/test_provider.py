@@ -338,7 +338,8 @@ def test_name_taken_by_an_image_imgpub_did_not_make(
         BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"SnapshotId": snap}}],
     )
     with pytest.raises(
-        CloudError, match=r"\[InvalidAMIName\.Duplicate\].*exists without imgpub tags; set ami_name"
+        CloudError,
+        match=r"\[InvalidAMIName\.Duplicate\].*set ami_name or deregister it; ami-\w+ has no imgpub tags",
     ):
         AwsProvider().publish(image_info(disk), settings_for(), disk, context(tmp_path))
     settings = settings_for(ami_name="golden 1.2.3 (imgpub)")

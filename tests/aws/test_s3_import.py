@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -46,12 +47,13 @@ def test_s3_import_publishes_and_removes_the_object(
     (art,) = published.artifacts
     (snap,) = art.extra["snapshots"]
     assert moto.blocks(snap) == guest_blocks(disk)
-    parts = moto.requests("PUT /images-bucket/up/" + "d" * 24 + ".raw")
+    (imp,) = moto.requests("ImportSnapshot")
+    key = imp["params"]["DiskContainer.UserBucket.S3Key"]
+    assert re.fullmatch("up/" + "d" * 24 + "-[0-9a-f]{12}.raw", key), "the machine nonce names the object"
+    parts = moto.requests(f"PUT /images-bucket/{key}")
     assert sum(r["body_length"] for r in parts) >= disk.virtual_size, "RAW sends every byte, holes included"
     assert moto.client("s3").list_objects_v2(Bucket="images-bucket").get("KeyCount") == 0
-    (imp,) = moto.requests("ImportSnapshot")
     assert imp["params"]["DiskContainer.Format"] == "RAW"
-    assert imp["params"]["DiskContainer.UserBucket.S3Key"] == "up/" + "d" * 24 + ".raw"
     assert imp["params"]["RoleName"] == "vmimport"
     assert not moto.requests("StartSnapshot")
     tags = moto.client("ec2").describe_snapshots(SnapshotIds=[snap])["Snapshots"][0]["Tags"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from imgpub_aws.errors import aws_errors
+from imgpub_aws.errors import aws_errors, remember_reply
 from imgpub_aws.settings import AwsSettings
 
 CONNECT_TIMEOUT = 10
@@ -45,7 +45,9 @@ class AwsClients:
         params: dict[str, Any] = {"RoleArn": self.settings.role_arn, "RoleSessionName": "imgpub"}
         if self.settings.external_id:
             params["ExternalId"] = self.settings.external_id
-        sts = base.client("sts", region_name=self.settings.region, config=self.config(), **self._endpoint())
+        sts = self._watched(
+            base.client("sts", region_name=self.settings.region, config=self.config(), **self._endpoint())
+        )
         with aws_errors(self.settings.name, "AssumeRole", self.settings.region):
             creds = sts.assume_role(**params)["Credentials"]
         return boto3.session.Session(
@@ -74,8 +76,8 @@ class AwsClients:
         session = self.session()
         with self._lock:
             if key not in self._cache:
-                self._cache[key] = session.client(
-                    service, region_name=key[1], config=self.config(pool), **self._endpoint()
+                self._cache[key] = self._watched(
+                    session.client(service, region_name=key[1], config=self.config(pool), **self._endpoint())
                 )
             return self._cache[key]
 
@@ -83,4 +85,12 @@ class AwsClients:
         """An uncached client (one per upload thread: botocore clients share a pool per client)."""
         session = self.session()
         with self._lock:  # creating clients from one boto3 session is not thread-safe
-            return session.client(service, region_name=region, config=self.config(pool), **self._endpoint())
+            return self._watched(
+                session.client(service, region_name=region, config=self.config(pool), **self._endpoint())
+            )
+
+    @staticmethod
+    def _watched(client: Any) -> Any:
+        """Every reply's status and headers are kept for errors.py, also when botocore cannot parse it."""
+        client.meta.events.register("before-parse", remember_reply)
+        return client

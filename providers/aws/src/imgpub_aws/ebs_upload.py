@@ -2,8 +2,10 @@
 
 Only 512 KiB blocks holding data are sent, each with its SHA-256; CompleteSnapshot gets the block
 count and the LINEAR aggregate (SHA-256 over the raw block digests in index order). The journal keeps
-the pending snapshot id and the finished block indexes, so a crashed run continues where it stopped.
-A failure for good deletes the pending snapshot.
+the pending snapshot id and the finished block indexes (written every 64 blocks or half a second,
+whichever comes first), so a crashed run continues where it stopped and sends again at most what
+finished since the last write. A failure for good deletes the pending snapshot: this run's own (its
+ClientToken carries the machine nonce, so no other machine's run shares it).
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import hashlib
 import math
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,18 +27,22 @@ from imgpub.progress import Progress
 from imgpub.provider import DiskImage
 from imgpub_aws.clients import AwsClients
 from imgpub_aws.errors import Caller, error_code, is_transient
+from imgpub_aws.ledger import Ledger, machine_nonce
+from imgpub_aws.removal import delete_snapshot
 
 BLOCK_SIZE = 524288
 """EBS direct block size: every PutSnapshotBlock body is exactly this long."""
 GIB = 1 << 30
 SNAPSHOT_TIMEOUT_MINUTES = 4320
 """The longest AWS allows: a resumed run may come back hours later to the same pending snapshot."""
-JOURNAL_EVERY_SECONDS = 2.0
-"""How often finished block indexes reach the journal; at most this much work is redone after a crash."""
+JOURNAL_EVERY_BLOCKS = 64
+"""Finished blocks between two journal writes (32 MiB): after a crash, at most this many blocks (and
+those in flight) are sent again. A write is a small JSON file replaced atomically."""
+JOURNAL_EVERY_SECONDS = 0.5
+"""...or this long since the last write, whichever comes first (slow links finish few blocks)."""
 WAIT_TIMEOUT_SECONDS = 6 * 3600
 JOURNAL_KEY = "ebs_upload"
 GENERATION_KEY = "ebs_generation"
-NONCE_KEY = "ebs_token_nonce"
 
 
 @dataclass
@@ -82,9 +87,11 @@ class EbsUploader:
         tags: dict[str, str],
         encrypted: bool = False,
         kms_key_id: str | None = None,
+        ledger: Ledger | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.clients, self.call, self.region = clients, call, region
+        self.ledger = ledger or Ledger()
         self.journal, self.progress = journal, progress
         self.concurrency, self.digest = concurrency, digest
         self.description, self.tags = description, tags
@@ -92,6 +99,9 @@ class EbsUploader:
         self.sleep = sleep
         self._local = threading.local()
         self._lock = threading.Lock()
+        self._journal_lock = threading.Lock()
+        self._journalled = (0, 0.0)
+        """Finished blocks at the last journal write, and when it was (time.monotonic)."""
 
     def upload(self, disk: DiskImage, volume_size: int) -> UploadResult:
         """Start (or resume) a snapshot, send the data blocks, complete it and wait until it is usable."""
@@ -127,6 +137,7 @@ class EbsUploader:
             self._next_generation()
             return None
         done = _unranges(state.get("done", []))
+        self.ledger.made(snapshot_id)  # started by a run of this machine: ours to finish or delete
         self.progress.note(f"resuming snapshot {snapshot_id}: {len(done)} blocks already uploaded")
         return snapshot_id, done
 
@@ -139,11 +150,7 @@ class EbsUploader:
         the reply: EBS answers with the earlier snapshot); new after an abandoned upload, and on a
         machine without this journal, whose token could name a snapshot deleted since."""
         generation = self.journal.get(GENERATION_KEY, 0)
-        nonce = self.journal.get(NONCE_KEY)
-        if nonce is None:
-            nonce = uuid.uuid4().hex
-            self.journal.update({NONCE_KEY: nonce})
-        seed = f"{self.digest}:{self.region}:{generation}:{nonce}"
+        seed = f"{self.digest}:{self.region}:{generation}:{machine_nonce(self.journal)}"
         return hashlib.sha256(seed.encode()).hexdigest()[:64]
 
     # -- API calls ----------------------------------------------------------------------------
@@ -162,6 +169,7 @@ class EbsUploader:
         ebs = self.clients.client("ebs", self.region)
         resp = self.call("StartSnapshot", self.region, lambda: ebs.start_snapshot(**params))
         snapshot_id = str(resp["SnapshotId"])
+        self.ledger.made(snapshot_id)
         if int(resp.get("BlockSize") or BLOCK_SIZE) != BLOCK_SIZE:
             raise CloudError(
                 self.call.target,
@@ -187,7 +195,7 @@ class EbsUploader:
         failures: list[tuple[int, BaseException]] = []
         stop = threading.Event()
         slots = threading.BoundedSemaphore(self.concurrency * 2)
-        last_flush = time.monotonic()
+        self._journalled = (len(done), time.monotonic())
         self.progress.stage(f"upload {self.region}", disk.allocation.data_bytes)
 
         def finish(index: int, fut: Future[None]) -> None:
@@ -199,6 +207,7 @@ class EbsUploader:
                 else:
                     failures.append((index, exc))
                     stop.set()
+            self._flush(finished, force=False)
 
         try:
             with ThreadPoolExecutor(self.concurrency, thread_name_prefix="imgpub-ebs") as pool:
@@ -213,9 +222,6 @@ class EbsUploader:
                     slots.acquire()
                     fut = pool.submit(self._put_block, snapshot_id, index, block, len(data), digests)
                     fut.add_done_callback(partial(finish, index))
-                    if time.monotonic() - last_flush > JOURNAL_EVERY_SECONDS:
-                        self._flush(finished)
-                        last_flush = time.monotonic()
         finally:
             self._flush(finished)
         if failures:
@@ -269,25 +275,34 @@ class EbsUploader:
         linear = hashlib.sha256(b"".join(digests[i] for i in sorted(digests))).digest()
         ebs = self.clients.client("ebs", self.region)
         self.progress.stage(f"complete snapshot {self.region}")
-        self.call(
-            "CompleteSnapshot",
-            self.region,
-            lambda: ebs.complete_snapshot(
-                SnapshotId=snapshot_id,
-                ChangedBlocksCount=len(digests),
-                Checksum=base64.b64encode(linear).decode(),
-                ChecksumAlgorithm="SHA256",
-                ChecksumAggregationMethod="LINEAR",
-            ),
-        )
+        try:
+            self.call(
+                "CompleteSnapshot",
+                self.region,
+                lambda: ebs.complete_snapshot(
+                    SnapshotId=snapshot_id,
+                    ChangedBlocksCount=len(digests),
+                    Checksum=base64.b64encode(linear).decode(),
+                    ChecksumAlgorithm="SHA256",
+                    ChecksumAggregationMethod="LINEAR",
+                ),
+            )
+        except CloudError:
+            # a retry after a lost reply finds the snapshot completed by the first request: done
+            if self._state(snapshot_id).get("State") != "completed":
+                raise
+
+    def _state(self, snapshot_id: str) -> dict[str, Any]:
+        ec2 = self.clients.client("ec2", self.region)
+        snaps = self.call(
+            "DescribeSnapshots", self.region, lambda: ec2.describe_snapshots(SnapshotIds=[snapshot_id])
+        )["Snapshots"]
+        return dict(snaps[0]) if snaps else {}
 
     def _wait_completed(self, snapshot_id: str) -> None:
-        ec2 = self.clients.client("ec2", self.region)
         deadline, delay = time.monotonic() + WAIT_TIMEOUT_SECONDS, 0.5
         while True:
-            snap = self.call(
-                "DescribeSnapshots", self.region, lambda: ec2.describe_snapshots(SnapshotIds=[snapshot_id])
-            )["Snapshots"][0]
+            snap = self._state(snapshot_id)
             state = snap.get("State")
             if state == "completed":
                 return
@@ -301,18 +316,28 @@ class EbsUploader:
             self.sleep(delay)
             delay = min(delay * 2, 15.0)
 
-    def _flush(self, finished: set[int]) -> None:
-        state = self.journal.get(JOURNAL_KEY)
-        if state:
+    def _flush(self, finished: set[int], *, force: bool = True) -> None:
+        """Write the finished blocks to the journal: always when `force`, else every
+        JOURNAL_EVERY_BLOCKS blocks or JOURNAL_EVERY_SECONDS, whichever comes first."""
+        with self._journal_lock:  # one writer at a time, so an older list never replaces a newer one
             with self._lock:
-                state["done"] = _ranges(finished)
-            self.journal.update({JOURNAL_KEY: state})
+                count, now = len(finished), time.monotonic()
+                last_count, last_time = self._journalled
+                due = count - last_count >= JOURNAL_EVERY_BLOCKS or now - last_time >= JOURNAL_EVERY_SECONDS
+                if not (force or due):
+                    return
+                ranges = _ranges(finished)
+            state = self.journal.get(JOURNAL_KEY)
+            if state:
+                state["done"] = ranges
+                self.journal.update({JOURNAL_KEY: state})
+            self._journalled = (count, now)
 
     def _abandon(self, snapshot_id: str) -> None:
-        """A failure for good: delete the pending snapshot (best effort) and forget it."""
+        """A failure for good: delete this run's pending snapshot (best effort) and forget it."""
         ec2 = self.clients.client("ec2", self.region)
         try:
-            self.call("DeleteSnapshot", self.region, lambda: ec2.delete_snapshot(SnapshotId=snapshot_id))
+            delete_snapshot(ec2, self.call, self.region, snapshot_id)  # gone already: as good
         except TargetError as exc:
             self.progress.note(f"could not delete pending snapshot {snapshot_id}: {exc}")
         self._next_generation()

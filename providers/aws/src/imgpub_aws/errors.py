@@ -2,10 +2,20 @@
 
 `CODES` is the only table of AWS error codes: every code the provider reacts to is in it (a test
 checks the sources against it). Nothing above `aws_errors` catches botocore exceptions.
+
+A reply botocore cannot read (an HTML page, plain text or truncated XML from a proxy or load
+balancer, an empty 429) raises `ResponseParserError`, which carries neither the HTTP status nor the
+headers: `remember_reply` (botocore's before-parse hook, on every client) keeps both for the thread
+that parses, so such a reply is retried (honouring its Retry-After) and, when retries run out, named
+by its status. Such a body is never quoted, and every text taken from the SDK is `redact`ed: a proxy's
+error page may echo the request, signature and session token included.
 """
 
 from __future__ import annotations
 
+import http
+import re
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -89,7 +99,7 @@ CODES: dict[str, Rule] = {
     "InvalidConversionTaskId.Malformed": Rule("missing"),
     "InvalidSnapshot.InUse": Rule("conflict"),
     "InvalidAMIName.Duplicate": Rule(
-        "conflict", "an AMI with this name exists without imgpub tags; set ami_name or deregister it"
+        "conflict", "another AMI holds this name; set ami_name or deregister it"
     ),
     "ConflictException": Rule("conflict"),
     "IdempotentParameterMismatch": Rule("conflict"),
@@ -100,6 +110,42 @@ CODES: dict[str, Rule] = {
 }
 
 _TRANSIENT_STATUS = {429, 500, 502, 503, 504}
+_reply = threading.local()
+"""The status, headers and body size of the reply this thread parsed last (see remember_reply)."""
+
+_SECRETS = [
+    (re.compile(r"(?i)(X-Amz-(?:Security-Token|Signature|Credential))=[^&\s\"'<>]+"), r"\1=<redacted>"),
+    (re.compile(r"(?i)(x-amz-security-token|authorization)(\"?\s*[:=]\s*\"?)[^\n\"<>]+"), r"\1\2<redacted>"),
+    (re.compile(r"(?i)(AWS4-HMAC-SHA256\s+)Credential=[^\n\"<>]+"), r"\1<redacted>"),
+    (re.compile(r"(?i)\b(Signature|Credential)=[^,&\s\"'<>]+"), r"\1=<redacted>"),
+    (re.compile(r"(?i)(upload_?id)([\"']?\s*[:=]\s*[\"']?)[^&\s\"'<>,]+"), r"\1\2<redacted>"),
+    (
+        re.compile(
+            r"(?i)(aws_secret_access_key|aws_session_token|SecretAccessKey|SessionToken)"
+            r"([\"']?\s*[:=]\s*[\"']?)[^\s\"'<>,]+"
+        ),
+        r"\1\2<redacted>",
+    ),
+    (re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b"), "<redacted-key-id>"),
+]
+"""Credentials as they may appear in a message: SigV4 query parameters (presigned URLs), the
+Authorization and x-amz-security-token headers a proxy's page may echo, S3 multipart upload ids,
+secret and session values, access key ids."""
+
+
+def redact(text: str) -> str:
+    """`text` without the credentials `_SECRETS` describes."""
+    for pattern, replacement in _SECRETS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def remember_reply(response_dict: dict[str, Any], **_: Any) -> None:
+    """botocore's `before-parse` hook: keep the reply's status and headers for this thread."""
+    _reply.status = int(response_dict.get("status_code") or 0)
+    _reply.headers = {str(k).lower(): str(v) for k, v in (response_dict.get("headers") or {}).items()}
+    body = response_dict.get("body")
+    _reply.size = len(body) if isinstance(body, bytes | bytearray) else None
 
 
 def _bx() -> Any:
@@ -107,6 +153,13 @@ def _bx() -> Any:
     from botocore import exceptions  # type: ignore[import-untyped]
 
     return exceptions
+
+
+def _unreadable(exc: BaseException) -> bool:
+    """A reply botocore could not parse (ResponseParserError lives in botocore.parsers)."""
+    from botocore.parsers import ResponseParserError  # type: ignore[import-untyped]
+
+    return isinstance(exc, ResponseParserError)
 
 
 def _network(exc: BaseException) -> bool:
@@ -130,8 +183,9 @@ def _status(exc: Any) -> int:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Throttling, 5xx and network timeouts; everything else fails at once."""
-    if _network(exc):
+    """Throttling, 5xx, network timeouts and replies botocore cannot read (an error page from a proxy,
+    a truncated reply: "further retries may succeed"); everything else fails at once."""
+    if _network(exc) or _unreadable(exc):
         return True
     if isinstance(exc, _bx().ClientError):
         rule = CODES.get(error_code(exc) or "")
@@ -143,10 +197,26 @@ def is_transient(exc: BaseException) -> bool:
 
 def retry_after(exc: BaseException) -> float | None:
     """Seconds from a `Retry-After` header (delay-seconds or an HTTP date), or None."""
+    if _unreadable(exc):
+        return retry_after_seconds(getattr(_reply, "headers", {}).get("retry-after"))
     if not isinstance(exc, _bx().ClientError):
         return None
     return retry_after_seconds(
         exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("retry-after")
+    )
+
+
+def _no_document(status: int, headers: dict[str, str], size: int | None) -> str:
+    """What an error reply without an AWS error document was, never its body (it may echo secrets)."""
+    try:
+        reason = f" {http.HTTPStatus(status).phrase}"
+    except ValueError:
+        reason = ""
+    kind = headers.get("content-type") or "no content type"
+    length = f", {size} bytes" if size is not None else ""
+    return (
+        f"HTTP {status}{reason} with a body that is not an AWS response ({kind}{length}): "
+        "the service, or a proxy or load balancer in between, is in trouble"
     )
 
 
@@ -156,18 +226,28 @@ def translate(exc: Exception, target: str, operation: str, region: str | None) -
     if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError | bx.CredentialRetrievalError):
         return CredentialsError(
             target,
-            f"no usable AWS credentials for {operation} ({exc}); set them the standard way: AWS_PROFILE "
-            "or the target's profile, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, SSO, or an instance role",
+            f"no usable AWS credentials for {operation} ({redact(str(exc))}); set them the standard way: "
+            "AWS_PROFILE or the target's profile, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, SSO, "
+            "or an instance role",
         )
     if isinstance(exc, bx.ProfileNotFound):
         return CredentialsError(target, f"{exc}; check profile in the manifest or AWS_PROFILE")
     if isinstance(exc, bx.NoRegionError):
         return CredentialsError(target, "no AWS region configured; set region in the manifest")
     if _network(exc):
-        return CloudError(target, operation, f"network error: {exc}", region=region, retryable=True)
+        return CloudError(
+            target, operation, f"network error: {redact(str(exc))}", region=region, retryable=True
+        )
+    if _unreadable(exc):
+        status = getattr(_reply, "status", 0)
+        text = _no_document(status, getattr(_reply, "headers", {}), getattr(_reply, "size", None))
+        return CloudError(target, operation, text, code=str(status), region=region, retryable=True)
     if isinstance(exc, bx.ClientError):
         code = error_code(exc) or str(_status(exc))
-        message = str(exc.response.get("Error", {}).get("Message") or exc)
+        message = redact(str(exc.response.get("Error", {}).get("Message") or exc))
+        if code.isdigit():  # botocore found no AWS error code: the body is a proxy's page, or empty
+            headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+            message = _no_document(_status(exc), dict(headers), None)
         rule = CODES.get(code)
         hint = rule.hint.format(op=operation) if rule and rule.hint else ""
         text = f"{message}; {hint}" if hint else message
@@ -176,7 +256,7 @@ def translate(exc: Exception, target: str, operation: str, region: str | None) -
         transient = is_transient(exc)
         return CloudError(target, operation, text, code=code, region=region, retryable=transient)
     if isinstance(exc, bx.BotoCoreError):
-        return CloudError(target, operation, str(exc), region=region)
+        return CloudError(target, operation, redact(str(exc)), region=region)
     return None
 
 

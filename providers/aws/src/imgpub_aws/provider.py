@@ -30,8 +30,11 @@ from imgpub_aws.ebs_upload import GIB, JOURNAL_KEY, EbsUploader, volume_gib
 from imgpub_aws.errors import Caller
 from imgpub_aws.inventory import Found, find_region, find_snapshot, snapshot_ids
 from imgpub_aws.kms import key_for
+from imgpub_aws.ledger import Ledger
+from imgpub_aws.orphans import delete_replaced, replaced, survey
 from imgpub_aws.recovery import clear_failed, wrecks
 from imgpub_aws.register import register_image, register_params, wait_available
+from imgpub_aws.removal import delete_snapshot
 from imgpub_aws.replace import Retirement
 from imgpub_aws.replicate import CopyRequest, Swap, copy_images, tag_image
 from imgpub_aws.s3_import import S3Importer
@@ -51,6 +54,13 @@ class _Run:
         self.ami_name = ami_name(image, settings)
         self.tags = all_tags(image, settings, ctx.digest)
         self.warnings: list[str] = []
+        self.ledger = Ledger()
+        """What this run made (the only things its failure paths remove) and what it adopted."""
+
+    def retirement(self) -> Retirement:
+        return Retirement(
+            self.ec2, self.call, self.ctx.journal, self.ctx.progress, name=self.ami_name, ledger=self.ledger
+        )
 
     def ec2(self, region: str) -> Any:
         return self.clients.client("ec2", region)
@@ -94,6 +104,8 @@ class _Run:
                 self.call,
                 region,
                 self.ctx.progress,
+                self.ctx.journal,
+                self.ledger,
                 bucket=s.s3_bucket or "",
                 prefix=s.s3_prefix,
                 digest=self.ctx.digest,
@@ -114,6 +126,7 @@ class _Run:
             tags=self.tags,
             encrypted=s.encrypted,
             kms_key_id=key,
+            ledger=self.ledger,
         )
         result = uploader.upload(disk, size)
         self.ctx.log.info(
@@ -133,7 +146,29 @@ class _Run:
         )
         self.ctx.progress.stage(f"register {region}")
         ec2 = self.ec2(region)
-        return swap(region, lambda: register_image(ec2, self.call, region, params), "RegisterImage")
+        return swap(
+            region, lambda: register_image(ec2, self.call, region, params, self.ledger), "RegisterImage"
+        )
+
+    def drop_upload(self, snapshot_id: str, home: dict[str, Any]) -> None:
+        """This run's upload, when the AMI is another run's (adopted) and uses its own: delete it."""
+        region = self.settings.region
+        if not self.ledger.ours(snapshot_id) or snapshot_id in snapshot_ids(home):
+            return
+        if delete_snapshot(self.ec2(region), self.call, region, snapshot_id) == "deleted":
+            self.ctx.progress.note(
+                f"deleted this run's snapshot {snapshot_id}: {home['ImageId']} of another run uses its own"
+            )
+
+    def sweep(self, found: dict[str, Found], regions: list[str], skip: set[str]) -> bool:
+        """Delete this version's orphans of replaced content where this version's AMI is available."""
+        deleted = False
+        for region in regions:
+            if region in found:
+                ec2 = self.ec2(region)
+                orphans = replaced(ec2, self.call, found[region], self.ctx.digest, skip)
+                deleted = delete_replaced(ec2, self.call, self.ctx.progress, orphans) or deleted
+        return deleted
 
     def copy_request(self, home: dict[str, Any]) -> CopyRequest:
         s = self.settings
@@ -201,11 +236,17 @@ class AwsProvider(Provider[AwsSettings]):
                 )
                 for r, img in conflicts
             ]
-        retired = Retirement(run.ec2, run.call, ctx.journal, ctx.progress, name=run.ami_name).retired
+        retired = run.retirement().retired
         plan.actions += [
             Action("delete", ", ".join(r.snapshots), f"snapshots of replaced {r.image_id}", r.region)
             for r in retired
             if r.deregistered
+        ]
+        skip = {s for r in retired for s in r.snapshots}
+        plan.actions += [
+            Action("delete", o.snapshot_id, f"orphan snapshot of replaced content (digest {o.digest})", r)
+            for r, f in found.items()
+            for o in replaced(run.ec2(r), run.call, f, ctx.digest, skip)
         ]
         home = found[settings.region].matching(ctx.digest)
         created = home.get("CreationDate") if home else None
@@ -244,7 +285,7 @@ class AwsProvider(Provider[AwsSettings]):
         changed = clear_failed(
             run.ec2, run.call, ctx.progress, found, home=settings.region, digest=ctx.digest
         )
-        retirement = Retirement(run.ec2, run.call, ctx.journal, ctx.progress, name=run.ami_name)
+        retirement = run.retirement()
         images = {r: img for r, f in found.items() if (img := f.matching(ctx.digest)) is not None}
         for region, img in images.items():
             if img.get("State") != "available":  # registered or copied by a run that stopped
@@ -253,7 +294,7 @@ class AwsProvider(Provider[AwsSettings]):
             snapshot_id, size = run.snapshot(disk)  # the old AMIs stay untouched until this is done
             retirement.record(conflicts)
             images[settings.region] = run.register(snapshot_id, size, retirement.swap)
-            changed = True
+            run.drop_upload(snapshot_id, images[settings.region])
         else:
             retirement.record(conflicts)
         home = images[settings.region]
@@ -267,11 +308,13 @@ class AwsProvider(Provider[AwsSettings]):
                 run.copy_request(home),
                 required=[r for r in missing if r in settings.regions],
                 optional=[r for r in missing if r not in settings.regions],
+                ledger=run.ledger,
                 swap=retirement.swap,
             )
             images.update(outcome.images)
             warnings += outcome.warnings
-            changed = changed or bool(outcome.images)
+        # made here, not adopted from another run that published the same image at the same time
+        changed = changed or any(run.ledger.ours(img["ImageId"]) for img in images.values())
         for region, img in images.items():
             ec2 = run.ec2(region)
             changed = tag_image(ec2, run.call, region, img, run.tags) or changed
@@ -279,7 +322,10 @@ class AwsProvider(Provider[AwsSettings]):
             for line in done:
                 ctx.progress.note(f"{region}: {line}")
             changed = changed or bool(done)
+        kept = {s for r in retirement.retired for s in r.snapshots}
         changed = retirement.finish(images) or changed
+        changed = run.sweep(found, list(images), kept) or changed
+        warnings += run.ledger.notes()
         return Published(ctx.target, self.name, run.artifacts(images), changed=changed, warnings=warnings)
 
     def status(self, image: ImageInfo, settings: AwsSettings, ctx: Context) -> Status:
@@ -297,6 +343,9 @@ class AwsProvider(Provider[AwsSettings]):
         created = origin.get("CreationDate") if origin else None
         for region, f in found.items():
             current = f.matching(ctx.digest)
+            status.drift += survey(
+                run.ec2(region), run.call, region, run.name, image.version, ctx.digest, current
+            )
             if current is None:
                 kind = "optional region" if region in settings.optional_regions else "region"
                 status.drift.append(f"{region}: missing ({kind})")

@@ -3,25 +3,24 @@
 A `failed` AMI (or `error`, `invalid`) is deregistered and its snapshots deleted, except a completed
 home-region snapshot of this very digest, which the new AMI reuses instead of a second upload. A
 snapshot in `error` is deleted. `plan` lists both as `delete` actions and `status` as drift.
+
+These are removed whoever made them (another run's failed AMI is as dead as ours, and never becomes
+usable); a removal that finds them gone already (another run, a retry) is done.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
-from imgpub.errors import CloudError
 from imgpub.identity import TAG_DIGEST
 from imgpub.progress import Progress
 from imgpub_aws.errors import Caller
 from imgpub_aws.inventory import Found, snapshot_ids
-from imgpub_aws.register import deregister
+from imgpub_aws.removal import delete_snapshot, deregister
 from imgpub_aws.tags import tag_dict
 
 __all__ = ["Wreck", "clear_failed", "wrecks"]
-
-_GONE = ("InvalidSnapshot.NotFound", "InvalidAMIID.NotFound", "InvalidAMIID.Unavailable")
 
 
 @dataclass(frozen=True)
@@ -69,18 +68,10 @@ def clear_failed(
                     and tag_dict(known).get(TAG_DIGEST) == digest
                 )
                 if not reusable:
-                    _delete_snapshot(ec2, call, region, snap_id)
+                    delete_snapshot(ec2, call, region, snap_id)
             changed = True
         for snap in f.broken_snapshots():
-            _delete_snapshot(ec2, call, region, snap["SnapshotId"])
+            delete_snapshot(ec2, call, region, snap["SnapshotId"])
             progress.note(f"{region}: deleted snapshot {snap['SnapshotId']}, which is in error")
             changed = True
     return changed
-
-
-def _delete_snapshot(ec2: Any, call: Caller, region: str, snapshot_id: str) -> None:
-    try:
-        call("DeleteSnapshot", region, partial(ec2.delete_snapshot, SnapshotId=snapshot_id))
-    except CloudError as exc:
-        if exc.code not in _GONE:
-            raise

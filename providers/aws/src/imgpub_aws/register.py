@@ -1,9 +1,11 @@
 """RegisterImage: the AMI's parameters from the image facts and the settings, and waiting for it.
 
 RegisterImage has no ClientToken. When its reply is lost and the retry answers
-`InvalidAMIName.Duplicate`, the AMI of that name is looked up: if it carries this run's digest tag,
-it was ours and is adopted. Right after RegisterImage or CopyImage, DescribeImages may not know the
-new id yet (EC2 is eventually consistent): `InvalidAMIID.NotFound` is waited out.
+`InvalidAMIName.Duplicate`, the AMI of that name is looked up: if it carries this digest tag, it was
+ours and is kept. The same answer on the first attempt means another run (another CI machine
+publishing the same manifest) registered it first: it is adopted, and the ledger says so. Right
+after RegisterImage or CopyImage, DescribeImages may not know the new id yet (EC2 is eventually
+consistent): `InvalidAMIID.NotFound` is waited out.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from imgpub.errors import CloudError
+from imgpub.errors import CloudError, TargetError
 from imgpub.identity import TAG_DIGEST
 from imgpub.provider import ImageInfo
-from imgpub_aws.errors import Caller, error_code, is_transient
+from imgpub_aws.errors import Caller, error_code, is_transient, with_note
+from imgpub_aws.ledger import Ledger
 from imgpub_aws.settings import AwsSettings
 from imgpub_aws.tags import tag_dict, tag_list
 from imgpub_aws.volume import block_device
@@ -86,36 +89,81 @@ def recorded_params(image: dict[str, Any], uefi_data: str | None) -> dict[str, A
     return params
 
 
-def register_image(ec2: Any, call: Caller, region: str, params: dict[str, Any]) -> str:
-    return make_image(ec2, call, region, "RegisterImage", params)
+def register_image(ec2: Any, call: Caller, region: str, params: dict[str, Any], ledger: Ledger) -> str:
+    return make_image(ec2, call, region, "RegisterImage", params, ledger)
 
 
-def make_image(ec2: Any, call: Caller, region: str, operation: str, params: dict[str, Any]) -> str:
-    """RegisterImage or CopyImage; `InvalidAMIName.Duplicate` for an AMI that carries our digest is
-    our own AMI whose reply was lost (RegisterImage has no ClientToken): adopt it."""
+_TAKEN = ("InvalidAMIName.Duplicate",)
+"""The name is held: by our own AMI whose reply was lost, by another run's, or by a stranger's."""
+_SNAPSHOT_GONE = ("InvalidSnapshot.NotFound",)
+"""RegisterImage of a snapshot found by its digest tag that its run deleted since (it lost the race to
+another run's AMI, which then holds the name)."""
+
+
+def make_image(
+    ec2: Any, call: Caller, region: str, operation: str, params: dict[str, Any], ledger: Ledger
+) -> str:
+    """RegisterImage or CopyImage; the new (or adopted) AMI's id, recorded in the `ledger`.
+
+    When the name is taken (or the snapshot is gone) and the AMI of that name carries our digest, it
+    is adopted: ours when RegisterImage answered that on a retry (the first attempt acted, its reply
+    was lost: RegisterImage has no ClientToken), else another run's (CopyImage retries reuse their
+    ClientToken, which EC2 answers with the earlier copy, never with Duplicate)."""
     method = {"RegisterImage": ec2.register_image, "CopyImage": ec2.copy_image}[operation]
+    attempts = 0
+
+    def send() -> Any:
+        nonlocal attempts
+        attempts += 1
+        return method(**params)
+
     try:
-        return str(call(operation, region, lambda: method(**params))["ImageId"])
+        image_id = str(call(operation, region, send)["ImageId"])
     except CloudError as exc:
-        if exc.code != "InvalidAMIName.Duplicate":
+        gone = operation == "RegisterImage" and exc.code in _SNAPSHOT_GONE
+        if exc.code not in _TAKEN and not gone:
             raise
-        adopted = ours_by_name(ec2, call, region, params)
-        if adopted is None:
-            raise
-        return adopted
+        holder = image_named(ec2, call, region, params["Name"])
+        wanted = _digest(params)
+        if holder is None or not wanted or tag_dict(holder).get(TAG_DIGEST) != wanted:
+            raise _taken(exc, holder) from exc
+        image_id = str(holder["ImageId"])
+        if attempts > 1 and operation == "RegisterImage" and not gone:
+            ledger.made(image_id)
+        else:
+            ledger.adopt(region, image_id, operation)
+        return image_id
+    ledger.made(image_id)
+    return image_id
 
 
-def ours_by_name(ec2: Any, call: Caller, region: str, params: dict[str, Any]) -> str | None:
-    """The AMI that holds this name, when it carries the digest we register (a lost reply's AMI)."""
-    wanted = {t["Key"]: t["Value"] for spec in params.get("TagSpecifications", []) for t in spec["Tags"]}
-    filters = [{"Name": "name", "Values": [params["Name"]]}]
+def _digest(params: dict[str, Any]) -> str | None:
+    tags = {t["Key"]: t["Value"] for spec in params.get("TagSpecifications", []) for t in spec["Tags"]}
+    return tags.get(TAG_DIGEST)
+
+
+def _taken(exc: CloudError, holder: dict[str, Any] | None) -> TargetError:
+    """The error for a name held by an AMI that is not this image: say which, and what it is."""
+    if holder is None:
+        return exc
+    digest = tag_dict(holder).get(TAG_DIGEST)
+    if digest is None:
+        return with_note(exc, f"{holder['ImageId']} has no imgpub tags")
+    return with_note(
+        exc,
+        f"{holder['ImageId']} has imgpub:digest {digest}, other content (another run publishing "
+        "another image under this name and version?)",
+    )
+
+
+def image_named(ec2: Any, call: Caller, region: str, name: str) -> dict[str, Any] | None:
+    """This account's AMI of that name (names are unique per account and region), or None."""
+    filters = [{"Name": "name", "Values": [name]}]
     images = call(
         "DescribeImages", region, lambda: ec2.describe_images(Owners=["self"], Filters=filters)
     ).get("Images", [])
-    for img in images:
-        if wanted.get(TAG_DIGEST) and tag_dict(img).get(TAG_DIGEST) == wanted[TAG_DIGEST]:
-            return str(img["ImageId"])
-    return None
+    live = [i for i in images if i.get("State") != "deregistered"]
+    return dict(live[0]) if live else None
 
 
 def _not_yet_visible(exc: BaseException) -> bool:
@@ -153,7 +201,3 @@ def wait_available(
             )
         sleep(delay)
         delay = min(delay * 2, 30.0)
-
-
-def deregister(ec2: Any, call: Caller, region: str, image_id: str) -> None:
-    call("DeregisterImage", region, lambda: ec2.deregister_image(ImageId=image_id))

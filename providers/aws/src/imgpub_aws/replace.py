@@ -9,10 +9,16 @@
    region the old AMI of that name is deregistered right before RegisterImage (or CopyImage) of the
    new one; old AMIs with other names go right after the new one is available.
 4. If making the new AMI fails after that (the call, or the AMI ending `failed`), the new one is
-   removed and the old one registered again from its kept snapshots with its recorded parameters
+   removed (when this run made it: one adopted from another run is that run's) and the old one
+   registered again from its kept snapshots with its recorded parameters
    and permissions (it gets a new id); if that fails too, the error says what is kept and what to run.
 5. The old snapshots are deleted only once every new AMI (home and copies) is available. Until then
-   the journal keeps them, so a run that stops in between deletes them next time.
+   the journal keeps them, so a run that stops in between deletes them next time (and a run on
+   another machine, without this journal, finds them as orphans: orphans.py).
+
+Two runs replacing the same version at once: each records the old AMIs; the second DeregisterImage
+and DeleteSnapshot find them gone (done); the second RegisterImage finds the name taken by the
+first run's AMI of the same digest and adopts it (register.make_image).
 """
 
 from __future__ import annotations
@@ -24,19 +30,18 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from imgpub.errors import CloudError, TargetError
+from imgpub.errors import TargetError
 from imgpub.journal import Journal
 from imgpub.progress import Progress
 from imgpub_aws.errors import Caller, with_note
 from imgpub_aws.inventory import snapshot_ids
-from imgpub_aws.register import deregister, recorded_params, register_image, wait_available
+from imgpub_aws.ledger import Ledger
+from imgpub_aws.register import recorded_params, register_image, wait_available
+from imgpub_aws.removal import delete_snapshot, deregister
 from imgpub_aws.replicate import Make
 from imgpub_aws.share import current_permissions
 
 JOURNAL_KEY = "replace"
-_GONE = ("InvalidSnapshot.NotFound",)
-_AMI_GONE = ("InvalidAMIID.NotFound", "InvalidAMIID.Unavailable")
-_IN_USE = ("InvalidSnapshot.InUse",)
 
 
 @dataclass
@@ -62,9 +67,11 @@ class Retirement:
         progress: Progress,
         *,
         name: str,
+        ledger: Ledger,
     ) -> None:
         self.ec2, self.call, self.journal, self.progress = ec2, call, journal, progress
         self.name = name
+        self.ledger = ledger
         """The new AMIs' name."""
         self._lock = threading.Lock()
         saved = journal.get(JOURNAL_KEY) or []
@@ -122,13 +129,9 @@ class Retirement:
         for r in done:
             ec2 = self.ec2(r.region)
             for snap in r.snapshots:
-                try:
-                    self.call("DeleteSnapshot", r.region, partial(ec2.delete_snapshot, SnapshotId=snap))
-                except CloudError as exc:
-                    if exc.code in _IN_USE:  # an AMI uses it again: it is not ours to delete
-                        self.progress.note(f"kept snapshot {snap} in {r.region}: {exc.message}")
-                    elif exc.code not in _GONE:
-                        raise
+                if delete_snapshot(ec2, self.call, r.region, snap) == "in use":
+                    # an AMI uses it again (registered from it by hand, or brought back): not ours
+                    self.progress.note(f"kept snapshot {snap} in {r.region}: an AMI uses it")
             with self._lock:
                 self.retired.remove(r)
             self._save()
@@ -148,11 +151,8 @@ class Retirement:
         return str(value) if value else None
 
     def _deregister(self, r: Retired) -> None:
-        try:
-            deregister(self.ec2(r.region), self.call, r.region, r.image_id)
-        except CloudError as exc:
-            if exc.code not in _AMI_GONE:  # deregistered by hand since: as good
-                raise
+        # gone already: deregistered by hand, by another run replacing it too, or by a retry of ours
+        deregister(self.ec2(r.region), self.call, r.region, r.image_id)
         with self._lock:
             r.deregistered = True
         self._save()
@@ -162,14 +162,14 @@ class Retirement:
         """Take the failed new AMI away and register the old ones again; the note says what happened."""
         ec2 = self.ec2(region)
         notes = []
-        if made is not None:
+        if made is not None and self.ledger.ours(made):  # an adopted AMI is another run's to remove
             try:
                 deregister(ec2, self.call, region, made)
             except TargetError as err:
                 notes.append(f"the new AMI {made} could not be deregistered ({err.message})")
         for r in olds:
             try:
-                image_id = register_image(ec2, self.call, region, r.params)
+                image_id = register_image(ec2, self.call, region, r.params, self.ledger)
                 self._reapply(ec2, region, image_id, r)
             except TargetError as err:
                 notes.append(

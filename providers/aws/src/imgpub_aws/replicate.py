@@ -8,7 +8,9 @@ The ClientToken is fresh for each run and the same for every retry within it: EC
 token with the earlier result, which is what a retry after a lost reply needs, but a token kept
 across runs would hand back a copy that failed and has been removed since. Across runs the copy is
 found by its tags, or, while DescribeImages does not list it yet, by its name: CopyImage answers
-`InvalidAMIName.Duplicate`, and an AMI of that name carrying this digest is adopted.
+`InvalidAMIName.Duplicate`, and an AMI of that name carrying this digest is adopted. That is also
+what happens when another run (another machine publishing the same manifest) copies to the same
+region at the same time: one copy is made, the other run adopts it (the ledger says so).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from imgpub.progress import Progress
 from imgpub_aws.clients import AwsClients
 from imgpub_aws.errors import Caller, error_code, is_transient
 from imgpub_aws.inventory import snapshot_ids
+from imgpub_aws.ledger import Ledger
 from imgpub_aws.register import make_image, wait_available
 from imgpub_aws.tags import tag_dict, tag_list
 
@@ -95,6 +98,7 @@ def copy_images(
     *,
     required: list[str],
     optional: list[str],
+    ledger: Ledger,
     swap: Swap | None = None,
 ) -> CopyOutcome:
     """Copy to every region; a required region's failure raises after the others finish."""
@@ -109,7 +113,7 @@ def copy_images(
         params = request.params(region)
 
         def make() -> str:
-            return copy_image(ec2, call, region, params)
+            return copy_image(ec2, call, region, params, ledger)
 
         if swap is None:
             image = wait_available(ec2, call, region, make(), "CopyImage")
@@ -135,8 +139,8 @@ def copy_images(
     return out
 
 
-def copy_image(ec2: Any, call: Caller, region: str, params: dict[str, Any]) -> str:
-    return make_image(ec2, call, region, "CopyImage", params)
+def copy_image(ec2: Any, call: Caller, region: str, params: dict[str, Any], ledger: Ledger) -> str:
+    return make_image(ec2, call, region, "CopyImage", params, ledger)
 
 
 def _snapshot_visible_soon(exc: BaseException) -> bool:

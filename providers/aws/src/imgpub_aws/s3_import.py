@@ -2,6 +2,13 @@
 
 Every byte goes up, holes included (RAW has no sparse form), so prefer ebs-direct where allowed.
 The S3 object is deleted afterwards, also when the import fails.
+
+The object's key and the ImportSnapshot ClientToken carry the machine nonce (ledger.py): a run on
+another machine importing the same image at the same time writes, imports and deletes its own
+object, never this run's (VM Import reads the object after ImportSnapshot returns, so a shared key
+deleted by the first run to finish would break the other's import). A run killed on the way leaves
+its object (and an unfinished multipart upload) under `s3_prefix`: a lifecycle rule on that prefix
+(expire objects, abort incomplete multipart uploads after a day) collects them.
 """
 
 from __future__ import annotations
@@ -14,10 +21,12 @@ from functools import partial
 from typing import Any
 
 from imgpub.errors import CloudError, TargetError
+from imgpub.journal import Journal
 from imgpub.progress import Progress
 from imgpub.provider import DiskImage
 from imgpub_aws.clients import AwsClients
 from imgpub_aws.errors import Caller
+from imgpub_aws.ledger import Ledger, machine_nonce
 from imgpub_aws.tags import tag_list
 
 MIN_PART = 16 << 20
@@ -26,6 +35,9 @@ MAX_PARTS = 10000
 ROLE = "vmimport"
 ROLE_DOC = "https://docs.aws.amazon.com/vm-import/latest/userguide/required-permissions.html"
 WAIT_TIMEOUT_SECONDS = 6 * 3600
+GENERATION_KEY = "s3_import_generation"
+"""Counts failed imports in the journal: the next import needs a new ClientToken (EC2 would answer
+the old one with the failed task)."""
 
 
 def part_size(size: int) -> int:
@@ -40,6 +52,8 @@ class S3Importer:
         call: Caller,
         region: str,
         progress: Progress,
+        journal: Journal,
+        ledger: Ledger,
         *,
         bucket: str,
         prefix: str,
@@ -50,7 +64,9 @@ class S3Importer:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.clients, self.call, self.region, self.progress = clients, call, region, progress
-        self.bucket, self.key = bucket, f"{prefix}{digest}.raw"
+        self.journal, self.ledger = journal, ledger
+        self.nonce = machine_nonce(journal)
+        self.bucket, self.key = bucket, f"{prefix}{digest}-{self.nonce[:12]}.raw"
         self.digest, self.tags = digest, tags
         self.encrypted, self.kms_key_id, self.sleep = encrypted, kms_key_id, sleep
 
@@ -63,6 +79,7 @@ class S3Importer:
             snapshot_id = self._wait(task_id)
         finally:
             self._delete_object()
+        self.ledger.made(snapshot_id)
         ec2 = self.clients.client("ec2", self.region)
         self.call(
             "CreateTags",
@@ -96,6 +113,7 @@ class S3Importer:
             self.region,
             lambda: s3.create_multipart_upload(Bucket=self.bucket, Key=self.key),
         )["UploadId"]
+        self.ledger.made(f"s3://{self.bucket}/{self.key}")
         self.progress.stage(f"upload s3://{self.bucket}/{self.key}", size)
         parts: list[dict[str, Any]] = []
         try:
@@ -130,7 +148,7 @@ class S3Importer:
                     lambda: s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=upload_id),
                 )
             except TargetError as exc:
-                self.progress.note(f"could not abort the multipart upload {upload_id}: {exc}")
+                self.progress.note(f"could not abort the multipart upload of {self.key}: {exc}")
             raise
 
     def _import_snapshot(self) -> str:
@@ -138,7 +156,7 @@ class S3Importer:
         params: dict[str, Any] = {
             "Description": f"imgpub {self.digest}",
             "DiskContainer": {"Format": "RAW", "UserBucket": {"S3Bucket": self.bucket, "S3Key": self.key}},
-            "ClientToken": hashlib.sha256(f"import:{self.digest}:{self.region}".encode()).hexdigest()[:64],
+            "ClientToken": self._token(),
             "RoleName": ROLE,
         }
         if self.encrypted:
@@ -148,6 +166,13 @@ class S3Importer:
         return str(
             self.call("ImportSnapshot", self.region, lambda: ec2.import_snapshot(**params))["ImportTaskId"]
         )
+
+    def _token(self) -> str:
+        """The same for every retry of this import and for a re-run on this machine after a kill (EC2
+        answers it with the task already running); new after a failed import, other on other machines."""
+        generation = self.journal.get(GENERATION_KEY, 0)
+        seed = f"import:{self.digest}:{self.region}:{generation}:{self.nonce}"
+        return hashlib.sha256(seed.encode()).hexdigest()[:64]
 
     def _wait(self, task_id: str) -> str:
         ec2 = self.clients.client("ec2", self.region)
@@ -168,6 +193,8 @@ class S3Importer:
             if status == "completed" and detail.get("SnapshotId"):
                 return str(detail["SnapshotId"])
             if status in ("deleting", "deleted") or time.monotonic() > deadline:
+                # the task failed for good: the next import needs a new token
+                self.journal.update({GENERATION_KEY: int(self.journal.get(GENERATION_KEY, 0)) + 1})
                 raise CloudError(
                     self.call.target,
                     "ImportSnapshot",
@@ -178,6 +205,7 @@ class S3Importer:
             delay = min(delay * 2, 30.0)
 
     def _delete_object(self) -> None:
+        """This run's object (its key carries the machine nonce): never another run's."""
         s3 = self.clients.client("s3", self.region)
         try:
             self.call("DeleteObject", self.region, lambda: s3.delete_object(Bucket=self.bucket, Key=self.key))
