@@ -27,6 +27,7 @@ Test API (same port):
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import os
@@ -71,10 +72,8 @@ class TestApi:
             fault = self._match(entry)
             gate = self._gate(entry)
         if gate is not None:
-            try:
+            with contextlib.suppress(threading.BrokenBarrierError):  # the others never came: go on
                 gate.wait(timeout=30)
-            except threading.BrokenBarrierError:
-                pass  # the other request never came: go on alone
         if fault is not None:
             if fault.get("kill") and not fault.get("pass"):
                 os.kill(int(fault["kill"]), signal.SIGKILL)
@@ -89,11 +88,11 @@ class TestApi:
     def _gate(self, entry: dict[str, Any]) -> threading.Barrier | None:
         """The barrier a matching request waits at, until `parties` requests have arrived."""
         for rule in self.gates:
-            if rule["action"] == entry["action"] and rule.get("region") in (None, entry["region"]):
-                if rule["left"] > 0:
-                    rule["left"] -= 1
-                    barrier: threading.Barrier = rule["barrier"]
-                    return barrier
+            matches = rule["action"] == entry["action"] and rule.get("region") in (None, entry["region"])
+            if matches and rule["left"] > 0:
+                rule["left"] -= 1
+                barrier: threading.Barrier = rule["barrier"]
+                return barrier
         return None
 
     def _reset(self) -> None:

@@ -171,4 +171,5 @@ def image_info(disk: DiskImage, **kw: Any) -> ImageInfo:
 def context(tmp_path: Path, digest: str = "d" * 24, **kw: Any) -> Context:
     kw.setdefault("journal", Journal(tmp_path / "journal.json"))
     kw.setdefault("retry", FAST)
-    return Context(target="aws-main", digest=digest, progress=RecordingProgress(), **kw)
+    kw.setdefault("progress", RecordingProgress())
+    return Context(target="aws-main", digest=digest, **kw)
