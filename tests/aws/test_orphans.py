@@ -53,7 +53,8 @@ def snapshots(moto: Moto, region: str = "us-east-1") -> set[str]:
 
 def publish(settings: Any, disk: DiskImage, journal: Journal, **kw: Any) -> Published:
     version = kw.pop("version", "1.2.3")
-    ctx = context(journal.path.parent if journal.path else Path("."), journal=journal, **kw)
+    assert journal.path is not None
+    ctx = context(journal.path.parent, journal=journal, **kw)
     return AwsProvider().publish(image_info(disk, version=version), settings, disk, ctx)
 
 
@@ -150,6 +151,7 @@ def test_an_unused_upload_of_this_content_is_reported_and_never_deleted_by_anoth
     assert line.startswith(
         f"us-east-1: snapshot {spare} of golden 1.2.3 is an orphan: an upload of this content"
     )
+    assert f"that {image.id} does not use" in line
     plan = AwsProvider().plan(image_info(disk), settings, context(tmp_path))
     assert plan.actions == []
     again = publish(settings, disk, Journal(tmp_path / "b.json"))
