@@ -38,6 +38,67 @@ def sparse_raw(path: Path, size: int, writes: Sequence[tuple[int, bytes]]) -> Pa
     return path
 
 
+ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+BIOS_BOOT_TYPE = "21686148-6449-6E6F-744E-656564454649"
+LINUX_TYPE = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
+
+
+def gpt_tables(
+    size: int, parts: Sequence[tuple[str, int, int]], boot_code: bool = False
+) -> list[tuple[int, bytes]]:
+    """(offset, bytes) writes of a protective MBR and primary + backup GPT for a `size`-byte disk
+    with `parts` (type GUID, first LBA, last LBA); `boot_code` fills the MBR's code area as a
+    BIOS-bootable disk has. Data belongs between LBA 34 and the last 33 sectors."""
+    import struct
+    import uuid
+    import zlib
+
+    last = size // 512 - 1
+    entries = bytearray(128 * 128)
+    for i, (kind, first, end) in enumerate(parts):
+        unique = uuid.uuid5(uuid.NAMESPACE_OID, f"imgpub-test-{i}")
+        struct.pack_into("<16s16sQQQ72s", entries, i * 128, uuid.UUID(kind).bytes_le, unique.bytes_le,
+                         first, end, 0, f"part{i}".encode("utf-16-le"))  # fmt: skip
+    entries_crc = zlib.crc32(entries)
+
+    def header(current: int, backup: int, entries_lba: int) -> bytes:
+        fields: list[object] = [b"EFI PART", 0x00010000, 92, 0, 0, current, backup, 34, last - 33,
+                                uuid.uuid5(uuid.NAMESPACE_OID, "imgpub-test").bytes_le, entries_lba, 128, 128,
+                                entries_crc]  # fmt: skip
+        fields[3] = zlib.crc32(struct.pack("<8sIIIIQQQQ16sQIII", *fields))
+        return struct.pack("<8sIIIIQQQQ16sQIII", *fields).ljust(512, b"\0")
+
+    mbr = bytearray(512)
+    if boot_code:
+        mbr[:440] = bytes([0xEB, 0x63, 0x90]) + bytes(range(1, 256)) + bytes(182)
+    struct.pack_into(
+        "<B3sB3sII", mbr, 446, 0, b"\x00\x02\x00", 0xEE, b"\xff\xff\xff", 1, min(last, 0xFFFFFFFF)
+    )
+    mbr[510:512] = b"\x55\xaa"
+    return [
+        (0, bytes(mbr)),
+        (512, header(1, last, 2)),
+        (1024, bytes(entries)),
+        ((last - 32) * 512, bytes(entries)),
+        (last * 512, header(last, 1, last - 32)),
+    ]
+
+
+def gpt_raw(
+    path: Path, size: int, writes: Sequence[tuple[int, bytes]], *, esp: bool = True, bios_boot: bool = False
+) -> Path:
+    """A sparse raw GPT disk: an EFI system partition over the first MiB after LBA 2048 (when
+    `esp`), a BIOS boot partition (when `bios_boot`), and `writes` (keep them off the first MiB and
+    the last 17 KiB, where the tables are)."""
+    parts = []
+    if esp:
+        parts.append((ESP_TYPE, 2048, 4095))
+    if bios_boot:
+        parts.append((BIOS_BOOT_TYPE, 34, 2047))
+    parts.append((LINUX_TYPE, 4096, size // 512 - 34))
+    return sparse_raw(path, size, [*gpt_tables(size, parts), *writes])
+
+
 def mixed_raw(path: Path, size: int = 64 * MiB, seed: int = 1) -> Path:
     """A raw disk with random data, text, an explicit run of zero bytes, and holes, at odd offsets."""
     return sparse_raw(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from imaging import MiB, pattern, sparse_raw
+from imaging import MiB, gpt_raw, pattern
 from imgpub import plugins
 
 REPO = Path(__file__).resolve().parents[2]
@@ -18,9 +18,9 @@ EXAMPLE_PLUGIN = REPO / "examples" / "third-party-provider"
 
 @pytest.fixture
 def disk(tmp_path: Path) -> Path:
-    """A 4 MiB sparse raw disk with two data runs."""
-    return sparse_raw(
-        tmp_path / "disk.raw", 4 * MiB, [(0, pattern(64 * 1024, 1)), (3 * MiB, pattern(8192, 2))]
+    """A 4 MiB sparse raw GPT disk with an EFI system partition (so it boots UEFI) and two data runs."""
+    return gpt_raw(
+        tmp_path / "disk.raw", 4 * MiB, [(MiB, pattern(64 * 1024, 1)), (3 * MiB, pattern(8192, 2))]
     )
 
 

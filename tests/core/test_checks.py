@@ -17,8 +17,8 @@ LOCAL = "- name: out\n  provider: local\n  path: out\n"
     [
         ("boot: bios\ntpm: true\n", "6:8", "image.tpm: a TPM needs UEFI, but boot is bios"),
         (
-            "secure_boot: true\n",
-            "5:16",
+            "boot: uefi-preferred\nsecure_boot: true\n",
+            "6:16",
             "image.secure_boot: Secure Boot needs boot: uefi (not uefi-preferred)",
         ),
         (

@@ -155,7 +155,7 @@ def test_convert_and_inspect(disk: Path, tmp_path: Path) -> None:
     )
     data = json.loads(run("inspect", qcow2, "--json").stdout)
     assert data["format"] == "qcow2" and data["virtual_size"] == 4 << 20
-    assert data["data_extents"][0]["offset"] == 0 and data["partition_table"] == "none"
+    assert data["data_extents"][0]["offset"] == 0 and data["partition_table"] == "gpt"
     covered = sorted([(e["offset"], e["length"]) for e in data["data_extents"] + data["zero_extents"]])
     assert sum(n for _, n in covered) == data["virtual_size"] and covered[0][0] == 0
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from imaging import MiB, pattern, sparse_raw, text_like
+from imaging import MiB, gpt_raw, pattern, text_like
 
 KILLS = int(os.environ.get("IMGPUB_FAULTS_LONG") or 6)
 SEED = 20261129
@@ -28,10 +28,10 @@ SEED = 20261129
 
 @pytest.fixture
 def manifest(tmp_path: Path) -> Path:
-    sparse_raw(
+    gpt_raw(
         tmp_path / "disk.raw",
         96 * MiB,
-        [(0, pattern(8 * MiB, 1)), (20 * MiB, text_like(24 * MiB, 2)), (90 * MiB, pattern(4 * MiB, 3))],
+        [(2 * MiB, pattern(8 * MiB, 1)), (20 * MiB, text_like(24 * MiB, 2)), (90 * MiB, pattern(4 * MiB, 3))],
     )
     path = tmp_path / "imgpub.yaml"
     path.write_text(

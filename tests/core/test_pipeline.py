@@ -109,8 +109,8 @@ def test_digest_depends_on_content_and_registration(write_manifest, fake_provide
     path = write_manifest("- name: good\n  provider: fake\n")
     first = publish(path).targets[0].digest
     assert publish(path).targets[0].digest == first
-    uefi = write_manifest("- name: good\n  provider: fake\n", image_extra="boot: uefi\n", name="b.yaml")
-    assert publish(uefi).targets[0].digest != first
+    arm = write_manifest("- name: good\n  provider: fake\n", image_extra="arch: arm64\n", name="b.yaml")
+    assert publish(arm).targets[0].digest != first
     with disk.open("r+b") as f:
         f.seek(2 << 20)
         f.write(b"new data")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from imaging import MiB, pattern, sha256_file, sparse_raw
+from imaging import MiB, gpt_raw, pattern, sha256_file, sparse_raw
 from imgpub.errors import ChecksumMismatchError, ConfigurationError
 from imgpub.pipeline import publish
 from imgpub.source import DigestCache, download, local_source
@@ -93,7 +93,7 @@ def test_download_404_is_bad_input(https, tmp_path: Path) -> None:
 
 def test_publish_from_url(https, tmp_path: Path, write_manifest) -> None:
     base, root, _ = https
-    src = sparse_raw(root / "disk.raw", 4 * MiB, [(0, pattern(8192, 4))])
+    src = gpt_raw(root / "disk.raw", 4 * MiB, [(2 * MiB, pattern(8192, 4))])
     path = tmp_path / "url.yaml"
     path.write_text(
         f"image:\n  name: web\n  version: '1'\n  source: {base}/disk.raw\n  sha256: {sha256_file(src)}\n"
