@@ -23,6 +23,7 @@ from imgpub.progress import RecordingProgress
 from imgpub.provider import Context, ImageInfo
 from imgpub.retry import FAST
 from imgpub_azure import AzureProvider, AzureSettings
+from imgpub_azure.names import upload_disk_name
 
 SUBSCRIPTION = "00000000-0000-0000-0000-000000000001"
 
@@ -102,6 +103,12 @@ class Stack:
 
     def provider(self) -> AzureProvider:
         return AzureProvider(credential=self.credential)
+
+    def upload_disk(self, settings: AzureSettings, image: str = "golden-1.2.3") -> str:
+        """The upload disk this state dir's runs use: `<image>-upload-<run id from the journal>`."""
+        run = Journal(self.tmp / "state" / f"{settings.name}.json").get("run_id")
+        assert run, "no run has journalled its id yet"
+        return upload_disk_name(image, run)
 
 
 @pytest.fixture

@@ -236,6 +236,7 @@ def _settle(arm: FakeArm) -> None:
 
 def test_trusted_launch_needs_generation_2(arm):
     refused(_definition(arm, generation="V1", security="TrustedLaunch"), 400, "InvalidParameter")
+    _settle(arm)  # the gallery's create has finished (a PUT while it runs is refused)
     assert _definition(arm, generation="V2", security="TrustedLaunch")[0] == 201
 
 

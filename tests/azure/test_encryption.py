@@ -57,7 +57,7 @@ def test_the_upload_disk_is_encrypted_with_the_set(stack, disk, info):
     )
     image = info()
     stack.provider().publish(image, settings, disk, stack.context(settings, image))
-    encryption = stack.arm.get("disks/golden-1.2.3-upload")["properties"]["encryption"]
+    encryption = stack.arm.get(f"disks/{stack.upload_disk(settings)}")["properties"]["encryption"]
     assert encryption == {"diskEncryptionSetId": weu, "type": "EncryptionAtRestWithCustomerKey"}
 
 

@@ -189,8 +189,8 @@ def test_managed_disk_upload(stack, disk, info, raw_disk, tmp_path):
 
     created = stack.arm.get("images/golden-1.2.3")
     disk_id = created["properties"]["storageProfile"]["osDisk"]["managedDisk"]["id"]
-    assert disk_id.endswith("/disks/golden-1.2.3-upload")
-    upload_disk = stack.arm.get("disks/golden-1.2.3-upload")
+    assert disk_id.endswith(f"/disks/{stack.upload_disk(settings)}")
+    upload_disk = stack.arm.get(f"disks/{stack.upload_disk(settings)}")
     assert upload_disk["properties"]["diskState"] == "Unattached"
     size = upload_disk["properties"]["creationData"]["uploadSizeBytes"]
     assert size == vhd_disk_size(disk.virtual_size) + 512
@@ -198,7 +198,7 @@ def test_managed_disk_upload(stack, disk, info, raw_disk, tmp_path):
     compare_blob = BlobClient.from_connection_string(
         os.environ["AZURE_STORAGE_CONNECTION_STRING"],
         stack.arm.disk_container,
-        "golden-1.2.3-upload.vhd",
+        f"{stack.upload_disk(settings)}.vhd",
         api_version="2025-11-05",
     )
     dest = tmp_path / "disk.vhd"
@@ -271,7 +271,7 @@ def test_managed_disk_upload_resumes_after_interruption(stack, disk, info, raw_d
     stack.proxy.fail("PUT", "comp=page", 500, times=1000, after=2, code="InternalError")
     with pytest.raises(CloudError, match=r"page\(s\) failed"):
         provider.publish(image, settings, disk, stack.context(settings, image))
-    assert stack.arm.get("disks/golden-1.2.3-upload")["properties"]["diskState"] == "ActiveUpload"
+    assert stack.arm.get(f"disks/{stack.upload_disk(settings)}")["properties"]["diskState"] == "ActiveUpload"
     first = {r.range for r in stack.proxy.pages()}
     assert len(first) == 2
 
@@ -282,7 +282,7 @@ def test_managed_disk_upload_resumes_after_interruption(stack, disk, info, raw_d
     second = {r.range for r in stack.proxy.pages()}
     assert second and not (first & second)
     assert stack.arm.get("images/golden-1.2.3") is not None
-    assert stack.arm.get("disks/golden-1.2.3-upload") is None  # removed once the image exists
+    assert stack.arm.get(f"disks/{stack.upload_disk(settings)}") is None  # removed once the image exists
     assert stack.arm.count("POST", "/beginGetAccess") == 2
 
 
@@ -304,7 +304,8 @@ def test_stopped_run_continues_without_uploading_again(stack, disk, info):
 
     assert stack.proxy.pages() == []
     assert stack.arm.get("galleries/g1/images/golden/versions/1.2.3") is not None
-    assert not any(r.method == "PUT" and r.path.endswith(".vhd") for r in stack.proxy.requests)
+    writes = [r for r in stack.proxy.requests if r.method == "PUT" and r.path.endswith(".vhd")]
+    assert [r.query for r in writes] == ["comp=lease"]  # the lease to remove the blob, no upload
     assert provider.plan(image, settings, stack.context(settings, image)).up_to_date
 
 

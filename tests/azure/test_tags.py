@@ -53,7 +53,7 @@ def test_labels_and_tags_reach_every_resource(stack, disk, info):
     for rest in (
         "images/golden-1.2.3",
         "galleries/g1/images/golden/versions/1.2.3",
-        "disks/golden-1.2.3-upload",
+        f"disks/{stack.upload_disk(settings)}",
     ):
         assert stack.arm.get(rest)["tags"] == {**wanted, **identity}, rest
     holders = {**wanted, TAG_NAME: "golden", TAG_MANAGED: "imgpub"}

@@ -1,6 +1,8 @@
 """Azurite (Azure Storage emulator) on a port, and a recording, fault-injecting proxy in front of it.
 
-The proxy is also strict where Azurite is lax (emulators.md): a Put Page of more than 4 MiB is
+The proxy breaks chosen requests (`fail()`: an error answer; `lose_reply()`: forwarded, so Azurite
+acts, then the connection is reset instead of the answer). It is also strict where Azurite is lax
+(emulators.md): a Put Page of more than 4 MiB is
 refused with 413 RequestBodyTooLarge (Azurite takes 8 MiB), and a Put Page whose Content-MD5 does
 not match its body with 400 Md5Mismatch (Azurite does not check). Used by the azure tests, the
 end-to-end tests and the sandbox (examples/sandbox).
@@ -9,11 +11,13 @@ end-to-end tests and the sandbox (examples/sandbox).
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import http.client
 import os
 import re
 import socket
+import struct
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -51,6 +55,8 @@ class Rule:
     headers: dict[str, str]
     after: int = 0
     """Let this many matching requests through first."""
+    lose: bool = False
+    """Forward the request, then reset the connection instead of answering (a lost reply)."""
 
 
 MAX_PUT_PAGE = 4 << 20
@@ -85,6 +91,8 @@ class StorageProxy:
     rules: list[Rule] = field(default_factory=list)
     refusals: list[tuple[str, str]] = field(default_factory=list)
     """(path, error code) of the requests the proxy refused as Azure Storage would."""
+    lost: list[tuple[str, str, str]] = field(default_factory=list)
+    """(method, path, query) of the requests whose reply was lost after Azurite acted."""
     port: int = 0
     """Where the proxy listens (0: a free port)."""
 
@@ -115,6 +123,11 @@ class StorageProxy:
             headers["Retry-After"] = str(retry_after)
         self.rules.append(Rule(method, re.compile(query), status, times, headers, after))
 
+    def lose_reply(self, method: str, query: str, *, times: int = 1, after: int = 0) -> None:
+        """Forward the next `times` matching requests (after `after`), then reset the connection:
+        Azurite acted, the client never hears it. `query` is a regex on the query string."""
+        self.rules.append(Rule(method, re.compile(query), 0, times, {}, after, lose=True))
+
     def pages(self) -> list[Recorded]:
         """Put Page requests that carried data."""
         return [r for r in self.requests if r.method == "PUT" and "comp=page" in r.query]
@@ -142,7 +155,7 @@ def _handler(proxy: StorageProxy) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(length) if length else b""
             parts = urlsplit(self.path)
             rule = proxy.decide(self.command, parts.query)
-            if rule is not None:
+            if rule is not None and not rule.lose:
                 self._error(rule.status, rule.headers, "injected")
                 return
             refusal = put_page_refusal(self.command, parts.query, self.headers, body)
@@ -168,6 +181,12 @@ def _handler(proxy: StorageProxy) -> type[BaseHTTPRequestHandler]:
             conn.request(self.command, self.path, body=body, headers=headers)
             resp = conn.getresponse()
             data = resp.read()
+            conn.close()
+            if rule is not None and rule.lose:
+                with proxy.lock:
+                    proxy.lost.append((self.command, parts.path, parts.query))
+                self._reset()
+                return
             self.send_response(resp.status)
             for k, v in resp.getheaders():
                 if k.lower() not in ("content-length", "transfer-encoding", "connection"):
@@ -177,7 +196,13 @@ def _handler(proxy: StorageProxy) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(data)
-            conn.close()
+
+        def _reset(self) -> None:
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            with contextlib.suppress(OSError):
+                self.connection.close()
 
         def _error(self, status: int, headers: dict[str, str], message: str) -> None:
             payload = (

@@ -3,10 +3,14 @@ headers ARM sends on every answer)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import struct
 import uuid
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
 
 if TYPE_CHECKING:
     from fakes.arm.server import FakeArm
@@ -33,6 +37,9 @@ def make_handler(arm: FakeArm) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(length) if length else b""
             headers = {k.lower(): v for k, v in self.headers.items()}
             status, extra, doc = arm.handle(self.command, self.path, headers, body)
+            if arm.losses.take(self.command, unquote(urlsplit(self.path).path)):
+                self._reset()
+                return
             payload = b"" if doc is None else json.dumps(doc).encode()
             self.send_response(status)
             kind = "reads" if self.command == "GET" else "writes"
@@ -44,6 +51,14 @@ def make_handler(arm: FakeArm) -> type[BaseHTTPRequestHandler]:
             self.send_header("x-ms-request-id", uuid.uuid4().hex)
             self.end_headers()
             self.wfile.write(payload)
+
+        def _reset(self) -> None:
+            """The server acted; the client gets a reset connection instead of the answer."""
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            with contextlib.suppress(OSError):
+                self.connection.close()
 
         do_GET = do_PUT = do_POST = do_DELETE = do_PATCH = _serve  # noqa: N815
 

@@ -11,12 +11,24 @@ It reproduces the failure modes a real subscription shows:
   stays in provisioningState Failed;
 * eventual consistency (`lag`): a resource just created is invisible to the next `lag` reads
   (GET, list, parent and source lookups) after its LRO's own final GET;
-* throttling (`throttle()` / `inject()`): 429 with Retry-After and x-ms-ratelimit-remaining-* headers.
+* throttling (`throttle()` / `inject()`): 429 with Retry-After and x-ms-ratelimit-remaining-* headers;
+* lost replies (`lose_reply()`): the request is carried out, then the connection is reset before
+  the answer (a PUT that created, a poll that finished an operation, a DELETE that deleted...);
+* writes while an operation runs: a PUT, PATCH or DELETE on a resource whose operation is still in
+  progress answers 409 AnotherOperationInProgress (a DELETE of a resource being deleted is accepted
+  again); an operation also advances when its resource is read (time passes while a client looks);
+* a source removed while an image or version is made from it: the operation ends Failed;
+* `missing_delete_status = 404`: a DELETE of a missing resource answers 404 (some providers do)
+  instead of 204.
+
+LRO URLs are built from the request's Host, so a proxy in front (fakes/chaos.py, with a certificate
+from `issue_cert()`) sees the polls too.
 
     with FakeArm(storage_conn=..., ca_dir=tmp) as arm:   # arm.url, arm.ca_path
         arm.throttle("PUT", r"/images/", retry_after=1)
         arm.fail(r"/images/", "InternalExecutionError", "disk read failed")
         arm.fail_replication["westus"] = "disk quota exceeded"
+        arm.lose_reply("PUT", r"/images/")
 """
 
 from __future__ import annotations
@@ -37,6 +49,7 @@ from azure.mgmt.compute import models as m
 
 from fakes.arm.contract import check_body, pinned_api_version
 from fakes.arm.disks import disk_access
+from fakes.arm.faults import BUSY, IN_PROGRESS, Losses, source_problem
 from fakes.arm.http import error, make_handler
 from fakes.arm.operations import Failure, Operations
 from fakes.arm.rules import ArmError, Rules
@@ -119,7 +132,12 @@ class FakeArm:
         self.disk_container = f"{DISK_CONTAINER}{uuid.uuid4().hex[:12]}"
         """Where upload disks keep their bytes (one container per fake, so tests do not share disks)."""
         self.bodies: list[tuple[str, str, Any]] = []
+        self.losses = Losses()
+        """Replies to lose after the request was carried out (`lose_reply()`)."""
+        self.missing_delete_status = 204
+        """What a DELETE of a resource that does not exist answers: 204, or 404 as some providers do."""
         self.lock = threading.RLock()
+        self._local = threading.local()
         self.rules = Rules(self)
         self._ca = trustme.CA()
         ca_dir.mkdir(parents=True, exist_ok=True)
@@ -171,6 +189,15 @@ class FakeArm:
         """429 TooManyRequests with Retry-After, as ARM throttles a subscription's writes or reads."""
         self.inject(method, pattern, 429, times=times, retry_after=retry_after)
 
+    def lose_reply(self, method: str, pattern: str, *, times: int = 1, skip: int = 0) -> None:
+        """Carry out the next `times` matching requests (after `skip`), then reset the connection
+        instead of answering: the client never hears that the server acted."""
+        self.losses.add(method, pattern, times, skip)
+
+    def issue_cert(self) -> trustme.LeafCert:
+        """A server certificate from this fake's CA (for a proxy in front of it)."""
+        return self._ca.issue_cert("127.0.0.1", "localhost")
+
     def fail(
         self, pattern: str, code: str, message: str, *, kind: str = "put", times: int = 1_000_000
     ) -> None:
@@ -208,8 +235,13 @@ class FakeArm:
     def count(self, method: str, pattern: str) -> int:
         return sum(1 for meth, path in self.requests if meth == method and re.search(pattern, path))
 
+    @property
+    def base(self) -> str:
+        """This request's own scheme and host (a proxy's, when one is in front), else the fake's."""
+        return getattr(self._local, "base", None) or self.url
+
     def location_url(self, op_id: str) -> str:
-        return f"{self.url}/fake/operations/{op_id}?api-version=x"
+        return f"{self.base}/fake/operations/{op_id}?api-version=x"
 
     # ---- handling --------------------------------------------------------------------------------
 
@@ -218,6 +250,7 @@ class FakeArm:
     ) -> tuple[int, dict[str, str], Any]:
         parts = urlsplit(url)
         path, query = unquote(parts.path), {k: v[0] for k, v in parse_qs(parts.query).items()}
+        self._local.base = f"https://{headers['host']}" if headers.get("host") else None
         with self.lock:
             self.requests.append((method, path))
             for fault in self.faults:
@@ -270,12 +303,14 @@ class FakeArm:
         key = path.lower()
         with self.lock:
             if method == "GET":
+                self._advance(key)
                 res = self.resources.get(key)
                 if res is not None and res.pop("_final_get", False):
                     return 200, {}, self._view(res, query)
                 if self._seen(res) is None:
                     raise ArmError(404, "ResourceNotFound", f"The Resource '{rest}' was not found.")
                 return 200, {}, self._view(res, query)
+            self._not_busy(method, key, rest)
             if method == "DELETE":
                 return self._delete(key, rest)
             if method == "PUT":
@@ -307,6 +342,7 @@ class FakeArm:
         res["tags"] = doc.get("tags") or {}
         res["properties"]["provisioningState"] = "Updating"
         op = self.operations.start(key, "put")
+        res["_op"] = op.id
         return (
             200,
             {"Azure-AsyncOperation": self._async_url(key, res["location"], op.id, api_version)},
@@ -315,7 +351,7 @@ class FakeArm:
 
     def _async_url(self, key: str, location: str, op_id: str, api_version: str) -> str:
         return (
-            f"{self.url}/subscriptions/{key.split('/')[2]}/providers/Microsoft.Compute/locations/"
+            f"{self.base}/subscriptions/{key.split('/')[2]}/providers/Microsoft.Compute/locations/"
             f"{location}/operations/{op_id}?api-version={api_version}"
         )
 
@@ -337,15 +373,43 @@ class FakeArm:
             ]
             return {"value": [self._view(r, {}) for r in found if self._seen(r) is not None]}
 
+    def _not_busy(self, method: str, key: str, rest: str) -> None:
+        """A write while the resource's own operation runs is refused, as ARM does (409); a DELETE
+        of a resource that is being deleted is taken again."""
+        res = self.resources.get(key)
+        state = res["properties"].get("provisioningState") if res is not None else None
+        if state in IN_PROGRESS and not (method == "DELETE" and state == "Deleting"):
+            raise ArmError(409, BUSY, f"Another operation on this or dependent resource is in progress: "
+                           f"'{rest}' is in provisioning state '{state}'.")  # fmt: skip
+
+    def _advance(self, key: str) -> None:
+        """A read lets time pass for the resource's running operation (one poll's worth)."""
+        res = self.resources.get(key)
+        op_id = res.get("_op") if res is not None else None
+        if op_id and not self.operations.all[op_id].done:
+            self.operations.poll(op_id)
+            self._settle(op_id)
+
     def _delete(self, key: str, rest: str) -> tuple[int, dict[str, str], Any]:
         if key not in self.resources:
-            return 204, {}, None
+            return (
+                self.missing_delete_status,
+                {},
+                (
+                    error("ResourceNotFound", f"The Resource '{rest}' was not found.")
+                    if self.missing_delete_status == 404
+                    else None
+                ),
+            )
+        if self.resources[key]["properties"].get("provisioningState") == "Deleting":
+            return 202, {"Location": self.location_url(self.resources[key]["_op"])}, None
         children = [k for k in self.resources if k.startswith(key + "/")]
         if children:
             raise ArmError(409, "CannotDeleteResource",
                            "Can not delete resource before nested resources are deleted.")  # fmt: skip
         op = self.operations.start(key, "delete")
         self.resources[key]["properties"]["provisioningState"] = "Deleting"
+        self.resources[key]["_op"] = op.id
         return 202, {"Location": self.location_url(op.id)}, None
 
     def _put(
@@ -382,6 +446,8 @@ class FakeArm:
             resource["_regions"] = [r["name"] for r in regions]
         self.resources[key] = resource
         op = self.operations.start(key, "put")
+        resource["_op"] = op.id
+        resource["_source_check"] = not updating_version
         async_url = self._async_url(key, doc["location"], op.id, api_version)
         # Disks answer 202 (their swagger allows 200/202), the others 201 for a new resource.
         status = 202 if rtype.endswith("disks") else (200 if existing is not None else 201)
@@ -397,6 +463,9 @@ class FakeArm:
             if not op.done or res is None or res.get("_settled") == op_id:
                 return
             res["_settled"] = op_id
+            checks = op.kind == "put" and op.error is None and res.pop("_source_check", False)
+            if checks and (problem := source_problem(self, res)):
+                op.error = {"code": "InvalidParameter", "message": problem, "details": []}
             if op.error is not None:
                 res["properties"]["provisioningState"] = "Failed"
             elif op.kind == "delete":

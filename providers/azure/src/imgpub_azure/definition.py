@@ -8,6 +8,7 @@ manifest is drift in `status` and a conflict in `plan`; the way on is a new defi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,7 @@ from imgpub_azure.clients import AzureClients
 from imgpub_azure.errors import Caller
 from imgpub_azure.names import text
 from imgpub_azure.settings import GallerySettings
+from imgpub_azure.writes import Writes
 
 if TYPE_CHECKING:
     from azure.mgmt.compute.models import GalleryImage
@@ -83,6 +85,7 @@ class Definitions:
         self.call = caller
         self.gallery = gallery
         self.settings = clients.settings
+        self.writes = Writes(caller, clients.polling_interval(15.0))
 
     @property
     def _ops(self) -> Any:
@@ -93,7 +96,8 @@ class Definitions:
         return self.call.find(f"get image definition {g}/{name}", lambda: self._ops.get(rg, g, name))
 
     def create(self, spec: DefinitionSpec) -> None:
-        """Create the definition and wait until Resource Manager shows it (versions go in next)."""
+        """Create the definition and wait until Resource Manager shows it (versions go in next). One
+        that exists as the spec wants (a lost reply's, or another run's) is adopted."""
         from azure.mgmt.compute import models
 
         rg, g = self.settings.resource_group, self.gallery.name
@@ -113,10 +117,16 @@ class Definitions:
                 or None,
             ),
         )
-        self.call.create(
-            f"create image definition {g}/{spec.name}",
-            lambda: self._ops.begin_create_or_update(rg, g, spec.name, body).result(),
+
+        def judge(found: GalleryImage) -> bool | str:
+            diffs = definition_differences(found, spec)
+            return not diffs or f"image definition {g}/{spec.name} was made meanwhile: {'; '.join(diffs)}"
+
+        self.writes.put(
+            f"image definition {g}/{spec.name}",
             lambda: self._ops.get(rg, g, spec.name),
+            lambda: self._ops.begin_create_or_update(rg, g, spec.name, body).result(),
+            judge,
         )
 
     def version_names(self, name: str) -> list[str]:
@@ -128,6 +138,12 @@ class Definitions:
             lambda: sorted(str(v.name) for v in ops.list_by_gallery_image(rg, g, name)),
         )
 
-    def delete(self, name: str) -> None:
+    def delete(self, name: str, doomed: Callable[[GalleryImage], bool] | None = None) -> bool:
+        """Delete the definition (while `doomed(it)` holds, when given); False when left alone."""
         rg, g = self.settings.resource_group, self.gallery.name
-        self.call(f"delete image definition {g}/{name}", lambda: self._ops.begin_delete(rg, g, name).result())
+        return self.writes.delete(
+            f"image definition {g}/{name}",
+            lambda: self._ops.begin_delete(rg, g, name).result(),
+            read=lambda: self._ops.get(rg, g, name),
+            doomed=doomed,
+        )

@@ -11,12 +11,13 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from types import ModuleType
 from typing import TYPE_CHECKING, TypeVar
 
 from imgpub.errors import CloudError, CredentialsError, ImgpubError, TargetError
+from imgpub.progress import NullProgress, Progress
 from imgpub.retry import RetryPolicy, retry_after_seconds
 
 __all__ = [
@@ -75,6 +76,7 @@ class Rule:
 
 
 _AUTH = Rule(CredentialsError, hint="check the identity's role assignments and the credentials in use")
+_LEASE_LOST = "another run took the upload blob over after this one stalled; re-run to adopt its work"
 ERROR_CODES: dict[str, Rule] = {
     # Identity and permissions (ARM and storage).
     "AuthenticationFailed": _AUTH,
@@ -105,6 +107,15 @@ ERROR_CODES: dict[str, Rule] = {
     "InvalidResourceName": Rule(CloudError, hint="see the Azure naming rules for this resource"),
     "ContainerNotFound": Rule(CloudError, hint="create the container or fix container"),
     "ContainerAlreadyExists": Rule(CloudError),
+    # The upload blob's lease (blob_lease.py): held by another run, or lost to one.
+    "BlobNotFound": Rule(CloudError),
+    "BlobAlreadyExists": Rule(CloudError),
+    "LeaseAlreadyPresent": Rule(CloudError),
+    "LeaseIdMissing": Rule(CloudError, hint=_LEASE_LOST),
+    "LeaseIdMismatchWithBlobOperation": Rule(CloudError, hint=_LEASE_LOST),
+    "LeaseIdMismatchWithLeaseOperation": Rule(CloudError, hint=_LEASE_LOST),
+    "LeaseNotPresentWithBlobOperation": Rule(CloudError, hint=_LEASE_LOST),
+    "LeaseLost": Rule(CloudError, hint=_LEASE_LOST),
     "CannotDeleteResource": Rule(CloudError, hint="it still holds nested resources"),
     "PropertyChangeNotAllowed": Rule(CloudError, hint="image definitions cannot change: use a new name"),
     "LinkedInvalidPropertyId": Rule(CloudError, hint="a resource ID in the settings is malformed"),
@@ -280,10 +291,13 @@ def find(
 
 @dataclass(frozen=True)
 class Caller:
-    """`call` and `find` bound to one target and retry policy."""
+    """`call` and `find` bound to one target and retry policy; what one run tells and adopts."""
 
     target: str
     retry: RetryPolicy
+    progress: Progress = field(default_factory=NullProgress, compare=False)
+    adopted: list[str] = field(default_factory=list, compare=False)
+    """Resources this run found made as it wanted by another run (or an earlier, stopped one)."""
 
     def __call__(self, operation: str, fn: Callable[[], T], region: str | None = None) -> T:
         return call(fn, target=self.target, operation=operation, retry=self.retry, region=region)
@@ -309,16 +323,3 @@ class Caller:
             return found
 
         return self.retry.call(attempt, is_transient, retry_after)
-
-    def create(
-        self, operation: str, start: Callable[[], object], read: Callable[[], T], region: str | None = None
-    ) -> T:
-        """Run a create (or update) operation to its end, then read the resource once Resource
-        Manager shows it. A 404 from the operation's own final read is the same eventual
-        consistency, so the read that follows waits for it too."""
-        try:
-            self(operation, start, region)
-        except CloudError as exc:
-            if exc.code != "ResourceNotFound":
-                raise
-        return self.visible(f"{operation}: read the result", read, region)

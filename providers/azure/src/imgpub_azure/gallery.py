@@ -7,12 +7,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from imgpub.identity import TAG_DIGEST
 from imgpub.progress import NullProgress, Progress
 from imgpub_azure.clients import AzureClients
 from imgpub_azure.errors import Caller
 from imgpub_azure.names import region_key, text
 from imgpub_azure.settings import GallerySettings
+from imgpub_azure.tags import digest_of
 from imgpub_azure.upload_source import UploadedVhd
+from imgpub_azure.writes import Writes
 
 if TYPE_CHECKING:
     from azure.mgmt.compute.models import Gallery, GalleryImageVersion
@@ -46,6 +49,7 @@ class GalleryImages:
         self.call = caller
         self.gallery = gallery
         self.settings = clients.settings
+        self.writes = Writes(caller, clients.polling_interval(15.0))
 
     @property
     def _ops(self) -> Any:
@@ -65,10 +69,11 @@ class GalleryImages:
             tags=tags or None,
             properties=models.GalleryProperties(description="Images published by imgpub"),
         )
-        self.call.create(
-            f"create gallery {g}",
-            lambda: self._ops.galleries.begin_create_or_update(rg, g, body).result(),
+        self.writes.put(
+            f"gallery {g}",
             lambda: self._ops.galleries.get(rg, g),
+            lambda: self._ops.galleries.begin_create_or_update(rg, g, body).result(),
+            lambda found: True,  # any usable gallery of this name serves (a Failed one is put again)
         )
 
     def find_version(self, definition: str, version: str) -> GalleryImageVersion | None:
@@ -206,7 +211,8 @@ class GalleryImages:
         self, definition: str, version: str, body: Any, progress: Progress | None = None
     ) -> tuple[GalleryImageVersion, list[RegionState]]:
         """Create (or update the regions of) a version, following replication; returns the final
-        version and its per-region states."""
+        version and its per-region states. A version with this digest and every wanted region (a
+        lost reply's, or another run's) is adopted; one being written is waited for first."""
         rg, g = self.settings.resource_group, self.gallery.name
         progress = progress or NullProgress()
         ops = self._ops.gallery_image_versions
@@ -223,7 +229,21 @@ class GalleryImages:
             )
             return poller.result()
 
-        final = self.call.create(f"create image version {ref}", run, read)
+        digest = (body.tags or {}).get(TAG_DIGEST)
+        wanted = {region_key(r.name) for r in body.properties.publishing_profile.target_regions or []}
+
+        def judge(found: GalleryImageVersion) -> bool | str:
+            theirs = digest_of(found)
+            if theirs != digest:
+                return (
+                    f"image version {ref} was made meanwhile with digest {theirs or '(none)'} "
+                    f"(by another run?), this image is {digest}"
+                )
+            profile = found.properties.publishing_profile if found.properties else None
+            have = {region_key(r.name) for r in (profile.target_regions or [] if profile else [])}
+            return wanted <= have
+
+        final = self.writes.put(f"image version {ref}", read, run, judge)
         return final, replication_states(final)
 
     def _follow(
@@ -259,9 +279,14 @@ class GalleryImages:
             lambda: self._ops.gallery_image_versions.begin_update(rg, g, definition, version, body).result(),
         )
 
-    def delete_version(self, definition: str, version: str) -> None:
-        rg, g = self.settings.resource_group, self.gallery.name
-        self.call(
-            f"delete image version {g}/{definition}/{version}",
-            lambda: self._ops.gallery_image_versions.begin_delete(rg, g, definition, version).result(),
+    def delete_version(
+        self, definition: str, version: str, doomed: Callable[[GalleryImageVersion], bool] | None = None
+    ) -> bool:
+        """Delete the version (while `doomed(it)` holds, when given); False when it was left alone."""
+        rg, g, ops = self.settings.resource_group, self.gallery.name, self._ops.gallery_image_versions
+        return self.writes.delete(
+            f"image version {g}/{definition}/{version}",
+            lambda: ops.begin_delete(rg, g, definition, version).result(),
+            read=lambda: ops.get(rg, g, definition, version),
+            doomed=doomed,
         )

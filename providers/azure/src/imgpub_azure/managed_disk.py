@@ -9,8 +9,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from imgpub.errors import CloudError
+from imgpub.identity import TAG_DIGEST
 from imgpub_azure.clients import AzureClients
 from imgpub_azure.errors import Caller
+from imgpub_azure.tags import digest_of
+from imgpub_azure.writes import Writes
 
 if TYPE_CHECKING:
     from azure.mgmt.compute.models import Disk
@@ -30,6 +33,7 @@ class UploadDisks:
         self.clients = clients
         self.call = caller
         self.settings = clients.settings
+        self.writes = Writes(caller, clients.polling_interval(15.0))
 
     def find(self, name: str) -> Disk | None:
         rg = self.settings.resource_group
@@ -55,11 +59,17 @@ class UploadDisks:
                 encryption=encryption,
             ),
         )
-        disks = self.clients.compute.disks
-        return self.call.create(
-            f"create upload disk {name}",
-            lambda: disks.begin_create_or_update(s.resource_group, name, disk).result(),
+        disks, digest = self.clients.compute.disks, tags[TAG_DIGEST]
+
+        def judge(found: Disk) -> bool | str:
+            theirs = digest_of(found)
+            return theirs == digest or f"upload disk {name} holds digest {theirs or '(none)'}, not {digest}"
+
+        return self.writes.put(
+            f"upload disk {name}",
             lambda: disks.get(s.resource_group, name),
+            lambda: disks.begin_create_or_update(s.resource_group, name, disk).result(),
+            judge,
             region=s.location,
         )
 
@@ -85,5 +95,6 @@ class UploadDisks:
         )
 
     def delete(self, name: str) -> None:
+        """Delete this run's upload disk (a 404: it is gone already)."""
         rg = self.settings.resource_group
-        self.call(f"delete disk {name}", lambda: self.clients.compute.disks.begin_delete(rg, name).result())
+        self.writes.delete(f"disk {name}", lambda: self.clients.compute.disks.begin_delete(rg, name).result())

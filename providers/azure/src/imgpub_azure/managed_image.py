@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from imgpub.identity import TAG_DIGEST
 from imgpub_azure.clients import AzureClients
 from imgpub_azure.errors import Caller
+from imgpub_azure.tags import digest_of
 from imgpub_azure.upload_source import UploadedVhd
+from imgpub_azure.writes import Writes
 
 if TYPE_CHECKING:
     from azure.mgmt.compute.models import Image
@@ -19,13 +23,15 @@ class ManagedImages:
         self.clients = clients
         self.call = caller
         self.settings = clients.settings
+        self.writes = Writes(caller, clients.polling_interval(15.0))
 
     def find(self, name: str) -> Image | None:
         rg = self.settings.resource_group
         return self.call.find(f"get image {name}", lambda: self.clients.compute.images.get(rg, name))
 
     def create(self, name: str, source: UploadedVhd, generation: str, tags: dict[str, str]) -> Image:
-        """Create the image and wait until Resource Manager shows it (it is read right after)."""
+        """Create the image and wait until Resource Manager shows it (it is read right after). One
+        that exists with this digest (a lost reply's, or another run's) is adopted."""
         from azure.mgmt.compute import models
 
         s = self.settings
@@ -49,11 +55,20 @@ class ManagedImages:
                 hyper_v_generation=generation,
             ),
         )
-        images = self.clients.compute.images
-        return self.call.create(
-            f"create image {name}",
-            lambda: images.begin_create_or_update(s.resource_group, name, image).result(),
+        images, digest = self.clients.compute.images, tags[TAG_DIGEST]
+
+        def judge(found: Image) -> bool | str:
+            theirs = digest_of(found)
+            return theirs == digest or (
+                f"image {name} was made meanwhile with digest {theirs or '(none)'} (by another run?), "
+                f"this image is {digest}"
+            )
+
+        return self.writes.put(
+            f"image {name}",
             lambda: images.get(s.resource_group, name),
+            lambda: images.begin_create_or_update(s.resource_group, name, image).result(),
+            judge,
             region=s.location,
         )
 
@@ -66,6 +81,12 @@ class ManagedImages:
             f"tag image {name}", lambda: images.begin_update(rg, name, models.ImageUpdate(tags=tags)).result()
         )
 
-    def delete(self, name: str) -> None:
-        rg = self.settings.resource_group
-        self.call(f"delete image {name}", lambda: self.clients.compute.images.begin_delete(rg, name).result())
+    def delete(self, name: str, doomed: Callable[[Image], bool] | None = None) -> bool:
+        """Delete the image (while `doomed(it)` holds, when given); False when it was left alone."""
+        rg, images = self.settings.resource_group, self.clients.compute.images
+        return self.writes.delete(
+            f"image {name}",
+            lambda: images.begin_delete(rg, name).result(),
+            read=lambda: images.get(rg, name),
+            doomed=doomed,
+        )

@@ -163,8 +163,11 @@ def blob_name(image_name: str) -> str:
     return f"{image_name}.vhd"
 
 
-def upload_disk_name(image_name: str) -> str:
-    return _clean(f"{image_name}-upload", "-._")
+def upload_disk_name(image_name: str, run: str) -> str:
+    """`<image>-upload-<run>`: each run (each state dir) uploads into its own disk, so two runs at
+    once never write, revoke or delete each other's (a disk has no lease to share one safely)."""
+    suffix = f"-upload-{run[:8]}"
+    return _clean(image_name, "-._", 80 - len(suffix)) + suffix
 
 
 def region_key(region: str | None) -> str:

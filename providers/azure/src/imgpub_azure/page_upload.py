@@ -3,6 +3,7 @@
 The blob is `vhd_disk_size(virtual_size) + 512` bytes: the data area, then the footer. A new page
 blob reads as zeros, so zero ranges are never sent. An interrupted upload resumes: pages the blob
 already holds (Get Page Ranges) are not sent again. A blob left by another digest is recreated.
+With a lease (blob_lease.py: the one run that holds it writes the blob), every write carries it.
 """
 
 from __future__ import annotations
@@ -75,6 +76,9 @@ class _Ranges:
         self._starts = [r[0] for r in merged]
         self._ends = [r[1] for r in merged]
 
+    def __bool__(self) -> bool:
+        return bool(self._starts)
+
     def covers(self, offset: int, length: int) -> bool:
         i = bisect.bisect_right(self._starts, offset) - 1
         return i >= 0 and self._ends[i] >= offset + length
@@ -91,12 +95,15 @@ class PageUploader:
         retry: RetryPolicy,
         progress: Progress | None = None,
         concurrency: int = 8,
+        lease: str | None = None,
     ) -> None:
         self.blob = blob
         self.target = target
         self.retry = retry
         self.progress = progress or NullProgress()
         self.concurrency = concurrency
+        self.lease = lease
+        """The blob's lease id, carried by every write (None: the blob is not leased)."""
 
     def upload(self, img: DiskImage, digest: str, *, create: bool = True, fresh: bool = False) -> UploadStats:
         """Make the blob hold `img` as a fixed VHD. With `create`, the blob is (re)created as needed
@@ -129,11 +136,12 @@ class PageUploader:
                 if meta.get(META_COMPLETE) == "true":
                     return None
                 present = self._present()
-                self.progress.note("upload: resuming an interrupted upload")
+                if present:
+                    self.progress.note("upload: resuming an interrupted upload")
                 return present
         self._call(
             "create the page blob",
-            lambda: self.blob.create_page_blob(size, metadata={META_DIGEST: digest}),
+            lambda: self.blob.create_page_blob(size, metadata={META_DIGEST: digest}, lease=self.lease),
         )
         return _Ranges(())
 
@@ -202,7 +210,7 @@ class PageUploader:
     def _put_page(self, offset: int, data: bytes, stats: UploadStats) -> None:
         self._call(
             f"put page at byte {offset}",
-            lambda: self.blob.upload_page(data, offset, len(data), validate_content=True),
+            lambda: self.blob.upload_page(data, offset, len(data), validate_content=True, lease=self.lease),
         )
         stats.sent(len(data))
         self.progress.advance(len(data))
@@ -210,7 +218,9 @@ class PageUploader:
     def _mark_complete(self, digest: str) -> None:
         self._call(
             "mark the upload complete",
-            lambda: self.blob.set_blob_metadata({META_DIGEST: digest, META_COMPLETE: "true"}),
+            lambda: self.blob.set_blob_metadata(
+                {META_DIGEST: digest, META_COMPLETE: "true"}, lease=self.lease
+            ),
         )
 
     def _call(self, operation: str, fn: Callable[[], T]) -> T:

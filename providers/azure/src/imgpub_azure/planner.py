@@ -7,7 +7,9 @@ Each resource is found by name and judged by imgpub's digest tag and its provisi
   published, so no --replace is needed);
 * another digest (failed or not), or a gallery definition that differs from the manifest -> a
   conflict: `replace` actions that only `--replace` carries out;
-* this digest and usable -> existing (nothing to do but replicate to new regions).
+* this digest and usable -> existing (nothing to do but replicate to new regions);
+* this digest, with an operation still running on it (a run stopped after its PUT, or another run
+  publishing at the same time) -> create: publish waits for that operation and adopts the result.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ from imgpub_azure.inventory import Found, look, spec_for
 from imgpub_azure.names import region_key
 from imgpub_azure.security import security_type_for
 from imgpub_azure.settings import AzureSettings
-from imgpub_azure.states import failed_state
+from imgpub_azure.states import failed_state, state_of
 from imgpub_azure.tags import digest_of, identity_tags, missing_tags
 from imgpub_azure.upload import VhdUploads
+from imgpub_azure.writes import IN_PROGRESS
 
 __all__ = ["Planner", "missing_regions", "plan_has", "version_from_image"]
 
@@ -41,6 +44,12 @@ def version_from_image(image: ImageInfo, settings: AzureSettings) -> bool:
     """A gallery version is made from the managed image, unless there is none or the definition has
     a security type (a managed image carries none: the version is made from the VHD then)."""
     return settings.managed_image and security_type_for(image, settings) is None
+
+
+def running(resource: Any) -> str | None:
+    """The provisioningState of a resource whose operation has not finished, else None."""
+    state = state_of(resource)
+    return state if state.lower() in IN_PROGRESS else None
 
 
 def missing_regions(settings: AzureSettings, version: Any) -> list[str]:
@@ -110,6 +119,10 @@ class Planner:
             detail = f"provisioningState {failed}: delete and recreate"
             self.plan.actions.append(Action("replace", f"{kind} {ref}", detail, region))
             return True
+        if digest == self.ctx.digest and (state := running(found)):
+            detail = f"provisioningState {state}: wait for that operation, then adopt it"
+            self.plan.actions.append(Action("create", f"{kind} {ref}", detail, region))
+            return True
         if digest == self.ctx.digest:
             artifact = Artifact(kind, str(found.id or ref), region, extra={"digest": digest})
             self.plan.existing.append(artifact)
@@ -146,6 +159,9 @@ class Planner:
             plan.actions.append(
                 Action("create", f"gallery {g}", f"provisioningState {failed}: put it again", s.location)
             )
+        elif state := running(found.gallery):
+            detail = f"provisioningState {state}: wait for that operation"
+            plan.actions.append(Action("create", f"gallery {g}", detail, s.location))
         spec = spec_for(self.image, s, self.names)
         dref, replace_definition = self.definition_ref, False
         if found.definition is None:
@@ -160,6 +176,9 @@ class Planner:
             detail = f"provisioningState {failed}: delete and recreate"
             plan.actions.append(Action("replace", f"image definition {dref}", detail))
             replace_definition = True
+        elif state := running(found.definition):
+            detail = f"provisioningState {state}: wait for that operation"
+            plan.actions.append(Action("create", f"image definition {dref}", detail))
         elif diffs := definition_differences(found.definition, spec):
             self.conflicts.append(f"image definition {dref} differs from the manifest ({'; '.join(diffs)})")
             self.plan.conflict_hint = (

@@ -13,8 +13,9 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, ClassVar
 
-from imgpub.errors import ConfigurationError, ImageConflictError
+from imgpub.errors import CloudError, ConfigurationError, ImageConflictError
 from imgpub.provider import Context, DiskImage, ImageInfo, Plan, Problem, Provider, Published, Status
+from imgpub_azure.blob_lease import OtherRunFinished
 from imgpub_azure.checks import problems_for
 from imgpub_azure.clients import AzureClients, default_credential
 from imgpub_azure.errors import Caller
@@ -27,6 +28,9 @@ if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
 __all__ = ["AzureProvider"]
+
+MAX_PLANS = 3
+"""Plans one publish makes at most: again only after another run finished the same image."""
 
 
 class AzureProvider(Provider[AzureSettings]):
@@ -43,7 +47,9 @@ class AzureProvider(Provider[AzureSettings]):
         return problems_for(image, settings)
 
     def _parts(self, settings: AzureSettings, ctx: Context) -> tuple[AzureClients, Caller]:
-        return AzureClients(settings, self._credential_for(settings)), Caller(ctx.target, ctx.retry)
+        return AzureClients(settings, self._credential_for(settings)), Caller(
+            ctx.target, ctx.retry, ctx.progress
+        )
 
     def _credential_for(self, settings: AzureSettings) -> TokenCredential:
         """The injected credential, or one DefaultAzureCredential per authority (reusing its tokens)."""
@@ -61,15 +67,29 @@ class AzureProvider(Provider[AzureSettings]):
         return Planner(image, settings, ctx, *self._parts(settings, ctx)).build()
 
     def publish(self, image: ImageInfo, settings: AzureSettings, disk: DiskImage, ctx: Context) -> Published:
-        plan = self.plan(image, settings, ctx)
-        if plan.conflict and not ctx.replace:
-            raise ImageConflictError(ctx.target, plan.conflict, plan.conflict_hint)
-        published = Published(ctx.target, self.name, changed=not plan.up_to_date)
-        if not plan.up_to_date:
-            publisher = Publisher(image, settings, ctx, plan, *self._parts(settings, ctx))
-            published.warnings += publisher.run(disk)
-        published.artifacts = self.status(image, settings, ctx).artifacts
-        return published
+        """Plan, then carry the plan out. When another run publishing the same image held the
+        upload and finished meanwhile, plan again: its work is adopted, not redone."""
+        waited = False
+        for _ in range(MAX_PLANS):
+            plan = self.plan(image, settings, ctx)
+            if plan.conflict and not ctx.replace:
+                raise ImageConflictError(ctx.target, plan.conflict, plan.conflict_hint)
+            published = Published(ctx.target, self.name, changed=not plan.up_to_date)
+            if waited and plan.up_to_date:
+                published.warnings.append(
+                    "this image was published by another run at the same time; this run adopted it"
+                )
+            if not plan.up_to_date:
+                publisher = Publisher(image, settings, ctx, plan, *self._parts(settings, ctx))
+                try:
+                    published.warnings += publisher.run(disk)
+                except OtherRunFinished as exc:
+                    ctx.progress.note(f"{exc}: planning again")
+                    waited = True
+                    continue
+            published.artifacts = self.status(image, settings, ctx).artifacts
+            return published
+        raise CloudError(ctx.target, "publish", f"other runs kept changing the target ({MAX_PLANS} plans)")
 
     def status(self, image: ImageInfo, settings: AzureSettings, ctx: Context) -> Status:
         return status_of(image, settings, ctx, *self._parts(settings, ctx))

@@ -7,20 +7,22 @@ upload -> managed image -> gallery, definition, version (or its new regions) -> 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from imgpub.errors import ConfigurationError
 from imgpub.provider import Context, DiskImage, ImageInfo, Plan
 from imgpub_azure.checks import Names, generation_for, names_for
 from imgpub_azure.clients import AzureClients
 from imgpub_azure.containers import UploadContainer
-from imgpub_azure.definition import Definitions
+from imgpub_azure.definition import Definitions, definition_differences
 from imgpub_azure.errors import Caller
 from imgpub_azure.gallery import GalleryImages, RegionState
 from imgpub_azure.inventory import spec_for
 from imgpub_azure.managed_image import ManagedImages
 from imgpub_azure.planner import plan_has, version_from_image
 from imgpub_azure.settings import AzureSettings
-from imgpub_azure.tags import definition_tags, identity_tags, merged_tags
+from imgpub_azure.states import failed_state
+from imgpub_azure.tags import definition_tags, digest_of, identity_tags, merged_tags
 from imgpub_azure.upload import VhdUploads
 from imgpub_azure.upload_source import UploadedVhd
 
@@ -56,7 +58,7 @@ class Publisher:
     def generation(self) -> str:
         return generation_for(self.image, self.settings)
 
-    @property
+    @cached_property
     def uploads(self) -> VhdUploads:
         return VhdUploads(self.clients, self.caller, self.ctx.progress, self.ctx.journal)
 
@@ -78,17 +80,24 @@ class Publisher:
         return Definitions(self.clients, self.caller, self.settings.gallery)
 
     def run(self, disk: DiskImage) -> list[str]:
-        """Carry out the plan; returns the warnings (regions whose replication failed)."""
-        self.replace()
-        if plan_has(self.plan, "create", f"container {self.settings.container}"):
-            self.ctx.progress.stage(f"create container {self.settings.container}")
-            UploadContainer(self.clients, self.caller).create()
-        source = self.upload(disk) if plan_has(self.plan, "upload") else None
-        image_id = self.managed_image(source) if self.settings.managed_image else None
-        warnings = self.gallery_version(source, image_id) if self.settings.gallery is not None else []
-        self.retag()
-        self.remove_upload(source)
-        return warnings
+        """Carry out the plan; returns the warnings (regions whose replication failed, what another
+        run published at the same time)."""
+        try:
+            self.replace()
+            if plan_has(self.plan, "create", f"container {self.settings.container}"):
+                self.ctx.progress.stage(f"create container {self.settings.container}")
+                UploadContainer(self.clients, self.caller).create()
+            source = self.upload(disk) if plan_has(self.plan, "upload") else None
+            image_id = self.managed_image(source) if self.settings.managed_image else None
+            warnings = self.gallery_version(source, image_id) if self.settings.gallery is not None else []
+            self.retag()
+            self.remove_upload(source)
+        finally:
+            self.uploads.close()
+        return warnings + [
+            f"{what} was published by another run at the same time; this run adopted it"
+            for what in self.caller.adopted
+        ]
 
     def retag(self) -> None:
         """Labels or tags changed since the image was published: set them (others' tags stay)."""
@@ -120,15 +129,25 @@ class Publisher:
                 )
         if plan_has(self.plan, "replace", f"image {names.image}"):
             progress.note(f"replacing image {names.image}")
-            ManagedImages(self.clients, self.caller).delete(names.image)
+            ManagedImages(self.clients, self.caller).delete(names.image, self._doomed)
         if plan_has(self.plan, "replace", f"gallery image version {self.version_ref}"):
             assert names.definition and names.version
             progress.note(f"replacing gallery image version {self.version_ref}")
-            self.gallery().delete_version(names.definition, names.version)
+            doomed = (lambda found: True) if replace_definition else self._doomed
+            self.gallery().delete_version(names.definition, names.version, doomed)
         if replace_definition:
             assert names.definition is not None
             progress.note(f"replacing image definition {self.definition_ref}")
-            self.definitions().delete(names.definition)
+            spec = spec_for(self.image, self.settings, self.names)
+            self.definitions().delete(
+                names.definition,
+                lambda found: failed_state(found) is not None or bool(definition_differences(found, spec)),
+            )
+
+    def _doomed(self, found: object) -> bool:
+        """Still what the plan meant to replace: failed, or another image's. One that is now this
+        image, usable, was made meanwhile by another run and is kept."""
+        return failed_state(found) is not None or digest_of(found) != self.ctx.digest
 
     def upload(self, disk: DiskImage) -> UploadedVhd:
         source, stats = self.uploads.upload(

@@ -13,7 +13,7 @@ from imgpub_azure.definition import definition_differences
 from imgpub_azure.errors import Caller
 from imgpub_azure.gallery import GalleryImages, replication_states
 from imgpub_azure.inventory import look, spec_for
-from imgpub_azure.planner import missing_regions
+from imgpub_azure.planner import missing_regions, running
 from imgpub_azure.publisher import replication_warnings
 from imgpub_azure.settings import AzureSettings
 from imgpub_azure.states import failed_state
@@ -23,8 +23,11 @@ __all__ = ["status_of"]
 
 
 def _unusable(what: str, resource: Any) -> str | None:
-    failed = failed_state(resource)
-    return f"{what} is in provisioningState {failed} (not usable)" if failed else None
+    if failed := failed_state(resource):
+        return f"{what} is in provisioningState {failed} (not usable)"
+    if state := running(resource):
+        return f"{what} is in provisioningState {state} (an operation on it is still running)"
+    return None
 
 
 def status_of(
