@@ -31,6 +31,7 @@ import contextlib
 import http.client
 import json
 import re
+import sys
 import threading
 import urllib.parse
 from collections.abc import Callable
@@ -103,7 +104,7 @@ class FaultProxy:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = QuietServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
@@ -298,6 +299,13 @@ class FaultProxy:
             return response.status, kept, payload
         finally:
             conn.close()
+
+
+class QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away (killed by a test, or reset by a proxy) is not news; anything else is."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 def _cut(body: bytes, content_range: str, keep: int) -> tuple[bytes, dict[str, str]]:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import sys
 import threading
 import urllib.parse
 from collections.abc import Callable
@@ -71,7 +72,7 @@ class FakeGce(Images):
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._server = _QuietServer(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True, name="fake-gce").start()
         return self
@@ -238,6 +239,13 @@ class FakeGce(Images):
 
     def _link(self, project: str, kind: str, name: str) -> str:
         return f"{self.url}/compute/v1/projects/{project}/global/{kind}/{name}"
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away (killed by a test, or reset by a proxy) is not news; anything else is."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 def _routes() -> list[Route]:
