@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import shutil
+import struct
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from aws.motoaws import Moto, context, image_info
-from imaging import convert
+from imaging import convert, sparse_raw
 from imgpub.disk import DiskImage, open_image
 from imgpub.errors import CloudError
 from imgpub.journal import Journal
@@ -18,7 +22,14 @@ from imgpub.progress import RecordingProgress
 from imgpub.retry import FAST
 from imgpub_aws import AwsProvider
 from imgpub_aws.clients import AwsClients
-from imgpub_aws.ebs_upload import BLOCK_SIZE, GENERATION_KEY, JOURNAL_KEY, EbsUploader, volume_gib
+from imgpub_aws.ebs_upload import (
+    BLOCK_SIZE,
+    GENERATION_KEY,
+    JOURNAL_EVERY_BLOCKS,
+    JOURNAL_KEY,
+    EbsUploader,
+    volume_gib,
+)
 from imgpub_aws.errors import Caller
 from imgpub_aws.settings import AwsSettings
 
@@ -214,3 +225,63 @@ def test_throttling_that_never_ends_fails_and_cleans_up(
         and "ACCOUNT_THROTTLED" in str(info.value)
     )
     assert moto.client("ec2").describe_snapshots(OwnerIds=["self"])["Snapshots"] == []
+
+
+@pytest.fixture
+def big_disk(tmp_path: Path) -> Iterator[DiskImage]:
+    """200 data blocks (100 MiB), each different, with a hole in the middle."""
+    writes = [(i * BLOCK_SIZE, struct.pack(">I", i + 1) * (BLOCK_SIZE // 4)) for i in range(100)]
+    writes += [((150 + i) * BLOCK_SIZE, struct.pack(">I", i + 7) * (BLOCK_SIZE // 4)) for i in range(100)]
+    with open_image(sparse_raw(tmp_path / "big.raw", 250 * BLOCK_SIZE, writes)) as img:
+        yield img
+
+
+def killed_after(clients: AwsClients, puts: int, journal_path: Path) -> Path:
+    """Like crash_after, but as SIGKILL does it: the journal stays as it was on disk when the process
+    died (whatever a `finally` writes afterwards is thrown away). Returns the saved copy."""
+    saved = journal_path.with_suffix(".at-kill")
+    seen = {"n": 0}
+    lock = threading.Lock()
+    orig = clients.new_client
+
+    def hooked(service: str, region: str, *, pool: int = 1) -> Any:
+        client = orig(service, region, pool=pool)
+
+        def before_send(**_: Any) -> None:
+            with lock:
+                seen["n"] += 1
+                if seen["n"] == puts + 1:
+                    shutil.copyfile(journal_path, saved)
+                if seen["n"] > puts:
+                    raise Crash()
+
+        client.meta.events.register("before-send.ebs.PutSnapshotBlock", before_send)
+        return client
+
+    clients.new_client = hooked  # type: ignore[method-assign]
+    return saved
+
+
+def test_a_killed_upload_sends_again_at_most_the_journal_interval(
+    moto: Moto, settings_for: Any, big_disk: DiskImage, tmp_path: Path
+) -> None:
+    """The journal is written every JOURNAL_EVERY_BLOCKS finished blocks (or half a second): killed
+    after 160 blocks, the resumed run sends again only what finished since the last write and what
+    was in flight."""
+    settings = settings_for()
+    journal_path = tmp_path / "j.json"
+    clients = AwsClients(settings)
+    saved = killed_after(clients, 160, journal_path)
+    with pytest.raises(Crash):
+        uploader(settings, Journal(journal_path), clients).upload(big_disk, 1)
+    shutil.copyfile(saved, journal_path)  # what the killed process left on disk
+    first = {int(r["path"].rsplit("/", 1)[1]) for r in moto.requests("PutSnapshotBlock")}
+    assert len(first) >= 160
+
+    result = uploader(settings, Journal(journal_path)).upload(big_disk, 1)
+    puts = [int(r["path"].rsplit("/", 1)[1]) for r in moto.requests("PutSnapshotBlock")]
+    again = puts[len(first) :]
+    resent = first & set(again)
+    assert len(resent) <= JOURNAL_EVERY_BLOCKS + 4, f"{len(resent)} blocks sent twice"
+    assert result.blocks_resumed >= 160 - JOURNAL_EVERY_BLOCKS - 4
+    assert moto.blocks(result.snapshot_id) == expected_blocks(big_disk)
