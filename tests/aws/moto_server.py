@@ -19,8 +19,8 @@ Test API (same port):
 * `POST /_imgpub/state` {"region", "id", "state", "message"}: put an AMI or snapshot in a state now.
 * `POST /_imgpub/consistency` {"describe_misses": n}: new AMIs stay unknown to the next n
   DescribeImages calls that name them (InvalidAMIID.NotFound), like EC2 right after a create.
-* `GET /_imgpub/requests`: every request as {"action", "region", "method", "path", "headers",
-  "params", "body_length"}; `POST /_imgpub/reset` clears log, faults and the above (moto-api reset
+* `GET /_imgpub/requests`: every request as {"action", "region", "method", "path", "query",
+  "headers", "params", "body_length"}; `POST /_imgpub/reset` clears log, faults and the above (moto-api reset
   does too).
 """
 
@@ -164,6 +164,7 @@ class TestApi:
             "region": region,
             "method": method,
             "path": path,
+            "query": environ.get("QUERY_STRING", ""),
             "headers": headers,
             "params": params,
             "body_length": len(body),
