@@ -15,9 +15,12 @@ from gcp.fault_proxy import FaultProxy
 from gcp.stack import PROJECT, context, image_info
 from imgpub.disk import DiskImage
 from imgpub.journal import Journal
+from imgpub.progress import RecordingProgress
 from imgpub.provider import ImageInfo, Published
+from imgpub.retry import FAST
 from imgpub_gcp import GcpProvider, GcpSettings
-from imgpub_gcp.gcs_upload import UPLOADER, UPLOADER_KEY
+from imgpub_gcp.clients import GcpClients
+from imgpub_gcp.gcs_upload import QUANTUM, UPLOADER, UPLOADER_KEY, GcsUpload
 
 SettingsFactory = Callable[..., GcpSettings]
 NAME = "demo-linux-1-2-3"
@@ -136,3 +139,36 @@ def test_a_run_that_finds_the_image_published_by_another_leaves_its_object(
     assert a.changed and not b.changed
     assert [m for m, _, _ in gcs.seen].count("DELETE") == 1  # A's, never B's
     assert objects(storage_client, settings) == [] and len(gce.state.images) == 1
+
+
+def test_an_object_another_run_wrote_and_deleted_under_this_upload_is_uploaded_again(
+    make_settings: SettingsFactory, gcs: FaultProxy, storage_client: Any, tmp_path: Path
+) -> None:
+    """A's finishing chunk is refused (B's object is there); by the time A looks, B has deleted it:
+    A uploads again rather than give up or use nothing."""
+    settings = make_settings()
+    data = bytes(range(256)) * 4096
+    meta = {"imgpub-digest": "abc123"}
+    blob = storage_client.bucket(settings.bucket).blob("race.tar.gz")
+    steps: list[str] = []
+
+    def b_writes_then_deletes(method: str, path: str) -> None:
+        _, _, content_range = gcs.seen[-1]
+        if not steps and method == "PUT" and content_range.endswith(f"/{len(data)}"):
+            blob.metadata = {**meta, UPLOADER: "b"}
+            blob.upload_from_string(b"B's bytes")
+            steps.append("written")
+        elif steps == ["written"] and method == "GET" and "race.tar.gz" in path:
+            blob.delete()
+            steps.append("deleted")
+
+    gcs.on_request = b_writes_then_deletes
+    journal = Journal(tmp_path / "a.json")
+    upload = GcsUpload(GcpClients(settings, "gce"), "gce", journal, FAST, RecordingProgress(), 2 * QUANTUM)
+
+    result = upload.run(settings.bucket, "race.tar.gz", meta, lambda: iter([data]))
+
+    assert steps == ["written", "deleted"] and result.ours and not result.reused
+    assert len(gcs.upload_ids()) == 2
+    stored = storage_client.bucket(settings.bucket).get_blob("race.tar.gz")
+    assert stored.download_as_bytes() == data and stored.metadata[UPLOADER] == journal.get(UPLOADER_KEY)

@@ -20,7 +20,8 @@ from imgpub.progress import RecordingProgress
 from imgpub.retry import FAST
 from imgpub_gcp import GcpSettings
 from imgpub_gcp.clients import GcpClients
-from imgpub_gcp.gcs_upload import JOURNAL_KEY, QUANTUM, UPLOADER, UPLOADER_KEY, GcsUpload, _split
+from imgpub_gcp.gcs_stream import split
+from imgpub_gcp.gcs_upload import JOURNAL_KEY, QUANTUM, UPLOADER, UPLOADER_KEY, GcsUpload
 
 DATA = random.Random(5).randbytes(6 * QUANTUM + 12345)
 META = {"imgpub-digest": "abc123"}
@@ -45,7 +46,7 @@ def uploader(settings: GcpSettings, journal: Journal, progress: RecordingProgres
 @settings(deadline=None)  # a loaded CI machine must not turn into a failure
 @given(st.lists(st.binary(max_size=50), max_size=20), st.sets(st.integers(0, 1200)))
 def test_split_keeps_bytes_and_cuts_at_every_mark(chunks: list[bytes], marks: set[int]) -> None:
-    out = list(_split(chunks, marks))
+    out = list(split(chunks, marks))
     assert b"".join(out) == b"".join(chunks)
     ends, position = set(), 0
     for piece in out:

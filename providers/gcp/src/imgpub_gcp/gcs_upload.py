@@ -32,14 +32,10 @@ part objects to clean up or compose permissions to need.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import queue
-import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
 
 from imgpub.errors import CloudError
 from imgpub.journal import Journal
@@ -48,6 +44,7 @@ from imgpub.retry import RetryPolicy
 from imgpub_gcp.clients import GcpClients
 from imgpub_gcp.errors import call
 from imgpub_gcp.gcs_session import Preempted, Session, SessionGone, start_session
+from imgpub_gcp.gcs_stream import Hashes, chunks, prefetch
 
 QUANTUM = 256 * 1024
 """GCS: every non-final chunk of a resumable upload is a multiple of 256 KiB."""
@@ -60,7 +57,6 @@ UPLOADER_KEY = "gcs_uploader"
 """Journal key of this state dir's uploader id."""
 UPLOADER = "imgpub-uploader"
 """Object metadata: the uploader id of the runs that wrote the object (the only ones that delete it)."""
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -85,30 +81,6 @@ def uploader_id(journal: Journal) -> str:
         found = uuid.uuid4().hex
         journal.set(UPLOADER_KEY, found)
     return found
-
-
-def _crc32c() -> Any:
-    import google_crc32c
-
-    return google_crc32c.Checksum()  # type: ignore[no-untyped-call]
-
-
-@dataclass
-class _Hashes:
-    crc: Any = field(default_factory=_crc32c)
-    md5: Any = field(default_factory=hashlib.md5)
-    length: int = 0
-
-    def update(self, data: bytes | memoryview) -> None:
-        self.crc.update(bytes(data))
-        self.md5.update(data)
-        self.length += len(data)
-
-    def crc32c(self) -> str:
-        return base64.b64encode(self.crc.digest()).decode()
-
-    def md5_b64(self) -> str:
-        return base64.b64encode(self.md5.digest()).decode()
 
 
 @dataclass(frozen=True)
@@ -145,37 +117,63 @@ class GcsUpload:
         stream: Callable[[], Iterable[bytes]],
         kms_key: str | None = None,
     ) -> UploadResult:
-        """Upload the stream to gs://bucket/name, encrypted with the Cloud KMS key `kms_key` if given."""
-        found = self._get(bucket, name)
-        existing = self._usable(found, bucket, name, metadata)
-        if existing is not None:
-            return existing
+        """Upload the stream to gs://bucket/name, encrypted with the Cloud KMS key `kms_key` if given.
+
+        When another run wrote the object first, that object is used; when it vanished again before
+        this run could use it (the other run's image is made and its object deleted), upload again,
+        once."""
         tagged = {**metadata, UPLOADER: uploader_id(self._journal)}
-        precondition = int(found.generation or 0) if found is not None else 0
+        for _ in range(2):
+            found = self._get(bucket, name)
+            existing = self._usable(found, bucket, name, metadata)
+            if existing is not None:
+                return existing
+            precondition = int(found.generation or 0) if found is not None else 0
+            try:
+                return self._upload((bucket, name), tagged, kms_key, precondition, stream)
+            except Preempted:
+                adopted = self._adopt(bucket, name, metadata)
+                if adopted is not None:
+                    return adopted
+        raise CloudError(
+            self._target,
+            f"upload to gs://{bucket}/{name}",
+            "other runs wrote and deleted the object under this upload twice; run publish again",
+            retryable=True,
+        )
+
+    def _upload(
+        self,
+        where: tuple[str, str],
+        metadata: dict[str, str],
+        kms_key: str | None,
+        precondition: int,
+        stream: Callable[[], Iterable[bytes]],
+    ) -> UploadResult:
+        """Resume the journalled session, or start one; a session found gone or inconsistent is
+        replaced once (a second failure drops it from the journal)."""
+        bucket, name = where
         resume = self._resume_point(bucket, name)
         try:
-            try:
-                if resume is None:
-                    resume = _Resume(self._start(bucket, name, tagged, kms_key, precondition))
-                elif resume.offset:
-                    self._progress.note(f"resuming upload of gs://{bucket}/{name} at byte {resume.offset:,}")
-                return self._send_stream(bucket, name, resume, stream)
-            except SessionGone as exc:
-                self._progress.note(f"upload session no longer usable ({exc}); starting the upload again")
-                self._journal.set(JOURNAL_KEY, {"object": name})
-                session = self._start(bucket, name, tagged, kms_key, precondition)
-            try:
-                return self._send_stream(bucket, name, _Resume(session), stream)
-            except SessionGone as exc:
-                self._journal.set(JOURNAL_KEY, {"object": name})
-                raise CloudError(
-                    self._target,
-                    f"upload to gs://{bucket}/{name}",
-                    f"a new session failed too: {exc}",
-                    retryable=True,
-                ) from None
-        except Preempted:
-            return self._adopt(bucket, name, metadata)
+            if resume is None:
+                resume = _Resume(self._start(bucket, name, metadata, kms_key, precondition))
+            elif resume.offset:
+                self._progress.note(f"resuming upload of gs://{bucket}/{name} at byte {resume.offset:,}")
+            return self._send_stream(bucket, name, resume, stream)
+        except SessionGone as exc:
+            self._progress.note(f"upload session no longer usable ({exc}); starting the upload again")
+            self._journal.set(JOURNAL_KEY, {"object": name})
+            session = self._start(bucket, name, metadata, kms_key, precondition)
+        try:
+            return self._send_stream(bucket, name, _Resume(session), stream)
+        except SessionGone as exc:
+            self._journal.set(JOURNAL_KEY, {"object": name})
+            raise CloudError(
+                self._target,
+                f"upload to gs://{bucket}/{name}",
+                f"a new session failed too: {exc}",
+                retryable=True,
+            ) from None
 
     def delete_own(self, bucket: str, name: str) -> bool:
         """Delete the object if this state dir's runs wrote it (that generation only); False when it is
@@ -207,11 +205,11 @@ class GcsUpload:
         self, bucket: str, name: str, resume: _Resume, stream: Callable[[], Iterable[bytes]]
     ) -> UploadResult:
         """PUT chunks while a worker thread compresses and hashes the next ones."""
-        hashes, session = _Hashes(), resume.session
+        hashes, session = Hashes(), resume.session
         position, sent, carry = resume.offset, 0, b""
         state: dict[str, Any] = {"object": name, "session": session.url, "confirmed": position}
-        chunks = _chunks(stream(), resume.offset, resume.expected, self._chunk, hashes)
-        for data, final, crc in _prefetch(chunks, PREFETCH):
+        pieces = chunks(stream(), resume.offset, resume.expected, self._chunk, hashes)
+        for data, final, crc in prefetch(pieces, PREFETCH):
             body = carry + data if carry else data
             if final:
                 total = position + len(body)
@@ -261,15 +259,19 @@ class GcsUpload:
             bucket, name, int(blob.size or 0), str(blob.crc32c), blob.md5_hash, 0, reused=True, ours=ours
         )
 
-    def _adopt(self, bucket: str, name: str, metadata: dict[str, str]) -> UploadResult:
-        """Another run wrote the object first: use it when it is this image's tarball."""
+    def _adopt(self, bucket: str, name: str, metadata: dict[str, str]) -> UploadResult | None:
+        """Another run wrote the object first: use it when it is this image's tarball; None when it is
+        gone again."""
         self._journal.set(JOURNAL_KEY, {"object": name})
-        found = self._usable(self._get(bucket, name), bucket, name, metadata)
+        blob = self._get(bucket, name)
+        if blob is None:
+            return None
+        found = self._usable(blob, bucket, name, metadata)
         if found is None:
             raise CloudError(
                 self._target,
                 f"upload to gs://{bucket}/{name}",
-                "another run wrote this object with other content meanwhile; run publish again",
+                "someone else wrote this object with other content meanwhile; run publish again",
                 retryable=True,
             )
         self._progress.note(f"gs://{bucket}/{name} was uploaded by another run at the same time; using it")
@@ -326,91 +328,3 @@ class GcsUpload:
                 raise CloudError(
                     self._target, "verify upload", f"{where}: {what} is {remote} in GCS but {local} was sent"
                 )
-
-
-def _split(pieces: Iterable[bytes], marks: set[int]) -> Iterator[bytes]:
-    """The same bytes, cut so that no piece crosses one of the absolute offsets in `marks`."""
-    position = 0
-    pending = sorted(marks)
-    for piece in pieces:
-        view = memoryview(piece)
-        while len(view):
-            while pending and pending[0] <= position:
-                pending.pop(0)
-            cut = min(len(view), pending[0] - position) if pending else len(view)
-            yield bytes(view[:cut])
-            view, position = view[cut:], position + cut
-
-
-def _chunks(
-    pieces: Iterable[bytes], offset: int, expected: tuple[int, str] | None, size: int, hashes: _Hashes
-) -> Iterator[tuple[bytes, bool, str]]:
-    """(chunk, final, CRC32C of the stream up to the chunk's end) for the bytes after `offset`.
-
-    The first `offset` bytes are only hashed; the journalled CRC at `expected[0]` must match, or the
-    stream is not the one GCS holds the start of. A chunk is cut only once a byte follows it,
-    so the last chunk (maybe empty) is always the one that names the total.
-    """
-    marks = {offset} | ({expected[0]} if expected else set())
-    buffer = bytearray()
-    for piece in _split(pieces, marks):
-        if hashes.length < offset:
-            hashes.update(piece)
-            if expected and hashes.length == expected[0] and hashes.crc32c() != expected[1]:
-                raise SessionGone("the regenerated stream differs from the uploaded prefix")
-            continue
-        buffer += piece
-        while len(buffer) > size:
-            chunk = bytes(memoryview(buffer)[:size])
-            del buffer[:size]
-            hashes.update(chunk)
-            yield chunk, False, hashes.crc32c()
-    if hashes.length < offset:
-        raise SessionGone("the stream is shorter than what GCS already holds")
-    chunk = bytes(buffer)
-    hashes.update(chunk)
-    yield chunk, True, hashes.crc32c()
-
-
-_DONE = object()
-
-
-def _prefetch(items: Iterator[T], depth: int) -> Iterator[T]:
-    """`items` produced by a worker thread up to `depth` ahead; its exceptions re-raised here."""
-    ready: queue.Queue[Any] = queue.Queue(depth)
-    stop = threading.Event()
-
-    def offer(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                ready.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def work() -> None:
-        try:
-            for item in items:
-                if not offer((item, None)):
-                    return
-            offer((_DONE, None))
-        except BaseException as exc:  # handed to the consumer, which raises it
-            offer((None, exc))
-
-    worker = threading.Thread(target=work, name="gcs-upload-producer", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item, error = ready.get()
-            if error is not None:
-                raise error
-            if item is _DONE:
-                return
-            yield item
-    finally:
-        stop.set()
-        worker.join()
-        close = getattr(items, "close", None)
-        if close is not None:
-            close()
