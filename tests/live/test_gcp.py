@@ -1,6 +1,8 @@
-"""Acceptance run against a real Google Cloud project: publish the quickstart disk, check the image,
-re-run, clean up. Opt in with IMGPUB_LIVE_GCP=<project>/<bucket> and Application Default Credentials
-(`gcloud auth application-default login`, or GOOGLE_APPLICATION_CREDENTIALS); skipped otherwise.
+"""Acceptance runs against a real Google Cloud project: publish the quickstart disk, check the image,
+re-run, clean up; two publishes of one manifest at once (separate state dirs) leave one image and no
+object; GCS answers an unknown resumable session as imgpub expects. Opt in with
+IMGPUB_LIVE_GCP=<project>/<bucket> and Application Default Credentials (`gcloud auth
+application-default login`, or GOOGLE_APPLICATION_CREDENTIALS); skipped otherwise.
 
 The identity needs the custom role of providers/gcp/README.md ("Least privilege") on the project and
 the bucket. Everything the test made (the image, any object under imgpub/<image>) is deleted at the
@@ -10,10 +12,18 @@ end, also when an assertion fails.
 from __future__ import annotations
 
 import contextlib
+import threading
 from typing import Any
+
+import pytest
 
 import imgpub
 from imgpub.identity import LABEL_DIGEST, LABEL_NAME, LABEL_VERSION, label_safe
+from imgpub.pipeline import RunResult
+from imgpub.retry import RetryPolicy
+from imgpub_gcp import GcpSettings
+from imgpub_gcp.clients import GcpClients
+from imgpub_gcp.gcs_session import Session, SessionGone, start_session
 from imgpub_gcp.labels import derived_image_name
 from live.conftest import LiveRun, opt_in
 
@@ -57,6 +67,46 @@ def test_publish_check_rerun_and_clean_up(live_run: LiveRun) -> None:
         assert status is not None and status.drift == []
     finally:
         _delete_everything(images, storage, project, bucket, name)
+
+
+def test_two_publishes_at_once_leave_one_image_and_no_object(live_run: LiveRun) -> None:
+    """Two CI jobs for one tag on two machines: real GCS refuses the second finished upload (412,
+    ifGenerationMatch) or real GCE the second insert (409), and the loser adopts the winner's work."""
+    project, bucket = opt_in("IMGPUB_LIVE_GCP", "<project>/<bucket>", parts=2)
+    name = derived_image_name(live_run.name, live_run.version)
+    path = live_run.manifest(f"  - {{name: gce, provider: gcp, project: {project}, bucket: {bucket}}}\n")
+    images, storage = _clients(project)
+    results: dict[str, RunResult] = {}
+
+    def run(machine: str) -> None:
+        results[machine] = imgpub.publish(path, state_dir=live_run.folder / machine)
+
+    try:
+        threads = [threading.Thread(target=run, args=(m,)) for m in ("a", "b")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert all(r.ok for r in results.values()), [t.error for r in results.values() for t in r.targets]
+        assert images.get(project=project, image=name).status == "READY"
+        assert _objects(storage, bucket, name) == []
+    finally:
+        _delete_everything(images, storage, project, bucket, name)
+
+
+def test_gcs_answers_a_session_it_does_not_know_as_gone(live_run: LiveRun) -> None:
+    """imgpub takes 400/404/410 on a session as 'start a new one': check real GCS answers an unknown
+    upload_id that way, and a fresh session as open with nothing stored."""
+    project, bucket = opt_in("IMGPUB_LIVE_GCP", "<project>/<bucket>", parts=2)
+    settings = GcpSettings.model_validate({"name": "gce", "project": project, "bucket": bucket})
+    clients, retry = GcpClients(settings, "gce"), RetryPolicy(attempts=3)
+    obj = f"imgpub/{live_run.name}-session-probe"
+    url = start_session(clients, "gce", retry, (bucket, obj), {"purpose": "imgpub-live-test"}, None, 0)
+    state = Session(clients, "gce", retry, url).query()
+    assert not state.finished and state.persisted == 0
+    unknown = url.split("upload_id=")[0] + "upload_id=imgpub-unknown-session"
+    with pytest.raises(SessionGone):
+        Session(clients, "gce", retry, unknown).query()
 
 
 def _clients(project: str) -> tuple[Any, Any]:
