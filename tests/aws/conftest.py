@@ -14,7 +14,7 @@ from botocore.client import BaseClient
 from aws.contract import Contract, ContractViolation, violations
 from aws.motoaws import UNCHECKED, Moto
 from aws.stack import running_moto
-from imaging import MiB, pattern, sparse_raw, text_like
+from imaging import MiB, gpt_raw, pattern, text_like
 from imgpub.disk import DiskImage, open_image
 from imgpub_aws import AwsSettings
 
@@ -72,16 +72,18 @@ def settings_for(moto: Moto) -> Any:
 
 @pytest.fixture
 def disk(tmp_path: Path) -> Iterator[DiskImage]:
-    size = 30 * MiB + 7 * 4096  # the last 512 KiB block is partial
-    path = sparse_raw(
+    """A GPT disk (an EFI system partition and a root partition, as golden images are) whose last
+    512 KiB block is partial, with data, text, allocated zeros (never sent) and holes."""
+    size = 30 * MiB + 7 * 4096
+    path = gpt_raw(
         tmp_path / "disk.raw",
         size,
         [
-            (0, pattern(6 * MiB + 4096, 1)),
+            (MiB, pattern(5 * MiB + 4096, 1)),
             (9 * MiB + 512, text_like(3 * MiB, 2)),
             (14 * MiB, bytes(MiB)),  # allocated zeros: never sent
             (20 * MiB + 12345, pattern(300 * 1024, 3)),
-            (size - 4096, pattern(4096, 4)),
+            (30 * MiB, pattern(4096, 4)),
         ],
     )
     with open_image(path) as img:

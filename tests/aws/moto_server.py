@@ -19,9 +19,10 @@ Test API (same port):
 * `POST /_imgpub/state` {"region", "id", "state", "message"}: put an AMI or snapshot in a state now.
 * `POST /_imgpub/consistency` {"describe_misses": n}: new AMIs stay unknown to the next n
   DescribeImages calls that name them (InvalidAMIID.NotFound), like EC2 right after a create.
+* `DELETE /_imgpub/faults`: forget the fault rules not used up yet.
 * `GET /_imgpub/requests`: every request as {"action", "region", "method", "path", "query",
-  "headers", "params", "body_length"}; `POST /_imgpub/reset` clears log, faults and the above (moto-api reset
-  does too).
+  "headers", "params", "body_length", "acted"} (`acted`: false when a fault answered instead);
+  `POST /_imgpub/reset` clears log, faults and the above (moto-api reset does too).
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class TestApi:
         if gate is not None:
             with contextlib.suppress(threading.BrokenBarrierError):  # the others never came: go on
                 gate.wait(timeout=30)
+        entry["acted"] = fault is None or bool(fault.get("pass"))
         if fault is not None:
             if fault.get("kill") and not fault.get("pass"):
                 os.kill(int(fault["kill"]), signal.SIGKILL)
@@ -110,6 +112,9 @@ class TestApi:
         if path == "/_imgpub/faults" and method == "POST":
             with self.lock:
                 self.faults.extend(body)
+        elif path == "/_imgpub/faults" and method == "DELETE":
+            with self.lock:
+                self.faults.clear()
         elif path == "/_imgpub/barrier" and method == "POST":
             parties = int(body["parties"])
             rule = {**body, "left": parties, "barrier": threading.Barrier(parties)}

@@ -40,7 +40,7 @@ class Moto:
 
     def fault(
         self,
-        action: str,
+        action: str | None,
         *,
         status: int = 503,
         code: str = "ServiceUnavailable",
@@ -55,8 +55,8 @@ class Moto:
         lost_reply: bool = False,
         kill: int | None = None,
     ) -> None:
-        """The next `count` matching requests (after `after`) answer `status`/`code`. `headers` are
-        added (Retry-After), `body` replaces the error document ("" for an empty one; bytes sent as
+        """The next `count` matching requests (`action` None: any) after `after` answer
+        `status`/`code`. `headers` are added (Retry-After), `body` replaces the error document ("" for an empty one; bytes sent as
         they are, as `content_type`), `echo` appends the request's headers (as some proxies' pages
         do), with `lost_reply` the request is carried out first and only its reply replaced, and
         `kill` is a pid the server SIGKILLs when the request arrives (after acting, with
@@ -83,6 +83,11 @@ class Moto:
         if kill is not None:
             rule["kill"] = kill
         self._post("/_imgpub/faults", [rule])
+
+    def reset_faults(self) -> None:
+        """Forget the fault rules not used up yet (the state and the request log stay)."""
+        req = urllib.request.Request(self.url + "/_imgpub/faults", method="DELETE")
+        urllib.request.urlopen(req, timeout=30).close()
 
     def barrier(self, action: str, parties: int = 2, region: str | None = None) -> None:
         """The next `parties` `action` requests wait for each other, then go on together (a race)."""

@@ -55,7 +55,7 @@ def test_unknown_profile_is_a_credentials_error(moto: Moto, settings_for: Any, t
     raw = tmp_path / "d.raw"
     raw.write_bytes(b"\1" * 4096)
     with (
-        open_image(raw) as disk,
+        open_image(raw, "raw") as disk,
         pytest.raises(CredentialsError, match=r"profile \(nope\) could not be found; check profile"),
     ):
         AwsProvider().plan(image_info(disk), settings_for(profile="nope"), context(tmp_path))

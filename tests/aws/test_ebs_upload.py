@@ -207,24 +207,34 @@ def test_any_source_format_uploads_the_same_blocks(
     assert moto.blocks(result.snapshot_id) == expected_blocks(disk)
 
 
-def test_throttling_that_never_ends_fails_and_cleans_up(
+def test_throttling_that_never_ends_fails_and_keeps_the_snapshot_for_the_next_run(
     moto: Moto, settings_for: Any, disk: DiskImage, tmp_path: Path
 ) -> None:
+    """Not a failure for good: the re-run resumes the pending snapshot, sending nothing twice."""
     moto.fault(
         "PutSnapshotBlock",
         status=400,
         code="RequestThrottledException",
-        count=10000,
+        count=30,
+        after=10,
         message="ACCOUNT_THROTTLED",
     )
+    journal = Journal(tmp_path / "j.json")
     with pytest.raises(CloudError) as info:
-        uploader(settings_for(), Journal(tmp_path / "j.json")).upload(disk, 1)
-    assert (
-        info.value.retryable
-        and "block(s) failed" in str(info.value)
-        and "ACCOUNT_THROTTLED" in str(info.value)
-    )
-    assert moto.client("ec2").describe_snapshots(OwnerIds=["self"])["Snapshots"] == []
+        uploader(settings_for(), journal).upload(disk, 1)
+    text = str(info.value)
+    assert info.value.retryable and "block(s) failed" in text and "ACCOUNT_THROTTLED" in text
+    (snap,) = moto.client("ec2").describe_snapshots(OwnerIds=["self"])["Snapshots"]
+    assert f"the pending snapshot {snap['SnapshotId']} is kept: a re-run resumes it" in text
+    assert snap["State"] == "pending" and not moto.requests("DeleteSnapshot")
+    moto.reset_faults()
+
+    result = uploader(settings_for(), Journal(journal.path)).upload(disk, 1)
+    assert result.snapshot_id == snap["SnapshotId"] and result.blocks_resumed >= 10
+    stored = [r for r in moto.requests("PutSnapshotBlock") if r["acted"]]
+    sent = [int(r["path"].rsplit("/", 1)[1]) for r in stored]
+    assert sorted(sent) == sorted(expected_blocks(disk)), "every block stored once"
+    assert moto.blocks(result.snapshot_id) == expected_blocks(disk)
 
 
 @pytest.fixture
@@ -232,7 +242,7 @@ def big_disk(tmp_path: Path) -> Iterator[DiskImage]:
     """200 data blocks (100 MiB), each different, with a hole in the middle."""
     writes = [(i * BLOCK_SIZE, struct.pack(">I", i + 1) * (BLOCK_SIZE // 4)) for i in range(100)]
     writes += [((150 + i) * BLOCK_SIZE, struct.pack(">I", i + 7) * (BLOCK_SIZE // 4)) for i in range(100)]
-    with open_image(sparse_raw(tmp_path / "big.raw", 250 * BLOCK_SIZE, writes)) as img:
+    with open_image(sparse_raw(tmp_path / "big.raw", 250 * BLOCK_SIZE, writes), "raw") as img:
         yield img
 
 

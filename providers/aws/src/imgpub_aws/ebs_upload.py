@@ -4,8 +4,9 @@ Only 512 KiB blocks holding data are sent, each with its SHA-256; CompleteSnapsh
 count and the LINEAR aggregate (SHA-256 over the raw block digests in index order). The journal keeps
 the pending snapshot id and the finished block indexes (written every 64 blocks or half a second,
 whichever comes first), so a crashed run continues where it stopped and sends again at most what
-finished since the last write. A failure for good deletes the pending snapshot: this run's own (its
-ClientToken carries the machine nonce, so no other machine's run shares it).
+finished since the last write. Throttling or 5xx answers that outlast the retries keep the pending
+snapshot for the next run to resume; a failure for good deletes it: this run's own (its ClientToken
+carries the machine nonce, so no other machine's run shares it).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from imgpub.journal import Journal
 from imgpub.progress import Progress
 from imgpub.provider import DiskImage
 from imgpub_aws.clients import AwsClients
-from imgpub_aws.errors import Caller, error_code, is_transient
+from imgpub_aws.errors import Caller, error_code, is_transient, with_note
 from imgpub_aws.ledger import Ledger, machine_nonce
 from imgpub_aws.removal import delete_snapshot
 
@@ -110,7 +111,13 @@ class EbsUploader:
             digests, sent = self._put_blocks(disk, snapshot_id, done)
             self._complete_snapshot(snapshot_id, digests)
             self._wait_completed(snapshot_id)
-        except Exception:  # a failure for good (a crash or Ctrl-C is a BaseException: resumable)
+        except CloudError as exc:
+            if exc.retryable:  # throttling or 5xx that outlasted the retries: the next run resumes
+                note = f"the pending snapshot {snapshot_id} is kept: a re-run resumes it"
+                raise with_note(exc, note) from exc
+            self._abandon(snapshot_id)  # a failure for good (a crash or Ctrl-C is a BaseException)
+            raise
+        except Exception:
             self._abandon(snapshot_id)
             raise
         self._next_generation()  # the token is spent: a later upload (its snapshot gone) needs another

@@ -164,10 +164,9 @@ def _unreadable(exc: BaseException) -> bool:
 
 def _network(exc: BaseException) -> bool:
     bx = _bx()
-    return isinstance(
-        exc,
-        bx.EndpointConnectionError | bx.ConnectTimeoutError | bx.ReadTimeoutError | bx.ConnectionClosedError,
-    )
+    # ConnectionError: refused, DNS, proxy, connect timeout; HTTPClientError: reset, closed, read timeout;
+    # not a certificate that does not verify (SSLError): that fails the same way every time
+    return isinstance(exc, bx.ConnectionError | bx.HTTPClientError) and not isinstance(exc, bx.SSLError)
 
 
 def error_code(exc: BaseException) -> str | None:
