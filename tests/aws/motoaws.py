@@ -56,11 +56,11 @@ class Moto:
         kill: int | None = None,
     ) -> None:
         """The next `count` matching requests (`action` None: any) after `after` answer
-        `status`/`code`. `headers` are added (Retry-After), `body` replaces the error document ("" for an empty one; bytes sent as
-        they are, as `content_type`), `echo` appends the request's headers (as some proxies' pages
-        do), with `lost_reply` the request is carried out first and only its reply replaced, and
-        `kill` is a pid the server SIGKILLs when the request arrives (after acting, with
-        `lost_reply`)."""
+        `status`/`code`. `headers` are added (Retry-After), `body` replaces the error document ("" for
+        an empty one; bytes sent as they are, as `content_type`), `echo` appends the request's
+        headers (as some proxies' pages do), with `lost_reply` the request is carried out first and
+        only its reply replaced, and `kill` is a pid the server SIGKILLs when the request arrives
+        (after acting, with `lost_reply`)."""
         rule: dict[str, Any] = {
             "action": action,
             "status": status,
