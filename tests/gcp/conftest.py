@@ -100,7 +100,7 @@ def raw_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def disk(raw_path: Path) -> Iterator[DiskImage]:
-    with open_image(raw_path) as img:
+    with open_image(raw_path, "raw") as img:  # no partition table: name the format
         yield img
 
 

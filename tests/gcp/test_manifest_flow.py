@@ -22,6 +22,7 @@ def manifest(folder: Path, raw: Path, target: str) -> Path:
         "  name: demo\n"
         "  version: 2.0.0\n"
         "  source: disk.raw\n"
+        "  format: raw\n"
         "  boot: uefi\n"
         "targets:\n"
         "  - name: gce\n"
@@ -36,7 +37,7 @@ def test_bad_labels_fail_at_load_with_file_line_and_field(tmp_path: Path, raw_pa
     with pytest.raises(ManifestError) as caught:
         imgpub.load_manifest(path)
     message = str(caught.value)
-    assert message.startswith(f"{path}:12:7: targets[0].labels: ")
+    assert message.startswith(f"{path}:13:7: targets[0].labels: ")
     assert "labels" in message and "label key 'Team'" in message and "\n" not in message
 
 
@@ -99,7 +100,7 @@ def test_names_gcp_refuses_fail_at_load_naming_file_line_and_field(tmp_path: Pat
     with pytest.raises(ManifestError) as caught:
         imgpub.load_manifest(path)
     assert caught.value.exit_code == 2
-    assert str(caught.value).startswith(f"{path}:9:14: targets[0].project: a project ID must be 6-30 ")
+    assert str(caught.value).startswith(f"{path}:10:14: targets[0].project: a project ID must be 6-30 ")
 
 
 def test_a_global_image_key_warns_that_the_upload_gets_the_bucket_encryption(
@@ -109,5 +110,5 @@ def test_a_global_image_key_warns_that_the_upload_gets_the_bucket_encryption(
     path = manifest(tmp_path, raw_path, f"    bucket: bkt\n    kms_key: {key}\n")
     (warning,) = imgpub.validate(path).warnings
     assert warning.startswith(
-        f"{path}:11:14: targets[0].kms_key: is in location 'global', which Cloud Storage"
+        f"{path}:12:14: targets[0].kms_key: is in location 'global', which Cloud Storage"
     )

@@ -231,7 +231,7 @@ def test_a_failing_upload_names_no_upload_id_in_its_error_report_or_summary(
     (tmp_path / "disk.raw").symlink_to(raw_path)
     path = tmp_path / "imgpub.yaml"
     path.write_text(
-        "image: {name: leak, version: 1.0.0, source: disk.raw, boot: uefi}\n"
+        "image: {name: leak, version: 1.0.0, source: disk.raw, format: raw, boot: uefi}\n"
         "targets:\n"
         f"  - {{name: gce, provider: gcp, project: {PROJECT}, bucket: {bucket}, "
         f"storage_endpoint: '{gcs.url}', compute_endpoint: '{gce.url}'}}\n"
