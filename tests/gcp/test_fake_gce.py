@@ -120,6 +120,31 @@ def test_a_failed_insert_leaves_a_failed_image(gce: FakeGce) -> None:
     assert gce.image(PROJECT, "x")["status"] == "FAILED"  # type: ignore[index]
 
 
+def test_a_lost_reply_is_an_error_after_the_request_was_done(gce: FakeGce) -> None:
+    gce.add_image(PROJECT, "x", labels={"a": "b"})
+    gce.fail(503, method="POST", path="/setLabels", lose_reply=True)
+    fingerprint = gce.image(PROJECT, "x")["labelFingerprint"]  # type: ignore[index]
+
+    status, error = post(
+        gce, "global/images/x/setLabels", {"labels": {"a": "c"}, "labelFingerprint": fingerprint}
+    )
+
+    assert status == 503 and error["error"]["message"] == "injected failure"
+    assert gce.image(PROJECT, "x")["labels"] == {"a": "c"}  # type: ignore[index]
+    status, error = post(
+        gce, "global/images/x/setLabels", {"labels": {"a": "c"}, "labelFingerprint": fingerprint}
+    )
+    assert status == 412  # the retry's fingerprint is stale: GCE acted on the first one
+
+
+def test_an_image_goes_on_building_while_only_read(gce: FakeGce, good_source: str) -> None:
+    """A run that lost the insert's reply never polls its operation: the image still becomes READY."""
+    status, op = post(gce, "global/images", {"name": "lost", "rawDisk": {"source": good_source}})
+    assert status == 200 and op["status"] == "RUNNING"
+    status, image, _ = request(gce, "GET", f"{PROJECT}/global/images/lost")
+    assert status == 200 and image["status"] == "READY"
+
+
 def test_a_reused_request_id_answers_with_the_earlier_operation_failed_or_not(gce: FakeGce) -> None:
     rid = str(uuid.uuid4())
     gce.fail_next_operation("QUOTA_EXCEEDED", "Quota 'IMAGES' exceeded.", 403)

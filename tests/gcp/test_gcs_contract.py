@@ -96,3 +96,58 @@ def test_a_cmek_bucket_refuses_objects_without_a_key_from_its_location(
 
     status, _ = send(gcs, "POST", f"{start}&kmsKeyName={KEY}", {"name": "o"})
     assert status == 200 and gcs.object_keys == {(bucket, "o"): KEY}
+
+
+def put(url: str, data: bytes, content_range: str) -> int:
+    call = urllib.request.Request(url, data=data, headers={"Content-Range": content_range}, method="PUT")
+    try:
+        with urllib.request.urlopen(call) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def session(gcs: FaultProxy, bucket: str, name: str, query: str = "") -> str:
+    call = urllib.request.Request(
+        f"{gcs.url}/upload/storage/v1/b/{bucket}/o?uploadType=resumable&name={name}{query}",
+        data=b"{}",
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(call) as response:
+        return str(response.headers["Location"])
+
+
+def test_preconditions_the_emulator_ignores_are_enforced(
+    gcs: FaultProxy, bucket: str, storage_client: Any
+) -> None:
+    """ifGenerationMatch when a resumable upload starts, when it finishes the object, and on delete."""
+    storage_client.bucket(bucket).blob("taken").upload_from_string(b"first")
+    generation = storage_client.bucket(bucket).get_blob("taken").generation
+
+    status, error = send(
+        gcs,
+        "POST",
+        f"/upload/storage/v1/b/{bucket}/o?uploadType=resumable&name=taken&ifGenerationMatch=0",
+        {},
+    )
+    assert status == 412 and error["error"]["errors"][0]["reason"] == "conditionNotMet"
+
+    url = session(gcs, bucket, "late", "&ifGenerationMatch=0")
+    storage_client.bucket(bucket).blob("late").upload_from_string(b"another run's")
+    assert put(url, b"mine", "bytes 0-3/4") == 412
+    assert storage_client.bucket(bucket).get_blob("late").download_as_bytes() == b"another run's"
+
+    assert send(gcs, "DELETE", f"/storage/v1/b/{bucket}/o/taken?ifGenerationMatch={generation + 1}")[0] == 412
+    assert send(gcs, "DELETE", f"/storage/v1/b/{bucket}/o/taken?ifGenerationMatch={generation}")[0] < 300
+    assert storage_client.bucket(bucket).get_blob("taken") is None
+
+
+def test_a_session_keeps_its_declared_total_and_a_forgotten_one_is_gone(gcs: FaultProxy, bucket: str) -> None:
+    url = session(gcs, bucket, "total")
+    assert put(url, b"x" * 262144, "bytes 0-262143/*") == 308
+    assert put(url, b"", "bytes */300000") == 308  # declares the total
+    assert put(url, b"y" * 10, "bytes 262144-262153/262154") == 400
+    (upload_id,) = gcs.upload_ids()
+    gcs.forget(upload_id, 410)
+    assert put(url, b"", "bytes */*") == 410
