@@ -13,6 +13,7 @@ import pytest
 from azure.core.credentials import AccessToken, AccessTokenInfo
 from azure.storage.blob import BlobServiceClient
 
+from azure.imgpub_cli import Cli, TokenServer
 from fakes.arm import FakeArm
 from fakes.azurite import ACCOUNT, API_VERSION, StorageProxy, connection_string, running_azurite
 from imaging import MiB, pattern, sparse_raw
@@ -96,17 +97,18 @@ class Stack:
         values.update(overrides)
         return AzureSettings.model_validate(values)
 
-    def context(self, settings: AzureSettings, info: ImageInfo, **kw: Any) -> Context:
+    def context(self, settings: AzureSettings, info: ImageInfo, state: str = "state", **kw: Any) -> Context:
+        """A run's context; `state` names its state dir (two machines: two state dirs)."""
         digest = image_digest(info.content_digest, settings.identity())
-        journal = Journal(self.tmp / "state" / f"{settings.name}.json")
+        journal = Journal(self.tmp / state / f"{settings.name}.json")
         return Context(settings.name, digest, journal, progress=RecordingProgress(), retry=FAST, **kw)
 
     def provider(self) -> AzureProvider:
         return AzureProvider(credential=self.credential)
 
-    def upload_disk(self, settings: AzureSettings, image: str = "golden-1.2.3") -> str:
+    def upload_disk(self, settings: AzureSettings, image: str = "golden-1.2.3", state: str = "state") -> str:
         """The upload disk this state dir's runs use: `<image>-upload-<run id from the journal>`."""
-        run = Journal(self.tmp / "state" / f"{settings.name}.json").get("run_id")
+        run = Journal(self.tmp / state / f"{settings.name}.json").get("run_id")
         assert run, "no run has journalled its id yet"
         return upload_disk_name(image, run)
 
@@ -139,7 +141,7 @@ def raw_disk(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def disk(raw_disk: Path) -> Iterator[DiskImage]:
-    with open_image(raw_disk) as img:
+    with open_image(raw_disk, "raw") as img:
         yield img
 
 
@@ -222,3 +224,19 @@ class ScopedCredential(StubCredential):
 @pytest.fixture
 def scoped_credential() -> ScopedCredential:
     return ScopedCredential()
+
+
+@pytest.fixture(scope="session")
+def identity() -> Iterator[TokenServer]:
+    """A managed-identity token endpoint for the `imgpub` command's DefaultAzureCredential."""
+    server = TokenServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def cli(arm: FakeArm, proxy: StorageProxy, container: str, tmp_path: Path, identity: TokenServer) -> Cli:
+    """The `imgpub` command against the fake ARM and Azurite behind the storage proxy."""
+    folder = tmp_path / "cli"
+    folder.mkdir()
+    return Cli(folder, arm.url, proxy.url, container, arm.ca_path, identity)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 import imgpub
+from imaging import MiB, gpt_raw, pattern
 from imgpub import plugins
 from imgpub.retry import FAST
 from imgpub_azure import AzureProvider
@@ -25,7 +26,8 @@ def stub_provider(stack):
     plugins.unregister("azure")
 
 
-def test_publish_a_manifest(stack, stub_provider, raw_disk: Path, tmp_path: Path):
+def test_publish_a_manifest(stack, stub_provider, tmp_path: Path):
+    raw_disk = gpt_raw(tmp_path / "gpt.raw", 24 * MiB, [(5 * MiB, pattern(3 * MiB, 2))])  # with an ESP
     manifest = tmp_path / "imgpub.yaml"
     manifest.write_text(f"""
 image:

@@ -20,13 +20,14 @@ import socket
 import struct
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from xml.sax.saxutils import escape
 
 from fakes.process import free_port, stop, wait_until_ready
 
@@ -57,6 +58,10 @@ class Rule:
     """Let this many matching requests through first."""
     lose: bool = False
     """Forward the request, then reset the connection instead of answering (a lost reply)."""
+    gate: threading.Event | None = None
+    """Hold the request until this is set, then forward it."""
+    message: str | Callable[[str, str], str] = "injected"
+    """The error's message, or a function of (path, query) making it (a gateway echoing the URL)."""
 
 
 MAX_PUT_PAGE = 4 << 20
@@ -117,16 +122,22 @@ class StorageProxy:
         after: int = 0,
         retry_after: int | None = None,
         code: str = "ServerBusy",
+        message: str | Callable[[str, str], str] = "injected",
     ) -> None:
         headers = {"x-ms-error-code": code}
         if retry_after is not None:
             headers["Retry-After"] = str(retry_after)
-        self.rules.append(Rule(method, re.compile(query), status, times, headers, after))
+        self.rules.append(Rule(method, re.compile(query), status, times, headers, after, message=message))
 
     def lose_reply(self, method: str, query: str, *, times: int = 1, after: int = 0) -> None:
         """Forward the next `times` matching requests (after `after`), then reset the connection:
         Azurite acted, the client never hears it. `query` is a regex on the query string."""
         self.rules.append(Rule(method, re.compile(query), 0, times, {}, after, lose=True))
+
+    def hold(self, method: str, query: str, gate: threading.Event, *, times: int = 1, after: int = 0) -> None:
+        """Hold the next `times` matching requests (after `after`) until `gate` is set (a run paused
+        at that point, while another goes on)."""
+        self.rules.append(Rule(method, re.compile(query), 0, times, {}, after, gate=gate))
 
     def pages(self) -> list[Recorded]:
         """Put Page requests that carried data."""
@@ -155,8 +166,12 @@ def _handler(proxy: StorageProxy) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(length) if length else b""
             parts = urlsplit(self.path)
             rule = proxy.decide(self.command, parts.query)
+            if rule is not None and rule.gate is not None:
+                rule.gate.wait(60)
+                rule = None
             if rule is not None and not rule.lose:
-                self._error(rule.status, rule.headers, "injected")
+                message = rule.message(parts.path, parts.query) if callable(rule.message) else rule.message
+                self._error(rule.status, rule.headers, message)
                 return
             refusal = put_page_refusal(self.command, parts.query, self.headers, body)
             if refusal is not None:
@@ -207,11 +222,12 @@ def _handler(proxy: StorageProxy) -> type[BaseHTTPRequestHandler]:
         def _error(self, status: int, headers: dict[str, str], message: str) -> None:
             payload = (
                 f"<?xml version='1.0'?><Error><Code>{headers['x-ms-error-code']}</Code>"
-                f"<Message>{message}</Message></Error>".encode()
+                f"<Message>{escape(message)}</Message></Error>".encode()
             )
             self.send_response(status)
             for k, v in headers.items():
                 self.send_header(k, v)
+            self.send_header("Content-Type", "application/xml")
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             self.wfile.write(payload)

@@ -3,6 +3,7 @@ server acted, writes refused while an operation runs, and sources that vanish un
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from fakes.arm.rules import ArmError
 if TYPE_CHECKING:
     from fakes.arm.server import FakeArm
 
-__all__ = ["BUSY", "IN_PROGRESS", "Losses", "source_problem"]
+__all__ = ["BUSY", "IN_PROGRESS", "Losses", "Races", "source_problem"]
 
 BUSY = "AnotherOperationInProgress"
 """ARM's code for a write to a resource whose own operation has not finished (409)."""
@@ -54,6 +55,32 @@ class Losses:
                 self.lost.append((method, path))
                 return True
         return False
+
+
+class Races:
+    """Make requests of two runs meet: the first `parties` requests matching a rule wait for each
+    other, then go on together (the fake then serialises them in arrival order)."""
+
+    def __init__(self) -> None:
+        self._rules: list[tuple[str, re.Pattern[str], threading.Barrier, list[int]]] = []
+        self._lock = threading.Lock()
+
+    def add(self, method: str, pattern: str, parties: int, timeout: float) -> None:
+        with self._lock:
+            self._rules.append(
+                (method, re.compile(pattern), threading.Barrier(parties, timeout=timeout), [0])
+            )
+
+    def meet(self, method: str, path: str) -> None:
+        with self._lock:
+            for m, pattern, barrier, arrived in self._rules:
+                if m == method and pattern.search(path) and arrived[0] < barrier.parties:
+                    arrived[0] += 1
+                    break
+            else:
+                return
+        with contextlib.suppress(threading.BrokenBarrierError):  # a party that never came: go on
+            barrier.wait()
 
 
 def source_problem(arm: FakeArm, res: dict[str, Any]) -> str | None:

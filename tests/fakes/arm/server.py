@@ -49,7 +49,7 @@ from azure.mgmt.compute import models as m
 
 from fakes.arm.contract import check_body, pinned_api_version
 from fakes.arm.disks import disk_access
-from fakes.arm.faults import BUSY, IN_PROGRESS, Losses, source_problem
+from fakes.arm.faults import BUSY, IN_PROGRESS, Losses, Races, source_problem
 from fakes.arm.http import error, make_handler
 from fakes.arm.operations import Failure, Operations
 from fakes.arm.rules import ArmError, Rules
@@ -134,6 +134,8 @@ class FakeArm:
         self.bodies: list[tuple[str, str, Any]] = []
         self.losses = Losses()
         """Replies to lose after the request was carried out (`lose_reply()`)."""
+        self.races = Races()
+        """Requests of two runs made to arrive together (`race()`)."""
         self.missing_delete_status = 204
         """What a DELETE of a resource that does not exist answers: 204, or 404 as some providers do."""
         self.lock = threading.RLock()
@@ -194,6 +196,11 @@ class FakeArm:
         instead of answering: the client never hears that the server acted."""
         self.losses.add(method, pattern, times, skip)
 
+    def race(self, method: str, pattern: str, *, parties: int = 2, timeout: float = 30.0) -> None:
+        """Hold the first `parties` matching requests until all have arrived, then let them in at
+        once: two runs' PUTs of one resource meet (one creates, the other finds it being created)."""
+        self.races.add(method, pattern, parties, timeout)
+
     def issue_cert(self) -> trustme.LeafCert:
         """A server certificate from this fake's CA (for a proxy in front of it)."""
         return self._ca.issue_cert("127.0.0.1", "localhost")
@@ -253,6 +260,8 @@ class FakeArm:
         self._local.base = f"https://{headers['host']}" if headers.get("host") else None
         with self.lock:
             self.requests.append((method, path))
+        self.races.meet(method, path)
+        with self.lock:
             for fault in self.faults:
                 if fault.times > 0 and fault.method == method and fault.pattern.search(path):
                     fault.times -= 1

@@ -7,8 +7,6 @@ looks like a secret (SAS signature, account key, connection string) is removed f
 
 from __future__ import annotations
 
-import os
-import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,6 +17,7 @@ from typing import TYPE_CHECKING, TypeVar
 from imgpub.errors import CloudError, CredentialsError, ImgpubError, TargetError
 from imgpub.progress import NullProgress, Progress
 from imgpub.retry import RetryPolicy, retry_after_seconds
+from imgpub_azure.redaction import redact
 
 __all__ = [
     "ERROR_CODES",
@@ -48,17 +47,6 @@ def _sdk() -> ModuleType:
     return azure.core.exceptions
 
 
-SECRET_ENV = (
-    "AZURE_STORAGE_KEY",
-    "AZURE_STORAGE_SAS_TOKEN",
-    "AZURE_STORAGE_CONNECTION_STRING",
-    "AZURE_CLIENT_SECRET",
-)
-_SECRET_PATTERNS = (
-    re.compile(r"((?:^|[?&\s])sig=)[^&\s\"']+", re.IGNORECASE),
-    re.compile(r"(AccountKey=)[^;\s\"']+", re.IGNORECASE),
-    re.compile(r"(SharedAccessSignature=)[^;\s\"']+", re.IGNORECASE),
-)
 _MAX_MESSAGE = 300
 _CREDENTIAL_HINT = (
     "run `az login`, set AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET, use a managed identity, "
@@ -152,18 +140,6 @@ STATUS_RULES: dict[int, Rule] = {
 _DEFAULT = Rule(CloudError)
 NOT_VISIBLE = "NotVisibleYet"
 """Code of the (retried) error when a resource just created is not readable yet."""
-
-
-def redact(text: str) -> str:
-    """`text` without SAS signatures, account keys or the values of secret environment variables."""
-    for pattern in _SECRET_PATTERNS:
-        text = pattern.sub(r"\1REDACTED", text)
-    for name in SECRET_ENV:
-        value = os.environ.get(name, "")
-        for part in (value, *re.findall(r"(?:AccountKey|SharedAccessSignature)=([^;]+)", value)):
-            if len(part) >= 8:
-                text = text.replace(part, "REDACTED")
-    return text
 
 
 def _one_line(text: str) -> str:

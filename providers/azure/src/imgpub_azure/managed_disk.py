@@ -12,6 +12,7 @@ from imgpub.errors import CloudError
 from imgpub.identity import TAG_DIGEST
 from imgpub_azure.clients import AzureClients
 from imgpub_azure.errors import Caller
+from imgpub_azure.redaction import remember_sas_url
 from imgpub_azure.tags import digest_of
 from imgpub_azure.writes import Writes
 
@@ -85,6 +86,7 @@ class UploadDisks:
         )
         if not access.access_sas:
             raise CloudError(self.call.target, f"grant write access to disk {name}", "no SAS URL returned")
+        remember_sas_url(access.access_sas)  # a credential: redacted from every message from now on
         return access.access_sas
 
     def revoke(self, name: str) -> None:

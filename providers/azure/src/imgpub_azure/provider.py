@@ -10,6 +10,7 @@ made again.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from typing import TYPE_CHECKING, ClassVar
 
@@ -21,6 +22,7 @@ from imgpub_azure.clients import AzureClients, default_credential
 from imgpub_azure.errors import Caller
 from imgpub_azure.planner import Planner
 from imgpub_azure.publisher import Publisher
+from imgpub_azure.redaction import RedactedProgress, redact, secrets_kept
 from imgpub_azure.settings import AzureSettings
 from imgpub_azure.status import status_of
 
@@ -61,17 +63,32 @@ class AzureProvider(Provider[AzureSettings]):
             return self._defaults[settings.authority_host]
 
     def plan(self, image: ImageInfo, settings: AzureSettings, ctx: Context) -> Plan:
+        with secrets_kept(ctx.target, "plan"):
+            return self._plan(image, settings, _redacted(ctx))
+
+    def publish(self, image: ImageInfo, settings: AzureSettings, disk: DiskImage, ctx: Context) -> Published:
+        with secrets_kept(ctx.target, "publish"):
+            published = self._publish(image, settings, disk, _redacted(ctx))
+            published.warnings = [redact(w) for w in published.warnings]
+            return published
+
+    def status(self, image: ImageInfo, settings: AzureSettings, ctx: Context) -> Status:
+        with secrets_kept(ctx.target, "status"):
+            ctx = _redacted(ctx)
+            return status_of(image, settings, ctx, *self._parts(settings, ctx))
+
+    def _plan(self, image: ImageInfo, settings: AzureSettings, ctx: Context) -> Plan:
         errors = [p for p in self.check(image, settings) if not p.warning]
         if errors:
             raise ConfigurationError("; ".join(f"{p.field}: {p.message}" for p in errors))
         return Planner(image, settings, ctx, *self._parts(settings, ctx)).build()
 
-    def publish(self, image: ImageInfo, settings: AzureSettings, disk: DiskImage, ctx: Context) -> Published:
+    def _publish(self, image: ImageInfo, settings: AzureSettings, disk: DiskImage, ctx: Context) -> Published:
         """Plan, then carry the plan out. When another run publishing the same image held the
         upload and finished meanwhile, plan again: its work is adopted, not redone."""
         waited = False
         for _ in range(MAX_PLANS):
-            plan = self.plan(image, settings, ctx)
+            plan = self._plan(image, settings, ctx)
             if plan.conflict and not ctx.replace:
                 raise ImageConflictError(ctx.target, plan.conflict, plan.conflict_hint)
             published = Published(ctx.target, self.name, changed=not plan.up_to_date)
@@ -87,9 +104,13 @@ class AzureProvider(Provider[AzureSettings]):
                     ctx.progress.note(f"{exc}: planning again")
                     waited = True
                     continue
-            published.artifacts = self.status(image, settings, ctx).artifacts
+            published.artifacts = status_of(image, settings, ctx, *self._parts(settings, ctx)).artifacts
             return published
         raise CloudError(ctx.target, "publish", f"other runs kept changing the target ({MAX_PLANS} plans)")
 
-    def status(self, image: ImageInfo, settings: AzureSettings, ctx: Context) -> Status:
-        return status_of(image, settings, ctx, *self._parts(settings, ctx))
+
+def _redacted(ctx: Context) -> Context:
+    """The context with a progress that redacts every stage name and note."""
+    if isinstance(ctx.progress, RedactedProgress):
+        return ctx
+    return dataclasses.replace(ctx, progress=RedactedProgress(ctx.progress))

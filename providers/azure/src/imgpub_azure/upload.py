@@ -17,7 +17,7 @@ from imgpub.disk.write_vhd import FOOTER_SIZE, vhd_disk_size
 from imgpub.errors import ImgpubError
 from imgpub.journal import Journal
 from imgpub.progress import Progress
-from imgpub_azure.blob_lease import BlobLease
+from imgpub_azure.blob_lease import BlobLease, OtherRunFinished
 from imgpub_azure.clients import AzureClients, strip_query
 from imgpub_azure.errors import Caller
 from imgpub_azure.managed_disk import UploadDisks
@@ -106,11 +106,15 @@ class VhdUploads:
         self._record(where, digest, done=False)
         size = vhd_disk_size(img.virtual_size) + FOOTER_SIZE
         lease = self._lease(blob)
-        lease.claim(
-            lambda: blob.create_page_blob(
-                size, metadata={META_DIGEST: digest}, match_condition=MatchConditions.IfMissing
+        try:
+            lease.claim(
+                lambda: blob.create_page_blob(
+                    size, metadata={META_DIGEST: digest}, match_condition=MatchConditions.IfMissing
+                )
             )
-        )
+        except OtherRunFinished:
+            self.journal.delete(JOURNAL_UPLOAD)  # never this run's: the run that held it removed it
+            raise
         stats = self._uploader(blob, lease.id).upload(img, digest)
         self._record(where, digest, done=True)
         return where, stats
