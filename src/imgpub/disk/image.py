@@ -2,35 +2,69 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar
+from typing import Any
 
 from imgpub.disk.errors import ImageFormatError, UnsupportedImageError
 from imgpub.disk.extents import AllocationMap
 from imgpub.disk.zeros import is_zero
 
-__all__ = ["DiskImage", "ImageFormatError", "UnsupportedImageError"]
+__all__ = ["DiskImage", "ImageFormatError", "UnsupportedImageError", "Window", "sparse_runs"]
+
+Window = tuple[int, int]  # (offset, length) of the image's bytes inside a bigger file (a tar member)
+ProgressFn = Callable[[int], None]
+
+
+def sparse_runs(fd: int, size: int, base: int = 0) -> list[tuple[int, int]]:
+    """Data runs of the file bytes [base, base+size) by SEEK_DATA/SEEK_HOLE, relative to `base`;
+    the whole range if the filesystem cannot say."""
+    runs: list[tuple[int, int]] = []
+    pos, stop = base, base + size
+    try:
+        while pos < stop:
+            try:
+                start = os.lseek(fd, pos, os.SEEK_DATA)
+            except OSError as exc:
+                if exc.errno == errno.ENXIO:  # no data after pos
+                    break
+                raise
+            if start >= stop:
+                break
+            end = min(os.lseek(fd, start, os.SEEK_HOLE), stop)
+            runs.append((start - base, end - start))
+            pos = end
+    except OSError:
+        return [(0, size)] if size else []
+    return runs
 
 
 class DiskImage(ABC):
     """An opened disk image. Readers parse metadata in `__init__`; guest data is read on demand.
 
     Subclasses set `virtual_size` and `allocation`, and implement `read`. They may override
-    `blocks` to decode in parallel (compressed formats).
+    `blocks` to decode in parallel (compressed formats). Host bytes are those of the file, or of
+    `window` (offset, length) inside it: a disk stored in a tar is read where it lies, never copied.
+    `format` names what was opened ("vmdk", or "ova/vmdk" for the disk of an OVA); `firmware` is
+    the boot firmware the container declares ("uefi", "bios"; None when it says nothing), and
+    `container` holds facts about what held the disk (compression, OVA/OVF) for `imgpub inspect`.
     """
 
-    format: ClassVar[str]
+    format: str
+    firmware: str | None = None
 
-    def __init__(self, path: Path, fd: int) -> None:
+    def __init__(self, path: Path, fd: int, *, window: Window | None = None) -> None:
         self.path = path
         self.fd = fd
-        self.file_size = os.fstat(fd).st_size
+        self.base, self.file_size = window if window is not None else (0, os.fstat(fd).st_size)
         self.virtual_size: int = 0
         self.allocation: AllocationMap = AllocationMap(0, ())
+        self.container: dict[str, Any] = {}
+        self.integrity: Callable[[ProgressFn | None], None] | None = None
 
     @abstractmethod
     def read(self, offset: int, length: int) -> bytes:
@@ -62,6 +96,26 @@ class DiskImage(ABC):
         """Format-specific facts for `imgpub inspect` (cluster size, subformat, version...)."""
         return {}
 
+    def check_integrity(self, on_progress: ProgressFn | None = None) -> None:
+        """Verify the digests the container lists for the files this disk is read from (an OVA's
+        manifest); `on_progress` gets the bytes hashed. A no-op for formats that carry none."""
+        if self.integrity is not None:
+            self.integrity(on_progress)
+
+    def host_runs(self, size: int | None = None) -> list[tuple[int, int]]:
+        """Data runs of the first `size` host bytes (all of them by default)."""
+        return sparse_runs(self.fd, self.file_size if size is None else size, self.base)
+
+    def host_read(self, offset: int, length: int) -> bytes:
+        """Up to `length` host bytes at `offset`: fewer at the end of the file (or window)."""
+        n = max(0, min(length, self.file_size - offset))
+        return os.pread(self.fd, n, self.base + offset) if n > 0 else b""
+
+    def host_readinto(self, buf: memoryview, offset: int) -> int:
+        """Host bytes at `offset` into `buf`; returns how many (fewer at the end of the file)."""
+        n = max(0, min(len(buf), self.file_size - offset))
+        return os.preadv(self.fd, [buf[:n]], self.base + offset) if n > 0 else 0
+
     def pread(self, offset: int, length: int, structure: str) -> bytes:
         """Exactly `length` host bytes at `offset`, or an ImageFormatError naming `structure`."""
         if offset < 0 or offset + length > self.file_size:
@@ -72,7 +126,7 @@ class DiskImage(ABC):
                 offset,
                 f"needs {length} bytes but the file ends at byte {self.file_size:#x} (truncated?)",
             )
-        data = os.pread(self.fd, length, offset)
+        data = os.pread(self.fd, length, self.base + offset)
         if len(data) != length:
             raise ImageFormatError(self.path, self.format, structure, offset, "short read (truncated?)")
         return data

@@ -19,7 +19,7 @@ from typing import Any
 
 from imgpub.disk.errors import ImageFormatError, UnsupportedImageError
 from imgpub.disk.extents import AllocationMap
-from imgpub.disk.image import DiskImage
+from imgpub.disk.image import DiskImage, Window
 from imgpub.disk.inflate import InflateError, inflate_raw, zstd_decompress
 from imgpub.disk.qcow2_map import DATA, DEFLATE, ZSTD, HostMap
 from imgpub.disk.zeros import is_zero, zeros
@@ -49,8 +49,8 @@ _V3 = struct.Struct(">QQQII")  # incompatible, compatible, autoclear, refcount_o
 class Qcow2Image(DiskImage):
     format = "qcow2"
 
-    def __init__(self, path: Path, fd: int) -> None:
-        super().__init__(path, fd)
+    def __init__(self, path: Path, fd: int, *, window: Window | None = None) -> None:
+        super().__init__(path, fd, window=window)
         self._parse_header()
         self._local = threading.local()  # per thread: the last inflated cluster, as (host, data)
         m = self._map = HostMap(self)
@@ -160,7 +160,7 @@ class Qcow2Image(DiskImage):
         hi = max(h + n for h, n in hosts)
         if hi - lo > min(2 * sum(n for _, n in hosts) + self.cluster_size, 16 << 20):
             return 0, b""
-        return lo, os.pread(self.fd, hi - lo, lo)
+        return lo, self.host_read(lo, hi - lo)
 
     def _cluster(self, i: int, span: tuple[int, bytes]) -> bytes:
         """The inflated guest bytes of compressed segment i (the last one read is cached)."""
@@ -173,7 +173,7 @@ class Qcow2Image(DiskImage):
         if base <= host and host + csize <= base + len(buf):
             raw: bytes | memoryview = memoryview(buf)[host - base : host - base + csize]
         else:
-            raw = os.pread(self.fd, csize, host)
+            raw = self.host_read(host, csize)
         try:
             if self._kind[i] == DEFLATE:
                 data = inflate_raw(raw, self.cluster_size, -12)
@@ -239,7 +239,7 @@ class Qcow2Image(DiskImage):
             if i < 0:
                 buf[a:b] = zeros(b - a)
             elif self._kind[i] == DATA:
-                got = os.preadv(self.fd, [buf[a:b]], self._host[i] + pos - self._start[i])
+                got = self.host_readinto(buf[a:b], self._host[i] + pos - self._start[i])
                 if got < b - a:  # the last cluster may end past EOF; qemu reads that as zeros
                     buf[a + got : b] = zeros(b - a - got)
             else:
@@ -248,7 +248,7 @@ class Qcow2Image(DiskImage):
         return max(end - offset, 0)
 
     def _host_bytes(self, host: int, length: int) -> bytes:
-        data = os.pread(self.fd, length, host)
+        data = self.host_read(host, length)
         if len(data) < length:  # the last cluster may end past EOF; qemu reads that as zeros
             data += bytes(length - len(data))
         return data

@@ -12,7 +12,6 @@ from bisect import bisect_right
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from imgpub.disk.raw import sparse_runs
 from imgpub.disk.zeros import is_zero
 
 if TYPE_CHECKING:
@@ -191,7 +190,7 @@ class HostMap:
     def _drop_host_holes(self) -> None:
         """Cut the holes of the host file out of DATA segments (preallocation=metadata leaves
         clusters mapped but never written): they read as zeros, as `qemu-img map` reports."""
-        host_runs = sparse_runs(self.img.fd, self.file_size)
+        host_runs = self.img.host_runs()
         if host_runs == [(0, self.file_size)] or DATA not in self.kind:
             return
         run_starts = [a for a, _ in host_runs]

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import struct
 import sys
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from imgpub.disk.errors import ImageFormatError, UnsupportedImageError
 from imgpub.disk.extents import AllocationMap
-from imgpub.disk.image import DiskImage
-from imgpub.disk.raw import sparse_runs
+from imgpub.disk.image import DiskImage, Window
 
 SECTOR = 512
 UNALLOCATED = 0xFFFFFFFF
@@ -54,7 +52,6 @@ class Footer:
 class BlockMappedImage(DiskImage):
     """A disk cut in equal blocks, each either absent (zeros) or stored at a host offset."""
 
-    format: ClassVar[str]
     block_size: int = 0
     hosts: array[int]  # host byte offset of each block's data, 0 if absent
     prefix: int = 0  # per-block metadata stored just before the data (the VHD sector bitmap)
@@ -101,7 +98,7 @@ class BlockMappedImage(DiskImage):
     def _data_runs(self, used: list[tuple[int, int]]) -> Iterator[tuple[int, int]]:
         """Guest ranges of stored blocks whose host bytes are not holes of the image file (qemu leaves
         holes in fixed VHDX payload and in partly written blocks): those read as zeros anyway."""
-        host_runs = sparse_runs(self.fd, self.file_size)
+        host_runs = self.host_runs()
         j = 0
         for host, i in used:
             end = host + min(self.block_size, self.virtual_size - i * self.block_size)
@@ -124,7 +121,7 @@ class BlockMappedImage(DiskImage):
             n = min(bs - within, end - pos)
             host = self.hosts[block]
             if host:
-                got = os.preadv(self.fd, [view[pos - offset : pos - offset + n]], host + within)
+                got = self.host_readinto(view[pos - offset : pos - offset + n], host + within)
                 if got != n:
                     raise self._error("block", host + within, "short read (truncated?)")
             pos += n
@@ -142,13 +139,13 @@ def read_be_u32(data: bytes) -> array[int]:
 class VhdImage(BlockMappedImage):
     format = "vhd"
 
-    def __init__(self, path: Path, fd: int) -> None:
-        super().__init__(path, fd)
+    def __init__(self, path: Path, fd: int, *, window: Window | None = None) -> None:
+        super().__init__(path, fd, window=window)
         if self.file_size < SECTOR:
             raise self._error("footer", 0, f"the file is only {self.file_size} bytes, too short for a VHD")
         where = (
             0
-            if self.file_size >= 3 * SECTOR and os.pread(fd, 8, 0) == b"conectix"
+            if self.file_size >= 3 * SECTOR and self.host_read(0, 8) == b"conectix"
             else self.file_size - SECTOR
         )
         self.footer = self._footer(where)
@@ -195,7 +192,7 @@ class VhdImage(BlockMappedImage):
                 f"the disk size {self.virtual_size} exceeds the {data_end} bytes of data before the footer",
             )
         self.block_size = 0
-        self.allocation = AllocationMap.from_runs(self.virtual_size, sparse_runs(self.fd, data_end))
+        self.allocation = AllocationMap.from_runs(self.virtual_size, self.host_runs(data_end))
 
     def _open_dynamic(self) -> None:
         f = self.footer

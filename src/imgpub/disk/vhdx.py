@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from imgpub.disk.errors import UnsupportedImageError
+from imgpub.disk.image import Window
 from imgpub.disk.vhd import BlockMappedImage
 
 KiB, MiB = 1 << 10, 1 << 20
@@ -60,8 +61,8 @@ def crc32c(data: bytes) -> int:
 class VhdxImage(BlockMappedImage):
     format = "vhdx"
 
-    def __init__(self, path: Path, fd: int) -> None:
-        super().__init__(path, fd)
+    def __init__(self, path: Path, fd: int, *, window: Window | None = None) -> None:
+        super().__init__(path, fd, window=window)
         sig = self.pread(0, 8, "file identifier")
         if sig != b"vhdxfile":
             raise self._error("file identifier", 0, f"bad signature {sig!r} (expected 'vhdxfile')")

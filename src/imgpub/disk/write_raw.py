@@ -194,11 +194,12 @@ def _block_reader(img: DiskImage) -> BlockReader | None:
         return None
     if type(img).read is not RawImage.read:
         return img.readinto
-    fd, size = img.fd, img.virtual_size
+    fd, size, base, stored = img.fd, img.virtual_size, img.base, img.file_size
 
     def read_raw(offset: int, buf: memoryview) -> int:
         length = max(0, min(len(buf), size - offset))
-        got = os.preadv(fd, [buf[:length]], offset) if length else 0
+        n = max(0, min(length, stored - offset))  # a window ends where its tar member does
+        got = os.preadv(fd, [buf[:n]], base + offset) if n else 0
         if got < length:  # a file shorter than its virtual size reads as zeros past its end
             buf[got:length] = bytes(length - got)
         return length
