@@ -28,6 +28,16 @@ def text_like(n: int, seed: int) -> bytes:
     return bytes(out[:n])
 
 
+def mbr(seed: int = 0, partitions: Sequence[tuple[int, int, int]] = ((0x83, 2048, 65536),)) -> bytes:
+    """A 512-byte MBR: pseudo-random boot code, `partitions` (type, first sector, sectors) and 0x55AA.
+    Auto-detection takes a file without an image header as a raw disk only when it has an MBR or GPT."""
+    table = b"".join(
+        bytes([0, 0, 0, 0, kind, 0, 0, 0]) + start.to_bytes(4, "little") + count.to_bytes(4, "little")
+        for kind, start, count in partitions
+    )
+    return pattern(440, seed) + bytes(6) + table.ljust(64, b"\0") + b"\x55\xaa"
+
+
 def sparse_raw(path: Path, size: int, writes: Sequence[tuple[int, bytes]]) -> Path:
     """A sparse raw file of `size` bytes with `writes` (offset, data) in it; the rest are holes."""
     with open(path, "wb") as f:
@@ -100,7 +110,10 @@ def gpt_raw(
 
 
 def mixed_raw(path: Path, size: int = 64 * MiB, seed: int = 1) -> Path:
-    """A raw disk with random data, text, an explicit run of zero bytes, and holes, at odd offsets."""
+    """A raw disk with random data, text, an explicit run of zero bytes, and holes, at odd offsets,
+    under a GPT (an EFI system partition, MBR boot code) written last: detection takes it as a disk,
+    and it suits both boot modes."""
+    parts = [(ESP_TYPE, 2048, 4095), (LINUX_TYPE, 4096, size // 512 - 34)]
     return sparse_raw(
         path,
         size,
@@ -110,6 +123,7 @@ def mixed_raw(path: Path, size: int = 64 * MiB, seed: int = 1) -> Path:
             (8 * MiB, bytes(MiB)),  # allocated zeros
             (size // 2 + 12345 * 512, pattern(300 * 1024, seed + 2)),
             (size - 4096, pattern(4096, seed + 3)),
+            *gpt_tables(size, parts, boot_code=True),
         ],
     )
 

@@ -1,6 +1,6 @@
 """VMDK reader: byte-identical to `qemu-img convert -O raw` for qemu-made monolithicSparse,
 streamOptimized and monolithicFlat images and for a VMware-style stream (GD_AT_END + footer);
-every refusal and corruption is a clear DiskError."""
+every refusal and corruption is a clear DiskError. Split and multi-extent disks: test_vmdk_extents."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from imaging import MiB, convert, pattern, qemu_img, sparse_raw, text_like, to_r
 from imgpub.disk import open_image
 from imgpub.disk.errors import ImageFormatError, UnsupportedImageError
 from imgpub.disk.vmdk import VmdkSparseImage
-from imgpub.disk.vmdk_descriptor import VmdkFlatImage
+from imgpub.disk.vmdk_extents import VmdkExtentsImage
 
 SIZE = 5 * MiB + 3 * 512  # the last grain is short
 
@@ -38,7 +38,7 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize("subformat", ["monolithicSparse", "streamOptimized", "monolithicFlat"])
 def test_qemu_made_images_read_like_qemu(source: Path, tmp_path: Path, subformat: str) -> None:
     img = convert(source, tmp_path / f"{subformat}.vmdk", "vmdk", f"subformat={subformat}")
-    cls = VmdkFlatImage if subformat == "monolithicFlat" else VmdkSparseImage
+    cls = VmdkExtentsImage if subformat == "monolithicFlat" else VmdkSparseImage
     assert_matches_qemu(img, "vmdk", tmp_path, cls)
 
 
@@ -122,16 +122,6 @@ def test_unsupported_create_types_are_refused(source: Path, tmp_path: Path, crea
         open_image(path)
 
 
-@pytest.mark.parametrize("subformat", ["twoGbMaxExtentSparse", "twoGbMaxExtentFlat"])
-def test_split_disks_made_by_qemu_are_refused(source: Path, tmp_path: Path, subformat: str) -> None:
-    path = convert(source, tmp_path / "split.vmdk", "vmdk", f"subformat={subformat}")
-    with pytest.raises(UnsupportedImageError, match=subformat):
-        open_image(path)
-    if subformat.endswith("Sparse"):  # an extent file alone is one part of the disk
-        with pytest.raises(UnsupportedImageError, match="one extent of a multi-file VMDK"):
-            open_image(tmp_path / "split-s001.vmdk")
-
-
 def test_unknown_compression_is_refused(source: Path, tmp_path: Path) -> None:
     path = _patch(_stream(source, tmp_path), 77, struct.pack("<H", 2))
     with pytest.raises(UnsupportedImageError, match=r"compression algorithm 2.*subformat=streamOptimized"):
@@ -161,16 +151,6 @@ def test_flat_extent_paths_are_confined(tmp_path: Path, extent: str, match: str)
     path = _flat_descriptor(tmp_path, f'createType="monolithicFlat"\n{extent}')
     with pytest.raises(ImageFormatError, match=match):
         open_image(path)
-
-
-def test_multi_extent_descriptors_are_refused(tmp_path: Path) -> None:
-    for name in ("a", "b"):
-        (tmp_path / f"{name}-flat.vmdk").write_bytes(bytes(1024 * 512))
-    body = 'createType="monolithicFlat"\nRW 1024 FLAT "a-flat.vmdk" 0\nRW 1024 FLAT "b-flat.vmdk" 0'
-    with pytest.raises(UnsupportedImageError, match="2 extents"):
-        open_image(_flat_descriptor(tmp_path, body))
-    with pytest.raises(UnsupportedImageError, match="createType 'vmfs'"):
-        open_image(_flat_descriptor(tmp_path, 'createType="vmfs"\nRW 1024 VMFS "a-flat.vmdk"'))
 
 
 def test_flat_extent_at_an_offset(tmp_path: Path) -> None:

@@ -1,6 +1,8 @@
-"""VMDK: single-file monolithicSparse / streamOptimized (magic KDMV) and monolithicFlat descriptors.
+"""VMDK sparse extents: hosted sparse (magic KDMV: monolithicSparse, streamOptimized, the extents of
+twoGbMaxExtentSparse) and ESX sparse (magic COWD: the extents of vmfsSparse).
 
-Everything else (snapshots, split or multi-extent disks, ESXi formats) is refused with advice.
+A sparse file that is a whole disk reads on its own; text descriptors and descriptors naming several
+extents go to vmdk_extents. Snapshots (delta disks) are refused with advice.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from array import array
 from collections import OrderedDict, deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -20,63 +21,57 @@ from typing import Any
 from imgpub.disk.errors import ImageFormatError, UnsupportedImageError
 from imgpub.disk.extents import AllocationMap
 from imgpub.disk.image import DiskImage
+from imgpub.disk.image import Window as HostWindow
 from imgpub.disk.inflate import InflateError, inflate_zlib
-from imgpub.disk.vmdk_descriptor import FLATTEN, Descriptor, VmdkFlatImage, check_descriptor, parse_descriptor
+from imgpub.disk.vmdk_descriptor import FLATTEN, SPARSE_TYPES, Descriptor, check_descriptor, parse_descriptor
+from imgpub.disk.vmdk_header import (
+    GD_AT_END,
+    MAX_DESCRIPTOR,
+    SECTOR,
+    SparseHeader,
+    embedded_descriptor,
+    parse_cowd,
+    parse_header,
+)
 from imgpub.disk.zeros import is_zero
 
-SECTOR = 512
-GD_AT_END = 0xFFFFFFFFFFFFFFFF
 MAX_CAPACITY = 64 << 40  # bytes; far beyond any hosted VMDK (2 TiB)
 MAX_GRAIN = 16 << 20
 MAX_GD_ENTRIES = 1 << 22  # 16 MiB of grain directory
-MAX_DESCRIPTOR = 1 << 20
 GT_CACHE = 4096  # grain tables kept in memory (8 MiB at 512 entries each)
 FLAG_NL_TEST = 0x1
 MARKER_FOOTER, MARKER_EOS = 3, 0
-_HEADER = struct.Struct("<4sIIQQQQIQQQB4sH")
 _MARKER = struct.Struct("<QII")
 _GRAIN_MARKER = struct.Struct("<QI")
 Window = tuple[int, memoryview]  # host offset, host bytes from there
 
 
-@dataclass(frozen=True, slots=True)
-class SparseHeader:
-    version: int
-    flags: int
-    capacity: int
-    grain_sectors: int
-    desc_offset: int
-    desc_size: int
-    gtes_per_gt: int
-    gd_offset: int
-    overhead: int
-    nl_check: bytes
-    compress: int
-
-
-def parse_header(buf: bytes, path: Path, where: int) -> SparseHeader:
-    magic, ver, flags, cap, grain, doff, dsize, gtes, _rgd, gd, over, _unclean, nl, comp = (
-        _HEADER.unpack_from(buf)
-    )
-    if magic != b"KDMV":
-        raise ImageFormatError(path, "vmdk", "sparse header", where, f"bad magic {magic!r}")
-    return SparseHeader(ver, flags, cap, grain, doff, dsize, gtes, gd, over, nl, comp)
-
-
 class VmdkSparseImage(DiskImage):
-    """One hosted sparse extent: grain directory -> grain tables -> grains (compressed in streams)."""
+    """One sparse extent: grain directory -> grain tables -> grains (compressed in streams).
+
+    `extent` opens one extent of a multi-extent disk: its descriptor (if any) is not checked, as
+    the disk's descriptor rules. COWD (ESX) extents are read only that way."""
 
     format = "vmdk"
 
-    def __init__(self, path: Path, fd: int) -> None:
-        super().__init__(path, fd)
-        hdr = parse_header(self.pread(0, SECTOR, "sparse header"), path, 0)
-        self.footer = hdr.gd_offset == GD_AT_END
-        if self.footer:
-            hdr = self._footer()
+    def __init__(
+        self, path: Path, fd: int, *, window: HostWindow | None = None, extent: bool = False
+    ) -> None:
+        super().__init__(path, fd, window=window)
+        head = self.pread(0, SECTOR, "sparse header")
+        self.cowd = head.startswith(b"COWD")
+        self.footer = False
+        gd_entries = None
+        if self.cowd:
+            hdr, gd_entries = parse_cowd(head)
+        else:
+            hdr = parse_header(head, path, 0)
+            self.footer = hdr.gd_offset == GD_AT_END
+            if self.footer:
+                hdr = self._footer()
         self._validate(hdr)
         self.header = hdr
-        self.descriptor = self._descriptor(hdr)
+        self.descriptor = self._descriptor(hdr, extent)
         self.compressed = hdr.compress == 1
         self.markers = bool(hdr.flags & 0x20000)
         self.virtual_size = hdr.capacity * SECTOR
@@ -87,6 +82,8 @@ class VmdkSparseImage(DiskImage):
             raise ImageFormatError(
                 path, "vmdk", "sparse header", 12, f"absurd capacity {hdr.capacity} sectors"
             )
+        if gd_entries is not None:  # qemu reads the entries the COWD header declares; the rest are holes
+            n_gd = min(n_gd, gd_entries)
         self._gd = self._u32_table(hdr.gd_offset * SECTOR, n_gd, "grain directory")
         self._gt_cache: OrderedDict[int, array[int]] = OrderedDict()
         self._lock = threading.Lock()
@@ -121,7 +118,7 @@ class VmdkSparseImage(DiskImage):
         def bad(off: int, what: str, cls: type[ImageFormatError] = ImageFormatError) -> ImageFormatError:
             return cls(self.path, "vmdk", "sparse header", off, what)
 
-        if h.version not in (1, 2, 3):
+        if h.version not in (1, 2, 3) or (self.cowd and h.version != 1):
             raise bad(4, f"unknown version {h.version}", UnsupportedImageError)
         if h.flags & FLAG_NL_TEST and h.nl_check != b"\n \r\n":
             raise bad(
@@ -144,13 +141,14 @@ class VmdkSparseImage(DiskImage):
         if h.gd_offset == 0 or h.gd_offset * SECTOR >= self.file_size:
             raise bad(56, f"grain directory sector {h.gd_offset} is outside the file")
 
-    def _descriptor(self, h: SparseHeader) -> Descriptor:
-        size = h.desc_size * SECTOR
-        if size > MAX_DESCRIPTOR:
-            raise self._error("sparse header", 36, f"absurd descriptor size {size}")
-        start = h.desc_offset * SECTOR
-        text = self.pread(start, size, "descriptor") if h.desc_offset else b""
-        desc = parse_descriptor(text.split(b"\x00", 1)[0].decode("utf-8", "replace"))
+    def _descriptor(self, h: SparseHeader, extent: bool) -> Descriptor:
+        if self.cowd:
+            desc = Descriptor({}, ())
+            start = 0
+        else:
+            desc, start = embedded_descriptor(self.path, self.fd, h, self.base, self.file_size)
+        if extent:
+            return desc
         if not desc.create_type and not desc.extents:
             raise UnsupportedImageError(
                 self.path,
@@ -159,7 +157,11 @@ class VmdkSparseImage(DiskImage):
                 28,
                 "has no descriptor: it is one extent of a multi-file VMDK; " + FLATTEN,
             )
-        check_descriptor(desc, self.path, start, ("monolithicSparse", "streamOptimized"))
+        check_descriptor(desc, self.path, start, SPARSE_TYPES)
+        if len(desc.extents) > 1:
+            raise UnsupportedImageError(
+                self.path, "vmdk", "descriptor", start, f"names {len(desc.extents)} extents; {FLATTEN}"
+            )
         return desc
 
     def _u32_table(self, offset: int, count: int, structure: str) -> array[int]:
@@ -257,7 +259,7 @@ class VmdkSparseImage(DiskImage):
         if buf is None or len(buf) < size:
             buf = self._tls.buf = bytearray(size)
         view = memoryview(buf)[:size]
-        return first, view[: os.preadv(self.fd, [view], first)]
+        return first, view[: self.host_readinto(view, first)]
 
     def _inflate_grain(self, grain: int, sector: int, window: Window | None = None) -> bytes:
         want = self._grain_len(grain)
@@ -267,7 +269,7 @@ class VmdkSparseImage(DiskImage):
         if window and window[0] <= off and off + n <= window[0] + len(window[1]):
             buf = window[1][off - window[0] : off - window[0] + n]
         else:
-            buf = memoryview(os.pread(self.fd, n, off))
+            buf = memoryview(self.host_read(off, n))
         data = buf
         if self.markers:
             if len(buf) < 12:
@@ -322,7 +324,7 @@ class VmdkSparseImage(DiskImage):
                 n += 1
             hi = min(end, (grain + n) * gb)
             host = sector * SECTOR + lo - grain * gb
-            got = os.preadv(self.fd, [view[lo - offset : hi - offset]], host)
+            got = self.host_readinto(view[lo - offset : hi - offset], host)
             if got != hi - lo:
                 raise self._error("grain", host, "grain runs past the end of the file")
             k += n
@@ -370,7 +372,7 @@ class VmdkSparseImage(DiskImage):
         return out
 
     def info(self) -> dict[str, Any]:
-        kind = self.descriptor.create_type
+        kind = "vmfsSparse extent" if self.cowd else self.descriptor.create_type
         return {
             "subformat": kind,
             "version": self.header.version,
@@ -393,13 +395,26 @@ def _groups(indexes: Iterator[int], per: int) -> Iterator[list[int]]:
 
 
 def open_vmdk(path: Path, fd: int) -> DiskImage:
-    """A VMDK by its first bytes: a sparse extent (KDMV) or a text descriptor."""
-    head = os.pread(fd, 4, 0)
-    if head == b"KDMV":
+    """A VMDK by its first bytes: a sparse file that is a whole disk, or a descriptor (a text file,
+    or one embedded in a sparse file) naming the extents the disk is made of."""
+    from imgpub.disk.vmdk_extents import VmdkExtentsImage
+
+    head = os.pread(fd, SECTOR, 0)
+    if head.startswith(b"KDMV") and len(head) == SECTOR:
+        hdr = parse_header(head, path, 0)
+        desc, where = embedded_descriptor(path, fd, hdr)
+        # qemu's rule: a header of capacity 0 only carries a descriptor; several extents need one too
+        if desc.extents and (hdr.capacity == 0 or len(desc.extents) > 1):
+            check_descriptor(desc, path, where)
+            return VmdkExtentsImage(path, fd, desc, where)
         return VmdkSparseImage(path, fd)
-    if head == b"COWD":
+    if head.startswith(b"COWD"):
         raise UnsupportedImageError(
-            path, "vmdk", "header", 0, f"ESX COWD sparse extents are not supported; {FLATTEN}"
+            path,
+            "vmdk",
+            "header",
+            0,
+            "is an ESX sparse (COWD) extent without its descriptor: open the descriptor .vmdk next to it",
         )
     size = os.fstat(fd).st_size
     if size > MAX_DESCRIPTOR:
@@ -410,5 +425,5 @@ def open_vmdk(path: Path, fd: int) -> DiskImage:
     if b"\x00" in raw.rstrip(b"\x00") or b"createType" not in raw:
         raise ImageFormatError(path, "vmdk", "descriptor", 0, "not a VMDK text descriptor (no createType)")
     desc = parse_descriptor(raw.decode("utf-8", "replace"))
-    check_descriptor(desc, path, 0, ("monolithicFlat",))
-    return VmdkFlatImage(path, fd, desc)
+    check_descriptor(desc, path, 0)
+    return VmdkExtentsImage(path, fd, desc, 0)

@@ -1,23 +1,37 @@
-"""VMDK text descriptors: parsing, the refusal rules, and monolithicFlat (descriptor + one raw extent)."""
+"""VMDK text descriptors: parsing (keys and extent lines, with their byte offsets) and the refusal
+rules shared by every container (a separate text file, or a descriptor embedded in a sparse file)."""
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from imgpub.disk.errors import ImageFormatError, UnsupportedImageError
-from imgpub.disk.extents import AllocationMap
-from imgpub.disk.image import DiskImage
-from imgpub.disk.raw import sparse_runs
+from imgpub.disk.errors import UnsupportedImageError
 
 SECTOR = 512
 _EXTENT = re.compile(r'^(RW|RDONLY|NOACCESS)\s+(\d+)\s+(\w+)(?:\s+"([^"]*)")?(?:\s+(\d+))?\s*$')
 FLATTEN = (
     "convert it to one self-contained file with "
     "`qemu-img convert -O vmdk -o subformat=streamOptimized SRC.vmdk OUT.vmdk`"
+)
+SPARSE_TYPES = ("monolithicSparse", "streamOptimized")  # a sparse file that is the whole disk
+# createTypes whose extents are files next to the descriptor (VMware Workstation, ESXi, qemu)
+EXTENT_TYPES = (
+    "monolithicFlat",
+    "monolithicSparse",
+    "streamOptimized",
+    "twoGbMaxExtentFlat",
+    "twoGbMaxExtentSparse",
+    "vmfs",
+    "vmfsSparse",
+)
+DEVICE_TYPES = (
+    "fullDevice",
+    "partitionedDevice",
+    "vmfsRaw",
+    "vmfsRawDeviceMap",
+    "vmfsPassthroughRawDeviceMap",
 )
 
 
@@ -28,6 +42,7 @@ class ExtentLine:
     kind: str
     filename: str
     offset: int
+    at: int = 0  # byte offset of the line in the descriptor text
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,21 +59,25 @@ def parse_descriptor(text: str) -> Descriptor:
     """Keys (lower-cased, quotes stripped) and extent lines of a VMDK text descriptor."""
     fields: dict[str, str] = {}
     extents: list[ExtentLine] = []
-    for raw in text.splitlines():
+    at = 0
+    for raw in text.splitlines(keepends=True):
+        here, at = at, at + len(raw.encode("utf-8", "replace"))
         line = raw.strip().rstrip("\x00")
         if not line or line.startswith("#"):
             continue
         if m := _EXTENT.match(line):
             access, sectors, kind, name, offset = m.groups()
-            extents.append(ExtentLine(access, int(sectors), kind.upper(), name or "", int(offset or 0)))
+            extents.append(ExtentLine(access, int(sectors), kind.upper(), name or "", int(offset or 0), here))
         elif "=" in line:
             key, _, value = line.partition("=")
             fields[key.strip().lower()] = value.strip().strip('"')
     return Descriptor(fields, tuple(extents))
 
 
-def check_descriptor(desc: Descriptor, path: Path, offset: int, allowed: tuple[str, ...]) -> None:
-    """Refuse snapshots, split and multi-extent disks, whatever the container."""
+def check_descriptor(
+    desc: Descriptor, path: Path, offset: int, allowed: tuple[str, ...] = EXTENT_TYPES
+) -> None:
+    """Refuse snapshots (delta disks), device mappings and create types imgpub cannot read."""
     parent = desc.fields.get("parentcid", "ffffffff").lower()
     if parent != "ffffffff" or "parentfilenamehint" in desc.fields:
         raise UnsupportedImageError(
@@ -70,6 +89,15 @@ def check_descriptor(desc: Descriptor, path: Path, offset: int, allowed: tuple[s
             f"first: {FLATTEN}",
         )
     ctype = desc.create_type
+    if ctype in DEVICE_TYPES:
+        raise UnsupportedImageError(
+            path,
+            "vmdk",
+            "descriptor",
+            offset,
+            f"createType {ctype!r} maps a physical device or LUN, not files; copy it into an image "
+            f"first: {FLATTEN}",
+        )
     if ctype not in allowed:
         raise UnsupportedImageError(
             path,
@@ -78,81 +106,3 @@ def check_descriptor(desc: Descriptor, path: Path, offset: int, allowed: tuple[s
             offset,
             f"createType {ctype or '(none)'!r} is not supported (only {', '.join(allowed)}); {FLATTEN}",
         )
-    if len(desc.extents) != 1:
-        raise UnsupportedImageError(
-            path,
-            "vmdk",
-            "descriptor",
-            offset,
-            f"has {len(desc.extents)} extents; only single-extent disks are supported; {FLATTEN}",
-        )
-
-
-class VmdkFlatImage(DiskImage):
-    """monolithicFlat: a text descriptor naming one raw extent file in the same folder."""
-
-    format = "vmdk"
-
-    def __init__(self, path: Path, fd: int, desc: Descriptor) -> None:
-        super().__init__(path, fd)
-        self.descriptor = desc
-        ext = desc.extents[0]
-        if ext.kind != "FLAT":
-            raise UnsupportedImageError(
-                path, "vmdk", "descriptor", 0, f"extent type {ext.kind} is not FLAT; {FLATTEN}"
-            )
-        self.extent_path = _extent_path(path, ext.filename)
-        try:
-            self.flat_fd = os.open(self.extent_path, os.O_RDONLY)
-        except OSError as exc:
-            raise ImageFormatError(
-                path, "vmdk", "descriptor", 0, f"cannot open extent {ext.filename!r}: {exc.strerror}"
-            ) from None
-        self.base = ext.offset * SECTOR
-        self.virtual_size = ext.sectors * SECTOR
-        flat_size = os.fstat(self.flat_fd).st_size
-        if self.base + self.virtual_size > flat_size:
-            os.close(self.flat_fd)
-            raise ImageFormatError(
-                path,
-                "vmdk",
-                "flat extent",
-                flat_size,
-                f"{ext.filename} is {flat_size} bytes, the descriptor needs {self.base + self.virtual_size}",
-            )
-        runs = sparse_runs(self.flat_fd, flat_size)
-        self.allocation = AllocationMap.from_runs(self.virtual_size, ((o - self.base, n) for o, n in runs))
-
-    def read(self, offset: int, length: int) -> bytes:
-        length = max(0, min(length, self.virtual_size - offset))
-        data = os.pread(self.flat_fd, length, self.base + offset)
-        return data + bytes(length - len(data)) if len(data) < length else data
-
-    def close(self) -> None:
-        if self.flat_fd >= 0:
-            os.close(self.flat_fd)
-            self.flat_fd = -1
-        super().close()
-
-    def info(self) -> dict[str, Any]:
-        return {"subformat": "monolithicFlat", "extent": str(self.extent_path)}
-
-
-def _extent_path(descriptor: Path, name: str) -> Path:
-    """The extent file next to the descriptor; absolute paths and escapes from its folder are refused."""
-    folder = descriptor.parent.resolve()
-    rel = Path(name)
-    if not name or rel.is_absolute() or ".." in rel.parts or "\\" in name:
-        raise ImageFormatError(
-            descriptor,
-            "vmdk",
-            "descriptor",
-            0,
-            f"extent path {name!r} must be a plain file name next to the descriptor",
-        )
-    target = (folder / rel).resolve()
-    if not target.is_relative_to(folder):
-        raise ImageFormatError(
-            descriptor, "vmdk", "descriptor", 0, f"extent path {name!r} leaves the folder {folder}"
-        )
-    return target
