@@ -1,4 +1,5 @@
-"""Compressed raw disks: exact content, sparse temp file in $TMPDIR gone on close, clear errors."""
+"""Compressed raw disks: exact content, sparse temp file in $TMPDIR gone on close, clear errors; what
+the compression holds is opened by its structure (a tarred disk, an image, or refused)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from imaging import MiB, pattern, sparse_raw, text_like
+from imaging import MiB, convert, mbr, pattern, sparse_raw, text_like
 from imgpub.disk import open_image
-from imgpub.disk.compressed import DecompressedImage, check_zstd_frames, open_compressed
+from imgpub.disk.compressed import check_zstd_frames, open_compressed
 from imgpub.disk.errors import ImageFormatError
+from imgpub.disk.qcow2 import Qcow2Image
+from imgpub.disk.raw import RawImage
 
 SIZE = 24 * MiB + 1024
 
@@ -26,7 +29,7 @@ def disk(tmp_path_factory: pytest.TempPathFactory) -> bytes:
         tmp_path_factory.mktemp("cmp") / "d.raw",
         SIZE,
         [
-            (0, pattern(300_000, 1)),
+            (0, mbr(1) + pattern(300_000 - 512, 1)),
             (5 * MiB + 512, text_like(2 * MiB, 2)),
             (12 * MiB, bytes(MiB)),
             (SIZE - 512, pattern(512, 3)),
@@ -65,10 +68,10 @@ def test_content_and_sparseness(
     scratch.mkdir()
     monkeypatch.setenv("TMPDIR", str(scratch))
     with open_image(src) as img:
-        assert isinstance(img, DecompressedImage)
+        assert type(img) is RawImage
         assert img.virtual_size == SIZE
         assert img.read(0, SIZE) == disk
-        assert img.info()["compression"] == kind.split("-")[0]
+        assert img.container["compression"] == kind.split("-")[0]
         target = str(Path(f"/proc/self/fd/{img.fd}").readlink())
         assert target.startswith(str(scratch)) and target.endswith("(deleted)")
         # only the data is allocated: the 1 MiB of zeros and the holes are not
@@ -123,10 +126,45 @@ def test_trailing_garbage(disk: bytes, tmp_path: Path) -> None:
 
 def test_size_must_be_whole_sectors(tmp_path: Path) -> None:
     src = tmp_path / "odd.raw.xz"
-    src.write_bytes(lzma.compress(b"x" * 1000))
-    broken(src, "xz", "512-byte sectors")
+    src.write_bytes(lzma.compress(b"\x01" * 1000))
+    with pytest.raises(ImageFormatError, match="decompresses to 1000 bytes, which is not a whole number"):
+        open_image(src, "raw")
+    with pytest.raises(ImageFormatError, match="size 1000 is not a whole number of 512-byte sectors"):
+        open_image(src)
     src.write_bytes(lzma.compress(b""))
     broken(src, "xz", "decompresses to 0 bytes")
+
+
+def test_content_without_a_partition_table_needs_format_raw(tmp_path: Path) -> None:
+    """The rule of bare files holds inside a compression too; `format: raw` names the content."""
+    data = pattern(MiB, 5)
+    src = tmp_path / "bare.raw.zst"
+    src.write_bytes(zstandard.ZstdCompressor().compress(data))
+    with pytest.raises(
+        ImageFormatError, match="not a recognised disk image; if this is a raw disk without a "
+    ):
+        open_image(src)
+    with open_image(src, "raw") as img:
+        assert type(img) is RawImage and img.read(0, MiB) == data
+    src.write_bytes(gzip.compress(b"hello world, this is a README\n" * 40))
+    with pytest.raises(ImageFormatError, match="looks like a text file"):
+        open_image(src)
+
+
+def test_a_compressed_image_opens_as_what_it_holds(disk: bytes, tmp_path: Path) -> None:
+    raw = tmp_path / "d.raw"
+    raw.write_bytes(disk)
+    qcow2 = convert(raw, tmp_path / "d.qcow2", "qcow2", src_fmt="raw")
+    src = tmp_path / "d.qcow2.xz"
+    src.write_bytes(lzma.compress(qcow2.read_bytes(), preset=0))
+    with open_image(src) as img:
+        assert isinstance(img, Qcow2Image)
+        assert img.read(0, SIZE) == disk
+        assert img.container == {"compression": "xz", "compressed_size": src.stat().st_size}
+    twice = tmp_path / "d.raw.gz.xz"
+    twice.write_bytes(lzma.compress(gzip.compress(disk[:MiB]), preset=0))
+    with pytest.raises(ImageFormatError, match="compressed twice"):
+        open_image(twice)
 
 
 def test_zstd_frame_walk_rejects_bad_magic_and_truncation(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from imaging import MiB, convert, pattern, sparse_raw
+from imaging import MiB, convert, mbr, pattern, sparse_raw
 from imgpub.disk import detect_format, open_image
 from imgpub.disk.errors import ImageFormatError
 from imgpub.disk.raw import RawImage
@@ -26,7 +26,9 @@ def detected(path: Path) -> str:
 
 @pytest.fixture(scope="module")
 def raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return sparse_raw(tmp_path_factory.mktemp("detect") / "disk.img", 2 * MiB, [(4096, pattern(8192, 1))])
+    return sparse_raw(
+        tmp_path_factory.mktemp("detect") / "disk.img", 2 * MiB, [(0, mbr(1)), (4096, pattern(8192, 1))]
+    )
 
 
 @pytest.mark.parametrize(
@@ -75,8 +77,16 @@ def test_raw_needs_whole_sectors(raw: Path, tmp_path: Path) -> None:
     msg = str(info.value)
     assert "68656c6c6f" in msg  # what the file starts with
     assert "size 1005 is not a whole number of 512-byte sectors" in msg
-    odd.write_bytes(b"hello" + bytes(1019))
+    odd.write_bytes(mbr(2) + bytes(1000))  # a partition table does not make up for a cut sector
+    with pytest.raises(ImageFormatError, match="size 1512 is not a whole number of 512-byte sectors"):
+        open_image(odd)
+    odd.write_bytes(mbr(2) + bytes(1024))
     assert detected(odd) == "raw"
+    odd.write_bytes(b"hello" + bytes(1019))  # no partition table: raw only when asked for
+    with pytest.raises(ImageFormatError, match=r"not a recognised disk image; .* set format: raw"):
+        detected(odd)
+    with open_image(odd, "raw") as img:
+        assert img.read(0, 5) == b"hello"
 
 
 def test_empty_file_is_not_a_disk(tmp_path: Path) -> None:

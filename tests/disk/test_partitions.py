@@ -82,8 +82,8 @@ def gpt_disk(
     return sparse_raw(path, SIZE, writes)
 
 
-def _table(path: Path):  # type: ignore[no-untyped-def]
-    with open_image(path) as img:
+def _table(path: Path, fmt: str = "auto"):  # type: ignore[no-untyped-def]
+    with open_image(path, fmt) as img:
         return inspect_partitions(img)
 
 
@@ -267,7 +267,7 @@ def test_mbr_partition_past_the_end(tmp_path: Path) -> None:
 
 
 def test_no_table(tmp_path: Path) -> None:
-    t = _table(sparse_raw(tmp_path / "d.raw", SIZE, [(4096, b"data")]))
+    t = _table(sparse_raw(tmp_path / "d.raw", SIZE, [(4096, b"data")]), "raw")
     assert (t.scheme, t.partitions, t.suggested_boot) == ("none", (), None)
 
 

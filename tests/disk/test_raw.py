@@ -13,7 +13,7 @@ from imgpub.disk.raw import RawImage, sparse_runs
 def test_allocation_follows_the_written_ranges(tmp_path: Path) -> None:
     writes = [(0, pattern(5000, 1)), (3 * MiB, pattern(MiB, 2)), (9 * MiB - 4096, pattern(4096, 3))]
     path = sparse_raw(tmp_path / "d.raw", 9 * MiB, writes)
-    with open_image(path) as img:
+    with open_image(path, "raw") as img:
         assert isinstance(img, RawImage)
         runs = img.allocation.data_runs
         for off, data in writes:
@@ -26,7 +26,7 @@ def test_allocation_follows_the_written_ranges(tmp_path: Path) -> None:
 
 def test_reads_are_clipped_to_the_disk(tmp_path: Path) -> None:
     path = sparse_raw(tmp_path / "d.raw", MiB, [(MiB - 512, b"\x07" * 512)])
-    with open_image(path) as img:
+    with open_image(path, "raw") as img:
         assert img.read(MiB - 4, 100) == b"\x07" * 4
         assert img.read(MiB, 10) == b""
         assert img.read(2 * MiB, 10) == b""
@@ -43,7 +43,7 @@ def test_virtual_size_larger_than_the_file_reads_zeros(tmp_path: Path) -> None:
 
 def test_written_zeros_are_data_runs_but_never_blocks(tmp_path: Path) -> None:
     path = sparse_raw(tmp_path / "d.raw", 8 * MiB, [(MiB, bytes(2 * MiB)), (6 * MiB, b"\x09" * 4096)])
-    with open_image(path) as img:
+    with open_image(path, "raw") as img:
         assert img.allocation.data_bytes >= 2 * MiB  # the filesystem reports the zeros as data
         blocks = list(img.blocks(512 * 1024))
         assert [i for i, _ in blocks] == [12]
@@ -60,7 +60,7 @@ def test_preallocated_extents_are_only_a_hint(tmp_path: Path) -> None:
         f.seek(12 * MiB)
         f.write(b"\x05" * 512)
     path.read_bytes()  # bring the unwritten pages into the page cache, as a long-running system would
-    with open_image(path) as img:
+    with open_image(path, "raw") as img:
         assert [i for i, _ in img.blocks(MiB)] == [12]
 
 
@@ -68,7 +68,7 @@ def test_dense_file(tmp_path: Path) -> None:
     data = pattern(3 * MiB + 512, 4)
     path = tmp_path / "dense.raw"
     path.write_bytes(data)
-    with open_image(path) as img:
+    with open_image(path, "raw") as img:
         assert img.allocation.data_runs == ((0, len(data)),)
         got = b"".join(b for _, b in img.blocks(MiB))
         assert got == data

@@ -52,7 +52,7 @@ def big_sparse(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_uncompressed_tar_is_byte_identical_to_gnu_tar(big_sparse: Path, tmp_path: Path) -> None:
-    with open_image(big_sparse) as img:
+    with open_image(big_sparse, "raw") as img:
         regions = sparse_map(img)
         ours = b"".join(bytes(p) for p in tar_stream(img, mtime=0))
     assert len(regions) == 40 and regions[-1] == (9 * GiB - 4 * KiB, 4 * KiB)
@@ -65,7 +65,7 @@ def test_uncompressed_tar_is_byte_identical_to_gnu_tar(big_sparse: Path, tmp_pat
 def test_gzip_tarball_round_trips_through_gnu_tar_and_tarfile(big_sparse: Path, tmp_path: Path) -> None:
     archive = tmp_path / "disk.tar.gz"
     steps: list[int] = []
-    with open_image(big_sparse) as img:
+    with open_image(big_sparse, "raw") as img:
         write_gce_tar(img, archive, threads=2, on_progress=steps.append)
         assert sum(steps) == img.allocation.data_bytes
         want = content_digest(img)
@@ -74,7 +74,7 @@ def test_gzip_tarball_round_trips_through_gnu_tar_and_tarfile(big_sparse: Path, 
     out = extract(archive, tmp_path / "x")
     assert out.stat().st_size == 9 * GiB
     assert out.stat().st_blocks * 512 < 4 * MiB
-    with open_image(out) as img:
+    with open_image(out, "raw") as img:
         assert content_digest(img) == want
     with tarfile.open(archive) as tar:
         (member,) = tar.getmembers()
@@ -118,7 +118,7 @@ def test_allocated_zeros_are_holes_when_refined_and_data_otherwise(tmp_path: Pat
 
 def test_empty_disk(tmp_path: Path) -> None:
     src = sparse_raw(tmp_path / "disk.raw", 3 * GiB - 512, [])
-    with open_image(src) as img:
+    with open_image(src, "raw") as img:
         assert sparse_map(img) == []
         raw_tar = b"".join(bytes(p) for p in tar_stream(img))
         archive = tmp_path / "disk.tar.gz"
@@ -154,7 +154,7 @@ def test_numeric_fields_switch_to_base_256_past_8_gib() -> None:
 
 def test_dense_data_is_one_region(tmp_path: Path) -> None:
     src = sparse_raw(tmp_path / "dense.raw", 24 * MiB, [(0, pattern(24 * MiB, 4))])
-    with open_image(src) as img:
+    with open_image(src, "raw") as img:
         assert sparse_map(img, refine=True) == [(0, 24 * MiB)]
         assert sparse_map(img, refine=False) == [(0, 24 * MiB)]
 
@@ -180,7 +180,7 @@ def test_other_source_formats(tmp_path: Path, fmt: str, options: tuple[str, ...]
 def test_abandoning_the_stream_stops_its_threads(tmp_path: Path) -> None:
     src = sparse_raw(tmp_path / "disk.raw", 64 * MiB, [(0, pattern(40 * MiB, 8))])
     before = threading.active_count()
-    with open_image(src) as img:
+    with open_image(src, "raw") as img:
         stream = gce_tar_stream(img, threads=2)
         assert next(stream).startswith(b"\x1f\x8b\x08")
         next(stream)
@@ -190,16 +190,16 @@ def test_abandoning_the_stream_stops_its_threads(tmp_path: Path) -> None:
 
 def test_zero_check_pass_only_for_mostly_allocated_cheap_sources(tmp_path: Path) -> None:
     sparse = mixed_raw(tmp_path / "sparse.raw", 32 * MiB)  # 1 MiB of written zeros at 8 MiB
-    with open_image(sparse) as img:
+    with open_image(sparse, "raw") as img:
         assert sparse_map(img) == sparse_map(img, refine=False) != sparse_map(img, refine=True)
     dense = sparse_raw(tmp_path / "dense.raw", 16 * MiB, [(0, pattern(3 * MiB, 5) + bytes(13 * MiB))])
-    with open_image(dense) as img:
+    with open_image(dense, "raw") as img:
         assert img.allocation.data_bytes == 16 * MiB
         assert sparse_map(img) == [(0, 3 * MiB)]
 
 
 def test_stream_is_deterministic_across_runs_and_thread_counts(tmp_path: Path) -> None:
     src = mixed_raw(tmp_path / "src.raw", 24 * MiB)
-    with open_image(src) as img:
+    with open_image(src, "raw") as img:
         runs = {b"".join(gce_tar_stream(img, threads=t)) for t in (1, 2, 3, 2)}
     assert len(runs) == 1

@@ -36,7 +36,7 @@ def test_output_is_byte_exact_and_sparse(tmp_path: Path, size: int) -> None:
 def test_all_holes_disk_gives_an_all_holes_file(tmp_path: Path) -> None:
     src = sparse_raw(tmp_path / "empty.raw", 48 * MiB + 512, [])
     dest = tmp_path / "out.raw"
-    with open_image(src) as img:
+    with open_image(src, "raw") as img:
         write_raw(img, dest)
     assert dest.stat().st_size == 48 * MiB + 512
     assert allocated(dest) == 0
@@ -58,7 +58,7 @@ def test_data_ranges_coalesce_split_and_skip_zero_grains(tmp_path: Path) -> None
         16 * MiB,
         [(0, data), (2 * MiB, bytes(GRAIN)), (10 * MiB + 512, b"x")],
     )
-    with open_image(src) as img:
+    with open_image(src, "raw") as img:
         ranges = [(off, b"".join(p)) for off, p in data_ranges(img, max_len=2 * MiB)]
         for off, blob in ranges:
             assert 0 < len(blob) <= 2 * MiB

@@ -86,7 +86,7 @@ def test_qemu_img_reads_our_vhd_as_the_source(tmp_path: Path, size: int) -> None
 def test_empty_disk(tmp_path: Path) -> None:
     src = sparse_raw(tmp_path / "empty.raw", 20 * MiB + 512, [])
     dest = tmp_path / "out.vhd"
-    with open_image(src) as img:
+    with open_image(src, "raw") as img:
         assert list(vhd_pages(img)) == []
         write_vhd(img, dest)
     assert dest.stat().st_size == 21 * MiB + 512
@@ -105,7 +105,7 @@ def test_pages_are_aligned_bounded_non_zero_and_complete(tmp_path: Path, max_pag
     )  # fmt: skip
     rebuilt = bytearray(vhd_disk_size(size))
     last_end = -1
-    with open_image(src) as img:
+    with open_image(src, "raw") as img:
         for off, data in vhd_pages(img, max_page=max_page):
             assert off % 512 == 0 and len(data) % 512 == 0
             assert 0 < len(data) <= max_page

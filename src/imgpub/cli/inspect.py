@@ -1,4 +1,5 @@
-"""`imgpub inspect IMAGE`: format, sizes, data extents, partition table and suggested boot mode."""
+"""`imgpub inspect IMAGE [--disk N|NAME]`: format, sizes, data extents, partition table, firmware and
+suggested boot mode; for an OVA/OVF, the disks it holds."""
 
 from __future__ import annotations
 
@@ -13,11 +14,11 @@ from imgpub.cli.console import guarded, human_size, out
 SHOWN_EXTENTS = 20
 
 
-def facts(path: Path, fmt: str = "auto") -> dict[str, Any]:
+def facts(path: Path, fmt: str = "auto", member: str | int | None = None) -> dict[str, Any]:
     """What `inspect` reports, as JSON-able data."""
     from imgpub.disk import open_image
 
-    with open_image(path, fmt) as disk:
+    with open_image(path, fmt, member=member) as disk:
         st = path.stat()
         alloc = disk.allocation
         data: dict[str, Any] = {
@@ -31,6 +32,8 @@ def facts(path: Path, fmt: str = "auto") -> dict[str, Any]:
             "zero_extents": [{"offset": e.offset, "length": e.length} for e in alloc.extents() if not e.data],
             "zero_bytes": disk.virtual_size - alloc.data_bytes,
             "details": disk.info(),
+            "firmware": disk.firmware,
+            "container": disk.container,
         }
         data.update(_partitions(disk))
     return data
@@ -57,11 +60,14 @@ def _partitions(disk: Any) -> dict[str, Any]:
 def inspect(
     image: Path = typer.Argument(..., help="Disk image to look at."),
     fmt: str = typer.Option("auto", "--format", "-f", help="Force a format (default: detect)."),
+    disk: str | None = typer.Option(
+        None, "--disk", help="Which disk of an OVA/OVF: its index (0 first), file name or OVF disk id."
+    ),
     json_: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Show an image's format, virtual and allocated size, data extents and partitions."""
+    """Show an image's format, virtual and allocated size, data extents, partitions and firmware."""
     with guarded():
-        data = facts(image, fmt)
+        data = facts(image, fmt, disk)
         if json_:
             out(json.dumps(data, indent=2))
             return
@@ -82,6 +88,15 @@ def _text(data: dict[str, Any]) -> None:
         out(f"    ... {len(runs) - SHOWN_EXTENTS} more (--json lists all)")
     for key, value in data["details"].items():
         out(f"  {key:<15} {value}")
+    container = dict(data["container"])
+    chosen = container.pop("disk", None)
+    for disk in container.pop("disks", None) or ():
+        out(f"  {'disks':<15} {'*' if disk.startswith(f'{chosen} (') else ' '} {disk}")
+    container.pop("firmware", None)
+    for key, value in container.items():
+        if value is not None:
+            out(f"  {key:<15} {value}")
+    out(f"  firmware        {data['firmware'] or 'not stated'}")
     if data.get("partition_table"):
         out(f"  partitions      {data['partition_table']}")
         for p in data["partitions"]:

@@ -1,4 +1,5 @@
-"""Compressed raw disks (`.raw.xz`, `.raw.gz`, `.raw.zst`): stream-decompressed into a sparse temp file.
+"""Compressed disks (`.raw.xz`, `.raw.gz`, `.raw.zst`, `disk.raw.tar.gz`...): stream-decompressed
+into a sparse temp file, which is then opened by what it holds (a raw disk, a tarred disk, any image).
 
 The temporary file lives in $TMPDIR (or the system default), holds only the non-zero blocks
 (zero runs are left as holes), and is unlinked as soon as it is created, so it disappears when the
@@ -219,21 +220,12 @@ def _zstd(path: Path, fd: int, fmt: str, sink: _SparseSink) -> None:
         raise ImageFormatError(path, fmt, "stream", source.last, f"corrupt compressed data ({exc})") from None
 
 
-class DecompressedImage(RawImage):
-    """A raw disk decompressed into an unlinked sparse temporary file."""
-
-    format = "raw"
-
-    def __init__(self, path: Path, fd: int, compression: str, compressed_size: int) -> None:
-        super().__init__(path, fd)
-        self.compression, self.compressed_size = compression, compressed_size
-
-    def info(self) -> dict[str, Any]:
-        return {"compression": self.compression, "compressed_size": self.compressed_size}
-
-
-def open_compressed(path: Path, fd: int) -> DiskImage:
-    """Decompress the xz / gzip / zstd raw disk open as `fd` (detected by magic) and open it as raw.
+def open_compressed(
+    path: Path, fd: int, open_content: Callable[[Path, int], DiskImage] | None = None
+) -> DiskImage:
+    """Decompress the xz / gzip / zstd file open as `fd` (detected by magic) into a sparse temp file
+    and open that with `open_content(path, temp_fd)` (default: as a raw disk). The image says in
+    `container` how it was compressed.
 
     Takes ownership of `fd`: it is closed once the data is decompressed.
     """
@@ -263,12 +255,16 @@ def open_compressed(path: Path, fd: int) -> DiskImage:
                 path, fmt, "temporary file", None,
                 f"cannot write the decompressed disk in {tmpdir}: {exc.strerror} (point TMPDIR elsewhere)",
             ) from None  # fmt: skip
-        if size == 0 or size % 512:
+        if size == 0:
+            raise ImageFormatError(path, fmt, "stream", None, "decompresses to 0 bytes")
+        image = (open_content or RawImage)(path, out)
+        if isinstance(image, RawImage) and size % 512:
+            image.fd = -1  # closed below
             raise ImageFormatError(
                 path, fmt, "stream", None,
                 f"decompresses to {size} bytes, which is not a whole number of 512-byte sectors",
             )  # fmt: skip
-        image = DecompressedImage(path, out, fmt, compressed_size)
+        image.container.update(compression=fmt, compressed_size=compressed_size)
     except BaseException:
         os.close(out)
         raise
