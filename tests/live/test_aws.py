@@ -1,6 +1,8 @@
 """Acceptance run against a real AWS account: publish the quickstart disk, check the AMI and its
-snapshot, re-run (nothing changes), clean up. Opt in with IMGPUB_LIVE_AWS=<region> and credentials
-from boto3's standard chain (AWS_PROFILE, SSO, environment keys, an instance role); skipped otherwise.
+snapshot, re-run (nothing changes), clean up; and two publishes of one manifest at once with separate
+state dirs (as two CI machines), which must leave one AMI and no snapshot it does not use. Opt in
+with IMGPUB_LIVE_AWS=<region> and credentials from boto3's standard chain (AWS_PROFILE, SSO,
+environment keys, an instance role); skipped otherwise.
 
 The caller needs the "publish" policy of providers/aws/README.md. Everything the test made (AMIs and
 snapshots tagged with its unique imgpub:name) is deregistered and deleted at the end, also when an
@@ -10,6 +12,7 @@ assertion fails.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import imgpub
@@ -66,6 +69,31 @@ def test_publish_check_rerun_and_clean_up(live_run: LiveRun) -> None:
         assert not second.targets[0].published.changed
         assert [a.id for a in second.targets[0].published.artifacts] == [artifact.id]
         status = imgpub.status(path, state_dir=state).targets[0].status
+        assert status is not None and status.drift == []
+    finally:
+        _delete_everything(ec2, live_run.name)
+
+
+def test_two_publishes_at_once_leave_one_ami_and_no_orphan(live_run: LiveRun) -> None:
+    (region,) = opt_in("IMGPUB_LIVE_AWS", "<region>")
+    path = live_run.manifest(
+        f"  - name: ami\n    provider: aws\n    region: {region}\n    tags: {{owner: imgpub-live-test}}\n"
+    )
+    ec2 = _ec2(region)
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            runs = [pool.submit(imgpub.publish, path, state_dir=live_run.folder / s) for s in ("a", "b")]
+            results = [r.result() for r in runs]
+        for result in results:
+            assert result.ok, [t.error for t in result.targets]
+        ids = {a.id for r in results for t in r.targets if t.published for a in t.published.artifacts}
+        mine = [{"Name": f"tag:{TAG_NAME}", "Values": [live_run.name]}]
+        (image,) = ec2.describe_images(Owners=["self"], Filters=mine)["Images"]
+        assert ids == {image["ImageId"]}, "both runs list the one AMI"
+        used = {m["Ebs"]["SnapshotId"] for m in image["BlockDeviceMappings"]}
+        snapshots = ec2.describe_snapshots(OwnerIds=["self"], Filters=mine)["Snapshots"]
+        assert {s["SnapshotId"] for s in snapshots} == used, "the run that lost deleted its own upload"
+        status = imgpub.status(path, state_dir=live_run.folder / "a").targets[0].status
         assert status is not None and status.drift == []
     finally:
         _delete_everything(ec2, live_run.name)
