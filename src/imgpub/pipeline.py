@@ -19,12 +19,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from imgpub import identity
-from imgpub.disk import DiskImage, open_image
+from imgpub.disk import DiskImage, ImageFormatError, open_image
 from imgpub.disk.errors import DiskError
+from imgpub.disk.partitions import inspect_partitions
 from imgpub.errors import ConfigurationError, ImageConflictError, ImgpubError
 from imgpub.journal import Journal, default_state_dir
 from imgpub.lock import target_lock
 from imgpub.manifest import Manifest, load_manifest
+from imgpub.manifest.boot import Boot, resolve_boot
 from imgpub.manifest.checks import check_image
 from imgpub.progress import NullProgress, Progress
 from imgpub.provider import Context, ImageInfo, Plan, Published, Status, TargetSettings
@@ -124,24 +126,42 @@ def source_path(manifest: Manifest, state_dir: Path, progress: Progress | None =
 class _Prepared:
     path: Path
     info: ImageInfo
+    boot: Boot
 
 
 @contextlib.contextmanager
 def _prepare(manifest: Manifest, state_dir: Path, progress: Progress) -> Iterator[_Prepared]:
     path = source_path(manifest, state_dir, progress)
-    fmt = manifest.image.format
-    with open_image(path, fmt) as disk:
-        digest = DigestCache(state_dir).content_digest(path, fmt, disk, progress)
-        yield _Prepared(path, _image_info(manifest, disk, digest))
+    spec, cache = manifest.image, DigestCache(state_dir)
+    with open_image(path, spec.format, member=spec.disk) as disk:
+        variant = spec.format if spec.disk is None else f"{spec.format}#{spec.disk}"
+        cache.integrity(path, variant, disk, progress)
+        digest = cache.content_digest(path, variant, disk, progress)
+        boot = _boot(manifest, disk)
+        yield _Prepared(path, _image_info(manifest, disk, digest, boot), boot)
 
 
-def _image_info(manifest: Manifest, disk: DiskImage, content_digest: str) -> ImageInfo:
+def _boot(manifest: Manifest, disk: DiskImage) -> Boot:
+    """`image.boot`, or what the disk says (OVF firmware, partition table), and what it lacks."""
+    try:
+        table = inspect_partitions(disk)
+    except ImageFormatError as exc:
+        if manifest.image.boot_check == "error":
+            raise
+        table, note = None, f"the partition table cannot be read ({exc.what})"
+        found = resolve_boot(manifest.image, table, disk.firmware)
+        return Boot(found.mode, found.source, [*found.problems, note])
+    return resolve_boot(manifest.image, table, disk.firmware)
+
+
+def _image_info(manifest: Manifest, disk: DiskImage, content_digest: str, boot: Boot) -> ImageInfo:
     spec = manifest.image
     return ImageInfo(
         name=spec.name,
         version=spec.version,
         arch=spec.arch,
-        boot=spec.boot,
+        boot=boot.mode or "uefi-preferred",
+        boot_source=boot.source or "a guess (the disk does not say)",
         virtual_size=disk.virtual_size,
         content_digest=content_digest,
         description=spec.description,
@@ -177,8 +197,9 @@ def validate(manifest: Manifest | str | Path, *, state_dir: Path | None = None) 
     if not image.is_url and not path.is_file():
         raise loaded.error(("image", "source"), f"no such file: {path}")
     if path.is_file():
-        with open_image(path, image.format) as disk:
-            warnings = check_image(loaded, _image_info(loaded, disk, ""))
+        with open_image(path, image.format, member=image.disk) as disk:
+            boot = _boot(loaded, disk)
+            warnings = check_image(loaded, _image_info(loaded, disk, "", boot), boot=boot)
         if warnings:
             return dataclasses.replace(loaded, warnings=(*loaded.warnings, *warnings))
     return loaded
@@ -252,7 +273,7 @@ def _run(
     factory = progress or (lambda _name: NullProgress())
     started, clock = _now(), time.monotonic()
     with _prepare(manifest, state, factory("")) as prepared:
-        warnings = check_image(manifest, prepared.info, [t.name for t in selected])
+        warnings = check_image(manifest, prepared.info, [t.name for t in selected], prepared.boot)
         result = RunResult(
             command,
             manifest.path,
@@ -317,7 +338,7 @@ def _target(
                 return result
             if result.plan.conflict and not replace:
                 raise ImageConflictError(settings.name, result.plan.conflict, result.plan.conflict_hint)
-            with open_image(prepared.path, manifest.image.format) as disk:
+            with open_image(prepared.path, manifest.image.format, member=manifest.image.disk) as disk:
                 result.published = provider.publish(info, settings, disk, ctx)
     except (ImgpubError, DiskError) as exc:
         result.ok, result.error, result.exit_code = False, str(exc), exc.exit_code

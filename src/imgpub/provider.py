@@ -117,6 +117,8 @@ class ImageInfo:
     secure_boot: bool = False
     labels: Mapping[str, str] = field(default_factory=dict)
     source: str = ""
+    boot_source: str = "image.boot"
+    """Where `boot` came from: "image.boot", "the OVF firmware" or "the partition table"."""
 
 
 @dataclass(frozen=True)

@@ -98,6 +98,7 @@ def build_report(result: RunResult) -> dict[str, Any]:
             "version": image.version,
             "arch": image.arch,
             "boot": image.boot,
+            "boot_source": image.boot_source,
             "virtual_size": image.virtual_size,
             "content_digest": image.content_digest,
             "source": image.source,

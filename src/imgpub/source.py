@@ -74,6 +74,19 @@ class DigestCache:
                 Path(tmp).unlink(missing_ok=True)
                 raise
 
+    def integrity(self, path: Path, variant: str, disk: DiskImage, progress: Progress | None = None) -> None:
+        """Check the digests a container lists for the disk (an OVA's manifest) once per file state:
+        a mismatch is an ImageFormatError before anything is published."""
+        if disk.integrity is None:
+            return
+        kind = f"integrity:{variant}"
+        if self.get(path, kind) == "ok":
+            return
+        if progress is not None:
+            progress.stage("verify the package's digests", disk.file_size)
+        disk.check_integrity(progress.advance if progress is not None else None)
+        self.put(path, kind, "ok")
+
     def content_digest(self, path: Path, fmt: str, disk: DiskImage, progress: Progress | None = None) -> str:
         from imgpub.disk.digest import content_digest
 

@@ -198,12 +198,13 @@ def test_a_dotted_key_is_quoted_so_the_error_points_at_it(tmp_path: Path) -> Non
     disk.write_bytes(bytes(1 << 20))
     manifest.write_text(
         "image:\n  name: demo\n  version: '1.0'\n  source: disk.raw\n  format: raw\n  boot: uefi\n"
+        "  boot_check: warn\n"
         "targets:\n  - name: ami\n    provider: aws\n    region: eu-west-1\n"
         "    tags:\n      team: os\n      aws:cost.center: 'R&D'\n"
     )
     with pytest.raises(ManifestError) as caught:
         imgpub.validate(manifest)
-    assert str(caught.value).startswith(f'{manifest}:13:24: targets[0].tags["aws:cost.center"]: ')
+    assert str(caught.value).startswith(f'{manifest}:14:24: targets[0].tags["aws:cost.center"]: ')
     assert "reserved" in str(caught.value)
 
 

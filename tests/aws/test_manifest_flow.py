@@ -69,7 +69,9 @@ def test_tpm_without_plain_uefi_is_rejected_by_validate(tmp_path: Path, disk: Di
     """The core allows a TPM with uefi-preferred; AWS's TpmSupport needs BootMode uefi exactly."""
     path = manifest(tmp_path, disk, "", boot="uefi-preferred")
     path.write_text(
-        path.read_text().replace("  boot: uefi-preferred\n", "  boot: uefi-preferred\n  tpm: true\n")
+        path.read_text().replace(
+            "  boot: uefi-preferred\n", "  boot: uefi-preferred\n  boot_check: warn\n  tpm: true\n"
+        )
     )
     with pytest.raises(ManifestError) as caught:
         imgpub.validate(path)

@@ -41,6 +41,8 @@ def _head(t: TargetResult, state: str) -> None:
 def render(result: RunResult) -> None:
     image = result.image
     out(f"{image.name} {image.version}  content {image.content_digest[:16]}  ({result.command})")
+    if image.boot_source != "image.boot":
+        out(f"boot {image.boot} (from {image.boot_source}; set image.boot to choose)")
     for t in result.targets:
         if not t.ok:
             _head(t, f"FAILED: {redact(_without_target_prefix(t.error or '', t.target))}")

@@ -10,13 +10,15 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from imgpub.errors import ManifestError
+from imgpub.manifest.boot import Boot
 from imgpub.manifest.document import Loc
+from imgpub.manifest.models import ImageSpec
 from imgpub.provider import ImageInfo, Problem
 
 if TYPE_CHECKING:
     from imgpub.manifest.loader import Manifest
 
-__all__ = ["check_image", "check_manifest", "problem_loc"]
+__all__ = ["boot_rules", "check_image", "check_manifest", "problem_loc"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _LABEL_KEY = re.compile(r"^[a-z][a-z0-9_.-]{0,62}$")
@@ -31,11 +33,19 @@ def check_manifest(manifest: Manifest) -> None:
         raise _earliest(manifest, problems)
 
 
-def check_image(manifest: Manifest, image: ImageInfo, targets: list[str] | None = None) -> list[str]:
-    """The checks that need the measured image, the providers' own checks included. Raise the first
-    problem; return the warnings, each a line that names the file, line and field."""
+def check_image(
+    manifest: Manifest, image: ImageInfo, targets: list[str] | None = None, boot: Boot | None = None
+) -> list[str]:
+    """The checks that need the measured image, the providers' own checks included, and whether the
+    disk can boot as `boot` says. Raise the first problem; return the warnings, each a line that
+    names the file, line and field."""
     problems: list[tuple[Loc, str]] = []
     warnings: list[tuple[Loc, str]] = []
+    if boot is not None:
+        lacks = warnings if manifest.image.boot_check == "warn" else problems
+        lacks += [(("image", "boot"), p) for p in boot.problems]
+        if manifest.image.boot is None and boot.mode is not None:
+            problems += boot_rules(manifest.image, boot.mode, f" (from {boot.source})")
     if image.virtual_size <= 0:
         problems.append((("image", "source"), "the disk image is empty (virtual size 0)"))
     elif image.virtual_size % 512:
@@ -78,17 +88,23 @@ def _earliest(manifest: Manifest, problems: list[tuple[Loc, str]]) -> ManifestEr
     return min(errors, key=lambda e: (e.line or 0, e.column or 0))
 
 
+def boot_rules(image: ImageSpec, boot: str | None, said: str = "") -> list[tuple[Loc, str]]:
+    """What `boot` rules out (`said`: where a boot the manifest left out came from)."""
+    out: list[tuple[Loc, str]] = []
+    if image.arch == "arm64" and boot == "bios":
+        out.append((("image", "boot"), f"arm64 images boot with UEFI only{said}; use boot: uefi"))
+    if boot == "bios" and image.secure_boot:
+        out.append((("image", "secure_boot"), f"Secure Boot needs UEFI, but boot is bios{said}"))
+    if boot == "bios" and image.tpm:
+        out.append((("image", "tpm"), f"a TPM needs UEFI, but boot is bios{said}"))
+    if image.secure_boot and boot == "uefi-preferred":
+        out.append((("image", "secure_boot"), f"Secure Boot needs boot: uefi (not uefi-preferred){said}"))
+    return out
+
+
 def _image_problems(manifest: Manifest) -> list[tuple[Loc, str]]:
     image = manifest.image
-    out: list[tuple[Loc, str]] = []
-    if image.arch == "arm64" and image.boot == "bios":
-        out.append((("image", "boot"), "arm64 images boot with UEFI only; use boot: uefi"))
-    if image.boot == "bios" and image.secure_boot:
-        out.append((("image", "secure_boot"), "Secure Boot needs UEFI, but boot is bios"))
-    if image.boot == "bios" and image.tpm:
-        out.append((("image", "tpm"), "a TPM needs UEFI, but boot is bios"))
-    if image.secure_boot and image.boot == "uefi-preferred":
-        out.append((("image", "secure_boot"), "Secure Boot needs boot: uefi (not uefi-preferred)"))
+    out = boot_rules(image, image.boot)
     for key, value in image.labels.items():
         loc: Loc = ("image", "labels", key)
         if not _LABEL_KEY.match(key):

@@ -22,7 +22,7 @@ from imgpub.provider import Arch, BootMode, Provider, TargetSettings
 
 __all__ = ["ImageFormat", "ImageSpec", "defaults_model", "is_url", "manifest_model"]
 
-ImageFormat = Literal["auto", "raw", "qcow2", "vmdk", "vhd", "vhdx"]
+ImageFormat = Literal["auto", "raw", "qcow2", "vmdk", "vhd", "vhdx", "vdi", "ova", "ovf", "tar"]
 
 _SHA256 = r"^[0-9a-f]{64}$"
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -55,10 +55,25 @@ class ImageSpec(BaseModel):
         default=None, pattern=_SHA256, description="Expected sha256 of the source file (lowercase hex)."
     )
     format: ImageFormat = Field(
-        default="auto", description="Source format; 'auto' detects it from magic bytes."
+        default="auto",
+        description="Source format; 'auto' detects it from the file's structure. A file without a "
+        "partition table is taken as a raw disk only when this says raw.",
+    )
+    disk: int | str | None = Field(
+        default=None,
+        description="Which disk of an OVA/OVF with several: its index (0 first) or its file name.",
     )
     arch: Arch = "x86_64"
-    boot: BootMode = Field(default="uefi-preferred", description="Firmware the image boots with.")
+    boot: BootMode | None = Field(
+        default=None,
+        description="Firmware the image boots with; when left out, the OVF's firmware or the partition "
+        "table decides (plan shows which).",
+    )
+    boot_check: Literal["error", "warn"] = Field(
+        default="error",
+        description="A disk that cannot boot the way `boot` says (no EFI system partition for UEFI, no "
+        "BIOS boot code on GPT for bios) is an error; `warn` accepts unusual layouts.",
+    )
     tpm: bool = Field(default=False, description="Expose a virtual TPM 2.0 (needs UEFI).")
     secure_boot: bool = Field(default=False, description="Enable UEFI Secure Boot (needs UEFI).")
     labels: dict[str, str] = Field(default_factory=dict, description="Labels/tags put on every artifact.")
