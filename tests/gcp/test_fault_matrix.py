@@ -127,6 +127,8 @@ def chaos(gce: FakeGce, gcs: FaultProxy) -> Iterator[Chaos]:
 class Trial:
     first_ok: bool
     published: Published
+    faults: int
+    """Requests the chaos proxies broke in the first run."""
 
 
 def publish_through_chaos(
@@ -144,13 +146,13 @@ def publish_through_chaos(
     info = image_info(disk)
     provider = GcpProvider(upload_chunk=MATRIX_CHUNK)
     try:
-        return Trial(
-            True, provider.publish(info, settings, disk, context(settings, info, journal, retry=FAST))
-        )
+        published = provider.publish(info, settings, disk, context(settings, info, journal, retry=FAST))
+        return Trial(True, published, len(chaos.gce.broken()) + len(chaos.gcs.broken()))
     except ImgpubError:
+        faults = len(chaos.gce.broken()) + len(chaos.gcs.broken())
         chaos.clear()
     again = context(settings, info, Journal(journal.path), retry=FAST)
-    return Trial(False, provider.publish(info, settings, disk, again))
+    return Trial(False, provider.publish(info, settings, disk, again), faults)
 
 
 def assert_final_state(
@@ -212,6 +214,8 @@ def test_a_publish_through_random_faults_succeeds_or_its_rerun_does(
     trial = publish_through_chaos(make_settings, chaos, gce, disk, journal)
 
     assert_final_state(gce, gcs, storage_client, bucket, trial.published)
+    outcome = "held" if trial.first_ok else "failed, its re-run held"
+    print(f"gcp random faults, seed {seed}: {trial.faults} faults, the first run {outcome}")
 
 
 # -- the CLI: killed at random points, and two at once ------------------------------------------
