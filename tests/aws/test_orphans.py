@@ -156,3 +156,28 @@ def test_an_unused_upload_of_this_content_is_reported_and_never_deleted_by_anoth
     assert plan.actions == []
     again = publish(settings, disk, Journal(tmp_path / "b.json"))
     assert not again.changed and spare in snapshots(moto)
+
+
+def test_a_copy_deregistered_by_hand_leaves_a_snapshot_publish_deletes_as_it_copies_again(
+    moto: Moto, settings_for: Any, disk: DiskImage, tmp_path: Path
+) -> None:
+    """CopyImage makes a copy's snapshot with its AMI: an unused one of this digest in a copy region is
+    no run's upload, so publish deletes it (in the upload region it never would)."""
+    settings = settings_for(regions=["eu-west-1"])
+    first = publish(settings, disk, Journal(tmp_path / "a.json"))
+    copy = next(a for a in first.artifacts if a.region == "eu-west-1")
+    moto.client("ec2", "eu-west-1").deregister_image(ImageId=copy.id)
+    (snap,) = copy.extra["snapshots"]
+
+    drift = AwsProvider().status(image_info(disk), settings, context(tmp_path)).drift
+    assert (
+        f"eu-west-1: snapshot {snap} of golden 1.2.3 is an orphan of a copy deregistered since"
+        in " ".join(drift)
+    )
+    plan = AwsProvider().plan(image_info(disk), settings, context(tmp_path))
+    assert ("delete", snap, "eu-west-1") in [(a.kind, a.resource, a.region) for a in plan.actions]
+
+    again = publish(settings, disk, Journal(tmp_path / "a.json"))
+    (new_copy,) = [a for a in again.artifacts if a.region == "eu-west-1"]
+    assert snapshots(moto, "eu-west-1") == set(new_copy.extra["snapshots"])
+    assert AwsProvider().status(image_info(disk), settings, context(tmp_path)).drift == []

@@ -5,10 +5,13 @@ job) sees them too. What happens to them depends on whose they are:
 
 * this name and version with another digest, completed: the snapshots of an AMI that --replace
   deregistered before the run stopped (killed between DeregisterImage and DeleteSnapshot on a
-  machine whose journal is gone). No run of this version can use them (it has other content now), so
-  publish deletes them in each region once this version's AMI is available there; plan shows it.
-* this digest: an upload no AMI uses. It may be another run's, a moment before its RegisterImage, so
-  publish never deletes it (while no AMI exists, a publish reuses it); status reports it.
+  machine whose journal is gone). No run of this version can use them (it has other content now).
+* this digest, in a copy region: the snapshot of a copy deregistered since (by hand, say). CopyImage
+  makes a copy's snapshot together with its AMI, so no run is about to use it.
+  publish deletes both kinds in a region once this version's AMI is available there; plan shows it.
+* this digest, in the home region: an upload no AMI uses. It may be another run's, a moment before
+  its RegisterImage, so publish never deletes it (while no AMI exists, a publish reuses it); status
+  reports it.
 * other versions: status reports them; publish of this version leaves them alone.
 
 Whether an AMI uses a snapshot is asked of EC2 (`block-device-mapping.snapshot-id`), so an AMI
@@ -30,7 +33,7 @@ from imgpub_aws.inventory import Found, snapshot_ids
 from imgpub_aws.removal import delete_snapshot
 from imgpub_aws.tags import tag_dict
 
-__all__ = ["Orphan", "delete_replaced", "replaced", "survey"]
+__all__ = ["Orphan", "delete_leftovers", "leftovers", "survey"]
 
 _FILTER_VALUES = 200
 """Snapshot ids per DescribeImages filter (EC2 takes up to 200 values in one filter)."""
@@ -70,15 +73,18 @@ def unused(ec2: Any, call: Caller, region: str, snapshot_ids_: Iterable[str]) ->
     return set(ids) - used
 
 
-def replaced(ec2: Any, call: Caller, f: Found, digest: str, skip: Iterable[str] = ()) -> list[Orphan]:
-    """This version's completed snapshots of another digest that no AMI uses (`skip`: the ones the
-    journal's --replace record deletes anyway)."""
+def leftovers(
+    ec2: Any, call: Caller, f: Found, digest: str, *, home: bool, skip: Iterable[str] = ()
+) -> list[Orphan]:
+    """The orphans of this version publish deletes in this region (`home`: the upload region, where an
+    unused snapshot of this digest may be another run's upload), except those in `skip` (the
+    journal's --replace record deletes them anyway)."""
     used = {s for img in f.images for s in snapshot_ids(img)} | set(skip)
     candidates = [
         s
         for s in f.snapshots.values()
         if s.get("State") == "completed"
-        and tag_dict(s).get(TAG_DIGEST) != digest
+        and (tag_dict(s).get(TAG_DIGEST) != digest or not home)
         and s["SnapshotId"] not in used
     ]
     if not candidates:
@@ -87,7 +93,14 @@ def replaced(ec2: Any, call: Caller, f: Found, digest: str, skip: Iterable[str] 
     return [_orphan(f.region, s) for s in candidates if s["SnapshotId"] in free]
 
 
-def delete_replaced(ec2: Any, call: Caller, progress: Progress, orphans: list[Orphan]) -> bool:
+def why(o: Orphan, digest: str) -> str:
+    """What a leftover is an orphan of."""
+    if o.digest != digest:
+        return f"of replaced content (digest {o.digest})"
+    return "of a copy deregistered since"
+
+
+def delete_leftovers(ec2: Any, call: Caller, progress: Progress, orphans: list[Orphan], digest: str) -> bool:
     """Delete them; True when any was deleted."""
     deleted = False
     for o in orphans:
@@ -95,19 +108,24 @@ def delete_replaced(ec2: Any, call: Caller, progress: Progress, orphans: list[Or
         if outcome == "in use":
             progress.note(f"{o.region}: kept snapshot {o.snapshot_id}: an AMI uses it now")
         elif outcome == "deleted":
-            progress.note(
-                f"{o.region}: deleted orphan snapshot {o.snapshot_id} (digest {o.digest}), left by a "
-                "--replace that stopped before deleting it"
-            )
+            progress.note(f"{o.region}: deleted orphan snapshot {o.snapshot_id} {why(o, digest)}")
             deleted = True
     return deleted
 
 
 def survey(
-    ec2: Any, call: Caller, region: str, name: str, version: str, digest: str, current: dict[str, Any] | None
+    ec2: Any,
+    call: Caller,
+    region: str,
+    name: str,
+    version: str,
+    digest: str,
+    current: dict[str, Any] | None,
+    *,
+    home: bool,
 ) -> list[str]:
     """Status lines for every snapshot of this image name (any version) that no AMI uses.
-    `current`: this version's AMI of this digest in the region, if any."""
+    `current`: this version's AMI of this digest in the region, if any; `home`: the upload region."""
     filters = [{"Name": f"tag:{TAG_NAME}", "Values": [name]}]
     snaps = call(
         "DescribeSnapshots", region, lambda: ec2.describe_snapshots(OwnerIds=["self"], Filters=filters)
@@ -120,13 +138,15 @@ def survey(
         if snap["SnapshotId"] not in free:
             continue
         o = _orphan(region, snap)
-        line = _line(o, name, version, digest, current)
+        line = _line(o, name, version, digest, current, home)
         if line:
             lines.append(line)
     return lines
 
 
-def _line(o: Orphan, name: str, version: str, digest: str, current: dict[str, Any] | None) -> str | None:
+def _line(
+    o: Orphan, name: str, version: str, digest: str, current: dict[str, Any] | None, home: bool
+) -> str | None:
     where = f"{o.region}: snapshot {o.snapshot_id} of {name} {o.version}"
     by_hand = f"aws ec2 delete-snapshot --region {o.region} --snapshot-id {o.snapshot_id}"
     if o.state == "pending":
@@ -138,11 +158,8 @@ def _line(o: Orphan, name: str, version: str, digest: str, current: dict[str, An
         return None  # a wreck of this version: reported (and removed by publish) as such
     if o.version != version:
         return f"{where} is an orphan: no AMI uses it; publish of {version} leaves it (delete it: {by_hand})"
-    if o.digest != digest:
-        return (
-            f"{where} is an orphan of replaced content (digest {o.digest}): no AMI uses it; "
-            "publish deletes it"
-        )
+    if o.digest != digest or not home:
+        return f"{where} is an orphan {why(o, digest)}: no AMI uses it; publish deletes it"
     if current is None:
         return None  # an upload not registered yet: publish registers it (the region shows missing)
     return (

@@ -31,7 +31,7 @@ from imgpub_aws.errors import Caller
 from imgpub_aws.inventory import Found, find_region, find_snapshot, snapshot_ids
 from imgpub_aws.kms import key_for
 from imgpub_aws.ledger import Ledger
-from imgpub_aws.orphans import delete_replaced, replaced, survey
+from imgpub_aws.orphans import delete_leftovers, leftovers, survey, why
 from imgpub_aws.recovery import clear_failed, wrecks
 from imgpub_aws.register import register_image, register_params, wait_available
 from imgpub_aws.removal import delete_snapshot
@@ -161,13 +161,15 @@ class _Run:
             )
 
     def sweep(self, found: dict[str, Found], regions: list[str], skip: set[str]) -> bool:
-        """Delete this version's orphans of replaced content where this version's AMI is available."""
+        """Delete this version's orphans (orphans.py) where this version's AMI is available."""
         deleted = False
         for region in regions:
             if region in found:
-                ec2 = self.ec2(region)
-                orphans = replaced(ec2, self.call, found[region], self.ctx.digest, skip)
-                deleted = delete_replaced(ec2, self.call, self.ctx.progress, orphans) or deleted
+                ec2, home = self.ec2(region), region == self.settings.region
+                orphans = leftovers(ec2, self.call, found[region], self.ctx.digest, home=home, skip=skip)
+                deleted = (
+                    delete_leftovers(ec2, self.call, self.ctx.progress, orphans, self.ctx.digest) or deleted
+                )
         return deleted
 
     def copy_request(self, home: dict[str, Any]) -> CopyRequest:
@@ -244,9 +246,9 @@ class AwsProvider(Provider[AwsSettings]):
         ]
         skip = {s for r in retired for s in r.snapshots}
         plan.actions += [
-            Action("delete", o.snapshot_id, f"orphan snapshot of replaced content (digest {o.digest})", r)
+            Action("delete", o.snapshot_id, f"orphan snapshot {why(o, ctx.digest)}", r)
             for r, f in found.items()
-            for o in replaced(run.ec2(r), run.call, f, ctx.digest, skip)
+            for o in leftovers(run.ec2(r), run.call, f, ctx.digest, home=r == settings.region, skip=skip)
         ]
         home = found[settings.region].matching(ctx.digest)
         created = home.get("CreationDate") if home else None
@@ -343,8 +345,9 @@ class AwsProvider(Provider[AwsSettings]):
         created = origin.get("CreationDate") if origin else None
         for region, f in found.items():
             current = f.matching(ctx.digest)
+            home = region == settings.region
             status.drift += survey(
-                run.ec2(region), run.call, region, run.name, image.version, ctx.digest, current
+                run.ec2(region), run.call, region, run.name, image.version, ctx.digest, current, home=home
             )
             if current is None:
                 kind = "optional region" if region in settings.optional_regions else "region"
