@@ -63,6 +63,24 @@ def test_unknown_5xx_and_429_are_transient_but_4xx_are_not() -> None:
     assert is_transient(ReadTimeoutError(endpoint_url="http://x"))
 
 
+def test_a_reply_botocore_cannot_parse_is_transient_and_named_by_its_status() -> None:
+    from botocore.parsers import ResponseParserError
+
+    from imgpub_aws.errors import remember_reply
+
+    remember_reply({"status_code": 429, "headers": {"Content-Type": "text/html"}, "body": b"<html>x"})
+    exc = ResponseParserError("Unable to parse response (mismatched tag), invalid XML received:\n<html>x")
+    assert is_transient(exc)
+    with pytest.raises(CloudError) as info, aws_errors("t", "DescribeImages", "us-east-1"):
+        raise exc
+    assert str(info.value) == (
+        "target t: DescribeImages in us-east-1 failed [429]: HTTP 429 Too Many Requests with a body that "
+        "is not an AWS response (text/html, 7 bytes): the service, or a proxy or load balancer in "
+        "between, is in trouble"
+    )
+    assert info.value.retryable
+
+
 def test_access_denied_names_the_permission() -> None:
     with pytest.raises(CloudError) as info, aws_errors("t", "RegisterImage", "eu-west-1"):
         raise client_error("UnauthorizedOperation", 403, "You are not authorized to perform this operation.")

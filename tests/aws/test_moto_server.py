@@ -66,6 +66,8 @@ def test_ebs_direct_rules(moto: Moto) -> None:
     assert ec2.describe_snapshots(SnapshotIds=[snap])["Snapshots"][0]["State"] == "completed"
     with pytest.raises(ClientError, match="not pending"):
         put(ebs, snap, 6, block)
+    with pytest.raises(ClientError, match="is completed, not pending"):  # a second CompleteSnapshot
+        ebs.complete_snapshot(SnapshotId=snap, ChangedBlocksCount=1)
 
 
 def test_register_image_rules(moto: Moto) -> None:
@@ -94,3 +96,16 @@ def test_register_image_rules(moto: Moto) -> None:
         ec2.delete_snapshot(SnapshotId=snap)
     with pytest.raises(ClientError, match=r"InvalidAMIName\.Duplicate"):
         ec2.register_image(Name="img", RootDeviceName="/dev/xvda", BlockDeviceMappings=bdm)
+
+
+def test_describe_images_filters_by_the_snapshots_an_ami_uses(moto: Moto) -> None:
+    ebs, ec2 = moto.client("ebs"), moto.client("ec2")
+    used, free = (ebs.start_snapshot(VolumeSize=1)["SnapshotId"] for _ in range(2))
+    for snap in (used, free):
+        ebs.complete_snapshot(SnapshotId=snap, ChangedBlocksCount=0)
+    bdm = [{"DeviceName": "/dev/xvda", "Ebs": {"SnapshotId": used}}]
+    image = ec2.register_image(Name="img", RootDeviceName="/dev/xvda", BlockDeviceMappings=bdm)["ImageId"]
+    for ids, want in (([used], [image]), ([free], []), ([used, free], [image])):
+        filters = [{"Name": "block-device-mapping.snapshot-id", "Values": ids}]
+        found = ec2.describe_images(Owners=["self"], Filters=filters)["Images"]
+        assert [i["ImageId"] for i in found] == want, ids
