@@ -1,11 +1,15 @@
 """imgpub's disk writers against qemu-img and GNU tar (+ gzip/pigz), in one table.
 
     uv run --no-sync python benchmarks/convert.py [--size-gib 8] [--data-gib 1] [--runs 3] [--quick]
-                                                  [--targets raw,vhd,gce] [--sources raw,qcow2,qcow2c,vmdk]
+                                                  [--targets raw,vhd,gce]
+                                                  [--sources raw,qcow2,qcow2c,vmdk,vdi,ova]
                                                   [--interleave] [--no-verify]
 
-Cases: raw, qcow2, qcow2 -c and VMDK streamOptimized sources (see corpus.py) converted to a
-sparse raw file, to a fixed VHD (Azure), and to the GCE tarball. Every run is a fresh process
+Cases: raw, qcow2, qcow2 -c, VMDK streamOptimized, dynamic VDI and OVA sources (see corpus.py)
+converted to a sparse raw file, to a fixed VHD (Azure), and to the GCE tarball. The OVA is read in
+place; its baseline is `tar -xf` then `qemu-img convert` of the extracted VMDK, and imgpub runs
+twice: the conversion alone, and with the manifest's SHA256 digests checked first
+(`check_integrity`, as publish does). Every run is a fresh process
 (all runs of one tool, then the next's; `--interleave` alternates them: see the README for why
 that is not the default); the output is deleted and `sync` run before each (so no run pays for
 the previous one's writeback), and the sources are read once first (warm page cache). imgpub's
@@ -38,8 +42,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from corpus import bench_dir, ensure_corpus
 
 MiB = 1 << 20
-QEMU_FMT = {"raw": "raw", "qcow2": "qcow2", "qcow2c": "qcow2", "vmdk": "vmdk"}
-LABEL = {"raw": "raw", "qcow2": "qcow2", "qcow2c": "qcow2 -c", "vmdk": "vmdk stream"}
+QEMU_FMT = {"raw": "raw", "qcow2": "qcow2", "qcow2c": "qcow2", "vmdk": "vmdk", "vdi": "vdi", "ova": "vmdk"}
+LABEL = {
+    "raw": "raw",
+    "qcow2": "qcow2",
+    "qcow2c": "qcow2 -c",
+    "vmdk": "vmdk stream",
+    "vdi": "vdi dynamic",
+    "ova": "ova (vmdk stream)",
+}
+SOURCES = ("raw", "qcow2", "qcow2c", "vmdk", "vdi", "ova")
 
 
 @dataclass
@@ -59,6 +71,7 @@ class Result:
 
 def child(target: str, src: str, out: str) -> None:
     """One imgpub conversion in this process; prints {"seconds", "cpu", "rss_mib"} as JSON.
+    A target ending in "+check" verifies the container's digests first (an OVA's manifest).
 
     Like the CLI (imgpub.cli.main), the process first calls keep_freed_memory() once."""
     from imgpub.disk import open_image
@@ -70,7 +83,10 @@ def child(target: str, src: str, out: str) -> None:
     keep_freed_memory()
     start = time.perf_counter()
     cpu_start = time.process_time()
+    target, _, check = target.partition("+")
     with open_image(src) as img:
+        if check:
+            img.check_integrity()
         if target == "raw":
             write_raw(img, Path(out))
         elif target == "vhd":
@@ -177,7 +193,7 @@ def verify(src: Path, out: Path) -> None:
 def cases(args: argparse.Namespace) -> list[list[Result]]:
     work = bench_dir() / "out"
     work.mkdir(exist_ok=True)
-    kinds = [k for k in ("raw", "qcow2", "qcow2c", "vmdk") if k in args.sources.split(",")]
+    kinds = [k for k in SOURCES if k in args.sources.split(",")]
     srcs = {k: ensure_corpus(k, args.size_gib, args.data_gib) for k in kinds}
     for path in srcs.values():
         warm(path)
@@ -193,14 +209,28 @@ def cases(args: argparse.Namespace) -> list[list[Result]]:
             out = work / f"out.{target}"
             opts = "-O raw" if target == "raw" else "-O vpc -o subformat=fixed,force_size=on"
             cmd = f"qemu-img convert -W -f {QEMU_FMT[kind]} {opts} {src} {out}"
+            baseline = f"`qemu-img convert -W {opts}`"
             tools: list[tuple[Result, Go]] = [
                 (Result(case, "imgpub"), lambda t=target, s=src, o=out: run_imgpub(t, s, o)),
-                (Result(case, f"`qemu-img convert -W {opts}`"), lambda c=cmd: run_shell(c, work)),
             ]
+            if kind == "ova":  # read in place by imgpub; qemu-img needs the VMDK extracted first
+                tmp = work / "tmp-ova"
+                extract = f"rm -rf {tmp} && mkdir {tmp} && tar -xf {src} -C {tmp}"
+                cmd = (
+                    f"{extract} && qemu-img convert -W -f vmdk {opts} {tmp}/disk1.vmdk {out} && rm -rf {tmp}"
+                )
+                baseline = f"`tar -xf` + {baseline}"
+                tools.append(
+                    (
+                        Result(case, "imgpub + SHA256 check"),
+                        lambda t=target, s=src, o=out: run_imgpub(t + "+check", s, o),
+                    )
+                )
+            tools.append((Result(case, baseline), lambda c=cmd: run_shell(c, work)))
             check = None if args.no_verify else lambda s=src, o=out: verify(s, o)
-            ours, theirs = measure(tools, n, out, check, interleave=args.interleave)
-            groups.append([ours, theirs])
-            print(f"{case}: imgpub {ours.median:.2f}s, qemu-img {theirs.median:.2f}s", file=sys.stderr)
+            group = measure(tools, n, out, check, interleave=args.interleave)
+            groups.append(group)
+            print(f"{case}: " + ", ".join(f"{r.tool} {r.median:.2f}s" for r in group), file=sys.stderr)
     for kind in [k for k in ("raw", "qcow2c", "vmdk") if k in srcs] if "gce" in args.targets else ():
         src = srcs[kind]
         case = f"{LABEL[kind]} -> GCE tar.gz"
@@ -235,11 +265,19 @@ def table(groups: list[list[Result]]) -> str:
     ]
     for group in groups:
         ours = group[0]
+        mine = [r for r in group if r.tool.startswith("imgpub")]
         for r in group:
             cpu = statistics.median(r.cpu)
-            ours_cpu = statistics.median(ours.cpu)
-            speed = "" if r is ours else f"**{r.median / ours.median:.1f}x**; {cpu / ours_cpu:.1f}x"
-            if r is not ours and "pigz" in r.tool:
+            speed = (
+                ""
+                if r in mine
+                else "; ".join(
+                    f"{'' if o is ours else f'({o.tool[7:]}) '}**{r.median / o.median:.1f}x**; "
+                    f"{cpu / statistics.median(o.cpu):.1f}x"
+                    for o in mine
+                )
+            )
+            if r not in mine and "pigz" in r.tool:
                 speed += f" (size {ours.apparent / r.apparent:.3f}x)"
             lines.append(
                 f"| {r.case} | {r.tool} | {r.median:.2f} | {min(r.times):.2f}–{max(r.times):.2f} "
@@ -257,7 +295,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="skip the slow `tar -Sczf` baseline")
     parser.add_argument("--targets", default="raw,vhd,gce", help="comma-separated subset of raw,vhd,gce")
-    parser.add_argument("--sources", default="raw,qcow2,qcow2c,vmdk", help="subset of raw,qcow2,qcow2c,vmdk")
+    parser.add_argument("--sources", default=",".join(SOURCES), help=f"subset of {','.join(SOURCES)}")
     parser.add_argument("--interleave", action="store_true", help="alternate the tools run by run (ABAB...)")
     parser.add_argument("--no-verify", action="store_true", help="skip the content check of raw/VHD outputs")
     parser.add_argument("--child", nargs=3, metavar=("TARGET", "SRC", "OUT"), help=argparse.SUPPRESS)

@@ -1,14 +1,16 @@
 """Benchmark corpus: a sparse GPT-ish raw disk with about 1 GiB of mixed data, and its conversions.
 
-    ensure_corpus(kind, size_gib=8, data_gib=1.0) -> Path    kind: raw | qcow2 | qcow2c | vmdk | vhd
+    ensure_corpus(kind, size_gib=8, data_gib=1.0) -> Path
+    kind: raw | qcow2 | qcow2c | vmdk | vhd | vdi | ova
 
 Files live in $IMGPUB_BENCH_DIR (default /tmp/imgpub-bench) and are reused when their recipe
 matches. The raw disk has a protective MBR and primary/backup GPT headers, then 64 data extents
 spread over the disk at 4 KiB (not MiB) alignment: half of them hold the contents of files under
 /usr/share and /usr/lib (compressible, in sorted order), half deterministic random bytes, with
 an allocated but all-zero run in the middle (as ext4 unwritten extents look once cached). The
-other kinds are made by qemu-img: qcow2, qcow2 -c ("qcow2c"), VMDK streamOptimized ("vmdk") and
-fixed VHD with force_size ("vhd").
+other kinds are made by qemu-img: qcow2, qcow2 -c ("qcow2c"), VMDK streamOptimized ("vmdk"),
+fixed VHD with force_size ("vhd") and dynamic VDI ("vdi"); "ova" is a tar (as VMware exports one)
+of an .ovf naming the VMDK stream as disk1.vmdk, a SHA256 .mf, and the VMDK stream.
 
 CLI: python benchmarks/corpus.py [--size-gib 8] [--data-gib 1]   builds every kind.
 """
@@ -26,7 +28,7 @@ from pathlib import Path
 
 MiB = 1 << 20
 GiB = 1 << 30
-KINDS = ("raw", "qcow2", "qcow2c", "vmdk", "vhd")
+KINDS = ("raw", "qcow2", "qcow2c", "vmdk", "vhd", "vdi", "ova")
 EXTENTS = 64
 RECIPE_VERSION = 1
 _CONVERT = {
@@ -34,8 +36,30 @@ _CONVERT = {
     "qcow2c": ["-O", "qcow2", "-c"],
     "vmdk": ["-O", "vmdk", "-o", "subformat=streamOptimized"],
     "vhd": ["-O", "vpc", "-o", "subformat=fixed,force_size=on"],
+    "vdi": ["-O", "vdi"],
 }
-_SUFFIX = {"raw": "raw", "qcow2": "qcow2", "qcow2c": "c.qcow2", "vmdk": "vmdk", "vhd": "vhd"}
+_SUFFIX = {
+    "raw": "raw",
+    "qcow2": "qcow2",
+    "qcow2c": "c.qcow2",
+    "vmdk": "vmdk",
+    "vhd": "vhd",
+    "vdi": "vdi",
+    "ova": "ova",
+}
+OVF = """<?xml version="1.0" encoding="UTF-8"?>
+<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1"
+  xmlns:vmw="http://www.vmware.com/schema/ovf">
+  <References><File ovf:id="file1" ovf:href="disk1.vmdk" ovf:size="{file_size}"/></References>
+  <DiskSection><Info>Virtual disk information</Info>
+    <Disk ovf:diskId="vmdisk1" ovf:fileRef="file1" ovf:capacity="{capacity}"
+      ovf:capacityAllocationUnits="byte" ovf:format="http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized"/></DiskSection>
+  <VirtualSystem ovf:id="corpus"><Info>A virtual machine</Info>
+    <VirtualHardwareSection><Info>Virtual hardware requirements</Info>
+      <vmw:Config ovf:required="false" vmw:key="firmware" vmw:value="efi"/></VirtualHardwareSection>
+  </VirtualSystem>
+</Envelope>
+"""
 
 
 def bench_dir() -> Path:
@@ -120,6 +144,31 @@ def _build_raw(path: Path, size: int, data: int) -> None:
     tmp.replace(path)
 
 
+def _build_ova(path: Path, vmdk: Path, capacity: int) -> None:
+    """ovf, mf (SHA256), then the VMDK stream, in a ustar archive (what ovftool writes)."""
+    import hashlib
+    import io
+    import tarfile
+
+    descriptor = OVF.format(file_size=vmdk.stat().st_size, capacity=capacity).encode()
+    digest = hashlib.sha256()
+    with open(vmdk, "rb") as f:
+        while chunk := f.read(16 * MiB):
+            digest.update(chunk)
+    manifest = (
+        f"SHA256(corpus.ovf)= {hashlib.sha256(descriptor).hexdigest()}\n"
+        f"SHA256(disk1.vmdk)= {digest.hexdigest()}\n"
+    ).encode()
+    tmp = path.with_name(path.name + ".tmp")
+    with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in (("corpus.ovf", descriptor), ("corpus.mf", manifest)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        tar.add(vmdk, arcname="disk1.vmdk")
+    tmp.replace(path)
+
+
 def ensure_corpus(kind: str, size_gib: int = 8, data_gib: float = 1.0) -> Path:
     """The corpus file of `kind`, built on first use (raw first, the others by qemu-img)."""
     if kind not in KINDS:
@@ -133,6 +182,8 @@ def ensure_corpus(kind: str, size_gib: int = 8, data_gib: float = 1.0) -> Path:
         return path
     if kind == "raw":
         _build_raw(path, size_gib * GiB, int(data_gib * GiB))
+    elif kind == "ova":
+        _build_ova(path, ensure_corpus("vmdk", size_gib, data_gib), size_gib * GiB)
     else:
         raw = ensure_corpus("raw", size_gib, data_gib)
         tmp = path.with_name(path.name + ".tmp")

@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
 
 from disk.oracle import assert_matches_qemu, byte_range
-from disk.sources import member_range, ova, ovf, vdi
+from disk.sources import iso9660, member_range, ova, ovf, vdi
 from disk.vmdk_stream import write_vmware_stream
-from imaging import MiB, convert, mixed_raw
+from imaging import MiB, convert, mixed_raw, pattern
 from imgpub.disk import DiskImage, open_image
 from imgpub.disk.errors import ImageFormatError, UnsupportedImageError
 from imgpub.disk.qcow2 import Qcow2Image
@@ -335,3 +336,44 @@ def test_an_ova_is_not_a_raw_disk(disks: dict[str, Path], tmp_path: Path) -> Non
         os.close(fd)
     with open_image(package) as img:
         assert isinstance(img, DiskImage) and img.read(0, 512) == disks["raw"].read_bytes()[:512]
+
+
+def test_raw_disks_of_a_package_need_no_partition_table(tmp_path: Path) -> None:
+    """The OVF says the file is a disk: a raw one without an MBR or GPT is read, not refused."""
+    data = pattern(MiB, 7)
+    (tmp_path / "disk.img").write_bytes(data)
+    package = ova(tmp_path / "vm.ova", ovf([("disk.img", MiB, "byte")]), {"disk.img": tmp_path / "disk.img"})
+    with open_image(package) as img:
+        assert img.format == "ova/tar" and img.read(0, MiB) == data
+    (tmp_path / "vm.ovf").write_bytes(ovf([("disk.img", MiB, "byte")]))
+    with open_image(tmp_path / "vm.ovf") as img:
+        assert img.format == "ovf/raw" and img.read(0, MiB) == data
+    (tmp_path / "iso.img").write_bytes(iso9660())
+    package = ova(tmp_path / "iso.ova", ovf([("iso.img", MiB, "byte")]), {"iso.img": tmp_path / "iso.img"})
+    with pytest.raises(ImageFormatError, match="ISO 9660"):  # what is plainly something else still is refused
+        open_image(package)
+
+
+def test_empty_and_sparse_disk_members(disks: dict[str, Path], tmp_path: Path) -> None:
+    (tmp_path / "empty.vmdk").touch()
+    package = ova(
+        tmp_path / "e.ova", ovf([("empty.vmdk", MiB, "byte")]), {"empty.vmdk": tmp_path / "empty.vmdk"}
+    )
+    with pytest.raises(
+        ImageFormatError, match=r"e\.ova\[empty\.vmdk\]: ova member at byte .*: the disk file is empty"
+    ):
+        open_image(package)
+    holey = tmp_path / "holey.vmdk"
+    holey.write_bytes(disks["stream"].read_bytes())
+    with open(holey, "r+b") as f:
+        f.truncate(holey.stat().st_size + 4 * MiB)  # a trailing hole: GNU tar -S stores a sparse member
+    folder = tmp_path / "d"
+    folder.mkdir()
+    (folder / "vm.ovf").write_bytes(ovf([("holey.vmdk", SIZE, "byte")]))
+    os.link(holey, folder / "holey.vmdk")
+    package = tmp_path / "sparse.ova"
+    subprocess.run(["tar", "-S", "-cf", str(package), "-C", str(folder), "vm.ovf", "holey.vmdk"], check=True)
+    with pytest.raises(
+        UnsupportedImageError, match="vmdk file stored as a sparse tar member; pack the OVA again"
+    ):
+        open_image(package)

@@ -65,7 +65,10 @@ def _verify(
             if name not in digests:
                 raise ImageFormatError(path, fmt, "manifest", None, f"{mf_name} lists no digest for {name}")
             algorithm, expected = digests[name]
-            got = _digest(algorithm, feed, on_progress)
+            try:
+                got = _digest(algorithm, feed, on_progress)
+            except OSError as exc:
+                raise ImageFormatError(path, fmt, "manifest", None, f"cannot read {name}: {exc}") from None
             if got != expected:
                 raise ImageFormatError(
                     path,
@@ -156,11 +159,17 @@ def _open_member(label: Path, fd: int, found: Member, disk: OvfDisk) -> DiskImag
     from imgpub.disk.tarred import TarDiskImage
 
     at, n = _contiguous(found)
+    if found.size == 0:
+        raise ImageFormatError(label, "ova", "member", found.header, "the disk file is empty")
     head = os.pread(fd, min(HEAD, n), at)
     kind = container_format(head)
     if found.sparse and kind is not None:
         raise UnsupportedImageError(
-            label, "ova", "member", found.header, f"a sparse tar member holding {kind}"
+            label,
+            "ova",
+            "member",
+            found.header,
+            f"a {kind} file stored as a sparse tar member; pack the OVA again without --sparse",
         )
     if kind is None:  # raw: the OVF says it is a disk, so only what is plainly something else is refused
         verdict = judge(head, found.size)
@@ -257,7 +266,12 @@ def open_ovf(path: Path, fd: int, member: str | int | None) -> DiskImage:
     algorithms = ""
     if mf_path.is_file():
         digests, algorithms = parse_manifest(mf_path.read_bytes()[: MAX_MANIFEST + 1], mf_path, "ovf", 0)
-    image = open_image(disk_path)
+    try:
+        image = open_image(disk_path)
+    except ImageFormatError as exc:  # the OVF says it is a disk: no partition table is no reason to refuse
+        if not exc.what.startswith(NOT_A_DISK):
+            raise
+        image = open_image(disk_path, "raw")
     try:
         if "/" in image.format:
             raise UnsupportedImageError(

@@ -13,6 +13,7 @@ from typing import Any
 from imgpub.disk.errors import ImageFormatError, UnsupportedImageError
 from imgpub.disk.extents import AllocationMap
 from imgpub.disk.image import DiskImage, Window
+from imgpub.disk.zeros import zeros
 
 SECTOR = 512
 UNALLOCATED = 0xFFFFFFFF
@@ -110,21 +111,27 @@ class BlockMappedImage(DiskImage):
                 yield i * self.block_size + a - host, b - a
                 k += 1
 
-    def read(self, offset: int, length: int) -> bytes:
-        length = max(0, min(length, self.virtual_size - offset))
-        out = bytearray(length)
-        view = memoryview(out)
+    def readinto(self, offset: int, buf: memoryview) -> int:
+        """Stored blocks are read straight into `buf` (one preadv each), absent ones zero-filled: the
+        copy workers of write_raw and write_vhd read every block format this way."""
+        end = min(offset + len(buf), self.virtual_size)
         bs = self.block_size
-        pos, end = offset, offset + length
+        pos = offset
         while pos < end:
             block, within = divmod(pos, bs)
             n = min(bs - within, end - pos)
+            view = buf[pos - offset : pos - offset + n]
             host = self.hosts[block]
-            if host:
-                got = self.host_readinto(view[pos - offset : pos - offset + n], host + within)
-                if got != n:
-                    raise self._error("block", host + within, "short read (truncated?)")
+            if not host:
+                view[:] = zeros(n)
+            elif self.host_readinto(view, host + within) != n:
+                raise self._error("block", host + within, "short read (truncated?)")
             pos += n
+        return max(end - offset, 0)
+
+    def read(self, offset: int, length: int) -> bytes:
+        out = bytearray(max(0, min(length, self.virtual_size - offset)))
+        self.readinto(offset, memoryview(out))
         return bytes(out)
 
 
@@ -227,6 +234,14 @@ class VhdImage(BlockMappedImage):
             return super().read(offset, length)
         length = max(0, min(length, self.virtual_size - offset))
         return self.pread(offset, length, "data")
+
+    def readinto(self, offset: int, buf: memoryview) -> int:
+        if self.block_size:
+            return super().readinto(offset, buf)
+        n = max(0, min(len(buf), self.virtual_size - offset))
+        if n and self.host_readinto(buf[:n], offset) != n:
+            raise self._error("data", offset, "short read (truncated?)")
+        return n
 
     def info(self) -> dict[str, Any]:
         kind = {FIXED: "fixed", DYNAMIC: "dynamic"}[self.footer.disk_type]
