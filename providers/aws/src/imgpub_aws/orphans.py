@@ -60,13 +60,20 @@ def _orphan(region: str, snap: dict[str, Any]) -> Orphan:
 
 
 def unused(ec2: Any, call: Caller, region: str, snapshot_ids_: Iterable[str]) -> set[str]:
-    """The snapshots among `snapshot_ids_` that no AMI of this account uses (in any state)."""
+    """The snapshots among `snapshot_ids_` that no AMI of this account uses (in any state, deprecated
+    and disabled AMIs included)."""
     ids = sorted(set(snapshot_ids_))
     used: set[str] = set()
     for start in range(0, len(ids), _FILTER_VALUES):
         chunk = ids[start : start + _FILTER_VALUES]
         filters = [{"Name": "block-device-mapping.snapshot-id", "Values": chunk}]
-        describe = partial(ec2.describe_images, Owners=["self"], Filters=filters, IncludeDeprecated=True)
+        describe = partial(
+            ec2.describe_images,
+            Owners=["self"],
+            Filters=filters,
+            IncludeDeprecated=True,
+            IncludeDisabled=True,
+        )
         images = call("DescribeImages", region, describe).get("Images", [])
         for img in images:
             used.update(snapshot_ids(img))
