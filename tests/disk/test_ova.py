@@ -377,3 +377,24 @@ def test_empty_and_sparse_disk_members(disks: dict[str, Path], tmp_path: Path) -
         UnsupportedImageError, match="vmdk file stored as a sparse tar member; pack the OVA again"
     ):
         open_image(package)
+
+
+def test_ovf_2_and_dot_slash_member_names(disks: dict[str, Path], tmp_path: Path) -> None:
+    """OVF 2.0's namespace, and members named ./vm.ovf as `tar -C dir .` writes them."""
+    descriptor = ovf([("disk1.vmdk", SIZE, "byte")], style="virtualbox", firmware="EFI")
+    descriptor = descriptor.replace(b"dmtf.org/ovf/envelope/1", b"dmtf.org/ovf/envelope/2")
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "vm.ovf").write_bytes(descriptor)
+    os.link(disks["stream"], folder / "disk1.vmdk")
+    (folder / "vm.mf").write_text(
+        f"SHA1(vm.ovf)= {hashlib.sha1(descriptor).hexdigest()}\n"
+        f"SHA1(disk1.vmdk)= {hashlib.sha1(disks['stream'].read_bytes()).hexdigest()}\n"
+    )
+    package = tmp_path / "vm.ova"
+    subprocess.run(
+        ["tar", "-cf", str(package), "-C", str(folder), "./vm.ovf", "./vm.mf", "./disk1.vmdk"], check=True
+    )
+    with open_image(package) as img:
+        assert img.format == "ova/vmdk" and img.firmware == "uefi" and img.virtual_size == SIZE
+        img.check_integrity()
