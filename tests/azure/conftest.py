@@ -32,7 +32,7 @@ SUBSCRIPTION = "00000000-0000-0000-0000-000000000001"
 @pytest.fixture(scope="session")
 def azurite() -> Iterator[str]:
     """Base URL of an in-memory Azurite (blob service only)."""
-    with running_azurite(1024) as port:
+    with running_azurite(4096) as port:  # deleted blobs stay in memory until its 10-minute GC
         yield f"http://127.0.0.1:{port}"
 
 

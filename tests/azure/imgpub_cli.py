@@ -86,7 +86,7 @@ class Cli:
     ca_path: Path
     identity: TokenServer
 
-    def manifest(self, **target: Any) -> Path:
+    def manifest(self, version: str = "1.2.3", **target: Any) -> Path:
         gpt_raw(
             self.folder / "disk.raw",
             DISK_SIZE,
@@ -107,7 +107,7 @@ class Cli:
         }
         values.update(target)
         doc = {
-            "image": {"name": "golden", "version": "1.2.3", "source": "disk.raw", "boot": "uefi"},
+            "image": {"name": "golden", "version": version, "source": "disk.raw", "boot": "uefi"},
             "targets": [{k: v for k, v in values.items() if v is not None}],
         }
         path = self.folder / "imgpub.yaml"

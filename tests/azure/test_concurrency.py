@@ -11,9 +11,11 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from azure.storage.blob import ContainerClient
+import pytest
+from azure.storage.blob import BlobClient, BlobLeaseClient, ContainerClient
 
 from fakes.azurite import API_VERSION, connection_string
+from imgpub.errors import CloudError
 from imgpub.identity import TAG_DIGEST
 from imgpub_azure.publisher import Publisher
 
@@ -121,4 +123,53 @@ def test_a_replace_planned_before_another_run_replaced_leaves_the_new_image_alon
     assert stack.arm.count("DELETE", IMAGE) == 1, "only the old image was deleted"
     assert stack.arm.get("images/golden-1.2.3")["tags"][TAG_DIGEST] == first.digest
     assert any("changed meanwhile" in n for n in late.progress.notes)
+    assert _blobs(stack) == []
+
+
+def test_a_run_takes_over_the_blob_another_run_let_go_of_and_sends_only_what_is_missing(stack, disk, info):
+    """A failed (its lease released) or died (its lease ran out, broken here): another state dir's
+    run takes the blob over, resumes it from its page list and removes it at the end; the first
+    run's re-run then finds the work done."""
+    settings, image = stack.settings(concurrency=1), info()
+    stack.proxy.fail("PUT", "comp=page", 500, times=1000, after=2, code="InternalError")
+    first = stack.context(settings, image, state="a")
+    with pytest.raises(CloudError, match=r"page\(s\) failed"):
+        stack.provider().publish(image, settings, disk, first)
+    sent = {p.range for p in stack.proxy.pages()}
+    assert len(sent) == 2
+    stack.proxy.rules.clear()
+    stack.proxy.requests.clear()
+
+    second = stack.context(settings, image, state="b")
+    stack.provider().publish(image, settings, disk, second)
+
+    resent = {p.range for p in stack.proxy.pages()}
+    assert resent and not (sent & resent), "the pages the first run sent were not sent again"
+    assert _blobs(stack) == []
+    stack.proxy.requests.clear()
+    again = stack.context(settings, image, state="a")
+    stack.provider().publish(image, settings, disk, again)
+    assert stack.proxy.pages() == [] and again.journal.get("upload") is None
+
+
+def test_a_dead_runs_lease_runs_out_and_another_run_takes_the_blob_over(stack, disk, info):
+    settings, image = stack.settings(), info()
+    blob = BlobClient.from_connection_string(
+        connection_string(stack.proxy.url), stack.container, "golden-1.2.3.vhd", api_version=API_VERSION
+    )
+    blob.create_page_blob(8 * 1024 * 1024)
+    blob.acquire_lease(lease_duration=60, lease_id="00000000-0000-0000-0000-00000000dead")
+    ctx = stack.context(settings, image, state="b")
+
+    def waiting() -> bool:
+        return any("another run holds the lease" in n for n in ctx.progress.notes)
+
+    with ThreadPoolExecutor(1) as pool:
+        run = pool.submit(stack.provider().publish, image, settings, disk, ctx)
+        _wait_for(waiting, "the run to wait for the dead run's lease")
+        BlobLeaseClient(blob, lease_id="00000000-0000-0000-0000-00000000dead").break_lease(0)  # runs out
+        run.result(timeout=60)
+
+    assert any("taking it over" in n for n in ctx.progress.notes)
+    assert stack.arm.get("images/golden-1.2.3")["tags"][TAG_DIGEST] == ctx.digest
     assert _blobs(stack) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 from azure.mgmt.compute import models as m
 from azure.storage.blob import BlobClient, BlobSasPermissions, ContainerClient, generate_blob_sas
@@ -75,4 +76,8 @@ def _disk_sas(arm: FakeArm, disk: dict[str, Any]) -> str:
         expiry=datetime.now(UTC) + timedelta(hours=1),
     )
     disk["_blob"] = name
-    return f"{blob.url}?{sas}"
+    url = blob.url
+    if arm.sas_endpoint:  # clients reach the disk's bytes through a proxy in front of Azurite
+        parts = urlsplit(url)
+        url = urlunsplit((*urlsplit(arm.sas_endpoint)[:2], parts.path, "", ""))
+    return f"{url}?{sas}"

@@ -31,6 +31,7 @@ def error(code: str, message: str, target: str | None = None) -> dict[str, Any]:
 def make_handler(arm: FakeArm) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body in separate writes: no 40 ms delayed-ACK stall
 
         def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)

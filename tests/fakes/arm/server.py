@@ -136,6 +136,8 @@ class FakeArm:
         """Replies to lose after the request was carried out (`lose_reply()`)."""
         self.races = Races()
         """Requests of two runs made to arrive together (`race()`)."""
+        self.sas_endpoint: str | None = None
+        """Where the disks' SAS URLs send clients (a proxy in front of Azurite); None: storage_conn's."""
         self.missing_delete_status = 204
         """What a DELETE of a resource that does not exist answers: 204, or 404 as some providers do."""
         self.lock = threading.RLock()
