@@ -407,6 +407,24 @@ def _ids(op: str, member: str, prefix: str, code: str) -> Rule:
     return rule
 
 
+def _filters(op: str) -> Rule:
+    """Filter names are the ones the Filters member documents (`<code>name</code>`), or `tag:<key>`;
+    EC2 refuses any other ("The filter 'x' is invalid")."""
+
+    def rule(params: Mapping[str, Any], region: str) -> list[Violation]:
+        names = [str(f.get("Name")) for f in params.get("Filters") or [] if isinstance(f, Mapping)]
+        bad = [n for n in names if n not in _documented_filters(op) and not re.fullmatch(r"tag:.+", n)]
+        return [V("InvalidParameterValue", f"{op}.Filters", f"the filter {n!r} is invalid") for n in bad]
+
+    return rule
+
+
+@functools.cache
+def _documented_filters(op: str) -> frozenset[str]:
+    doc = _model("ec2").operation_model(op).input_shape.members["Filters"].documentation
+    return frozenset(re.findall(r"<code>([a-z][a-z0-9.:-]*)</code>", doc))
+
+
 def _create_tags(params: Mapping[str, Any], region: str) -> list[Violation]:
     out = _tag_rules("CreateTags.Tags", list(params.get("Tags", [])))
     if len(params.get("Resources", [])) > 1000:  # "Constraints: Up to 1000 resource IDs"
@@ -517,9 +535,13 @@ RULES: dict[tuple[str, str], tuple[Rule, ...]] = {
     ("ec2", "EnableImageDeprecation"): (_enable_image_deprecation,),
     ("ec2", "DeregisterImage"): (_ids("DeregisterImage", "ImageId", "ami", "InvalidAMIID.Malformed"),),
     ("ec2", "DeleteSnapshot"): (_ids("DeleteSnapshot", "SnapshotId", "snap", "InvalidSnapshotID.Malformed"),),
-    ("ec2", "DescribeImages"): (_ids("DescribeImages", "ImageIds", "ami", "InvalidAMIID.Malformed"),),
+    ("ec2", "DescribeImages"): (
+        _ids("DescribeImages", "ImageIds", "ami", "InvalidAMIID.Malformed"),
+        _filters("DescribeImages"),
+    ),
     ("ec2", "DescribeSnapshots"): (
         _ids("DescribeSnapshots", "SnapshotIds", "snap", "InvalidSnapshotID.Malformed"),
+        _filters("DescribeSnapshots"),
     ),
     ("ebs", "StartSnapshot"): (_start_snapshot,),
     ("ebs", "PutSnapshotBlock"): (_put_snapshot_block,),

@@ -239,6 +239,23 @@ BAD = [
         "InvalidParameterValue",
     ),
     (
+        "describe-images-unknown-filter",
+        "ec2",
+        "describe_images",
+        lambda m: {
+            "Owners": ["self"],
+            "Filters": [{"Name": "block-device-mapping.snapshotid", "Values": ["x"]}],
+        },
+        "InvalidParameterValue",
+    ),
+    (
+        "describe-snapshots-unknown-filter",
+        "ec2",
+        "describe_snapshots",
+        lambda m: {"OwnerIds": ["self"], "Filters": [{"Name": "state", "Values": ["completed"]}]},
+        "InvalidParameterValue",
+    ),
+    (
         "deregister-malformed-id",
         "ec2",
         "deregister_image",
