@@ -290,7 +290,10 @@ class AwsProvider(Provider[AwsSettings]):
         retirement = run.retirement()
         images = {r: img for r, f in found.items() if (img := f.matching(ctx.digest)) is not None}
         for region, img in images.items():
-            if img.get("State") != "available":  # registered or copied by a run that stopped
+            if img.get("State") != "available":  # made by another run now, or by one that stopped
+                ctx.progress.note(
+                    f"{region}: waiting for {img['ImageId']}, made by an earlier or another run"
+                )
                 images[region] = wait_available(run.ec2(region), run.call, region, img["ImageId"])
         if settings.region not in images:
             snapshot_id, size = run.snapshot(disk)  # the old AMIs stay untouched until this is done
