@@ -1,4 +1,6 @@
-"""The fake ARM refuses what Azure would: unknown body members, missing parents, non-VHD blobs."""
+"""The fake ARM refuses what Azure would (unknown body members, missing parents, non-VHD blobs, writes
+while an operation runs) and reproduces its failure modes (operations that move on with time, sources
+read while the operation runs, replies lost after it acted, DELETE answers for what is gone)."""
 
 from __future__ import annotations
 
@@ -56,3 +58,64 @@ def test_requests_need_a_bearer_token(arm):
         b"",
     )
     assert status == 401 and doc["error"]["code"] == "AuthenticationFailed"
+
+
+def _image_body(blob_url: str) -> dict:
+    os_disk = {"osType": "Linux", "osState": "Generalized", "blobUri": blob_url}
+    return {"location": "westeurope", "properties": {"storageProfile": {"osDisk": os_disk}}}
+
+
+@pytest.fixture
+def vhd(arm, container):
+    """A 20 MiB fixed VHD blob (a footer is all the fake reads)."""
+    from azure.storage.blob import BlobClient
+
+    from imgpub.disk.write_vhd import vhd_footer
+
+    blob = BlobClient.from_connection_string(arm.storage_conn, container, "x.vhd", api_version="2025-11-05")
+    blob.create_page_blob((20 << 20) + 512)
+    blob.upload_page(vhd_footer(20 << 20, unique_id=bytes(16)), 20 << 20, 512)
+    return blob
+
+
+def test_a_write_while_an_operation_runs_is_refused(compute, arm, vhd):
+    compute.images.begin_create_or_update("rg", "img", _image_body(vhd.url), polling=False)
+    with pytest.raises(HttpResponseError) as caught:
+        compute.images.begin_create_or_update("rg", "img", _image_body(vhd.url))
+    assert caught.value.status_code == 409 and caught.value.error.code == "AnotherOperationInProgress"
+    with pytest.raises(HttpResponseError) as caught:
+        compute.images.begin_delete("rg", "img")
+    assert caught.value.error.code == "AnotherOperationInProgress"
+
+
+def test_reading_a_resource_moves_its_operation_on(compute, arm, vhd):
+    compute.images.begin_create_or_update("rg", "img", _image_body(vhd.url), polling=False)  # never polled
+    states = [compute.images.get("rg", "img").provisioning_state for _ in range(3)]
+    assert states[0] == "Creating" and states[-1] == "Succeeded"
+
+
+def test_a_lost_reply_was_acted_on(compute, arm, vhd):
+    from azure.core.exceptions import ServiceResponseError
+
+    arm.lose_reply("PUT", r"/images/img$")
+    with pytest.raises((ServiceResponseError, HttpResponseError)):
+        compute.images.begin_create_or_update("rg", "img", _image_body(vhd.url)).result()
+    assert arm.get("images/img") is not None, "the fake made the image before the reply was lost"
+    assert [method for method, _ in arm.losses.lost] == ["PUT"]
+
+
+def test_a_source_deleted_while_the_image_is_made_fails_it(compute, arm, vhd):
+    compute.images.begin_create_or_update("rg", "img", _image_body(vhd.url), polling=False)
+    vhd.delete_blob()
+    states = [compute.images.get("rg", "img").provisioning_state for _ in range(3)]
+    assert states[-1] == "Failed"
+    (op,) = [o for o in arm.operations.all.values() if o.path and o.path.endswith("/images/img")]
+    assert "cannot be read" in op.error["message"]
+
+
+def test_a_delete_of_what_is_gone_answers_204_or_404(compute, arm):
+    compute.images.begin_delete("rg", "nothing").result()
+    arm.missing_delete_status = 404
+    with pytest.raises(HttpResponseError) as caught:
+        compute.images.begin_delete("rg", "nothing").result()
+    assert caught.value.status_code == 404

@@ -8,8 +8,10 @@ The fake ARM and the storage proxy carry the request out, then reset the connect
 from __future__ import annotations
 
 import pytest
+from azure.mgmt.compute import models
 
 from imgpub.identity import TAG_DIGEST
+from imgpub_azure.clients import AzureClients
 
 VERSION = r"/galleries/g1/images/golden/versions/1\.2\.3$"
 IMAGE = r"/images/golden-1\.2\.3$"
@@ -112,3 +114,31 @@ def test_a_lost_storage_reply_is_taken_up_by_the_retry(stack, disk, info, method
         connection_string(stack.proxy.url), stack.container, api_version=API_VERSION
     )
     assert [b.name for b in left.list_blobs()] == []
+
+
+def test_a_run_stopped_right_after_its_disk_put_is_continued(stack, disk, info):
+    """A run killed right after its upload disk's PUT left the disk Creating: the re-run waits for
+    it before asking for write access (which a disk still being created refuses)."""
+    settings, image = stack.settings(**DISK_UPLOAD), info()
+    ctx = stack.context(settings, image)
+    ctx.journal.set("run_id", "0123456789abcdef")
+    name = stack.upload_disk(settings)
+    body = models.Disk(
+        location="westeurope",
+        tags={TAG_DIGEST: ctx.digest},
+        sku=models.DiskSku(name="Standard_LRS"),
+        properties=models.DiskProperties(
+            os_type="Linux",
+            hyper_v_generation="V2",
+            creation_data=models.CreationData(create_option="Upload", upload_size_bytes=(25 << 20) + 512),
+        ),
+    )
+    compute = AzureClients(settings, stack.credential).compute
+    compute.disks.begin_create_or_update("rg", name, body, polling=False)  # then the run was killed
+    assert stack.arm.get(f"disks/{name}")["properties"]["provisioningState"] == "Creating"
+
+    stack.provider().publish(image, settings, disk, ctx)
+
+    _succeeded(stack, "images/golden-1.2.3", ctx.digest)
+    assert stack.arm.count("PUT", UPLOAD_DISK) == 1 and stack.arm.get(f"disks/{name}") is None
+    assert any("waiting for that operation" in n for n in ctx.progress.notes)

@@ -9,12 +9,19 @@ providers/azure/README.md ("Least privilege") on the resource group, plus galler
 
 Everything the test made (gallery version, definition, gallery, managed image, the page blob, and the
 container if it was not there) is deleted at the end, also when an assertion fails.
+
+A second test publishes the same manifest twice at once from two state dirs (two CI jobs): both
+succeed, one image and one version exist, no blob or upload disk is left, and a run that waited
+for the other's upload blob lease says it adopted what the other published. It checks on the real
+services what the stand-ins assume: a leased blob refuses writes without the lease, and ARM answers
+a PUT that meets another run's running operation in a way the provider waits out.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -41,6 +48,50 @@ def test_publish_check_rerun_and_clean_up(live_run: LiveRun) -> None:
     location = _required("IMGPUB_LIVE_AZURE_LOCATION", "westeurope")
     account = _required("IMGPUB_LIVE_AZURE_STORAGE", "mystorageaccount")
     publish_check_rerun_and_clean_up(live_run, subscription, group, location, account)
+
+
+def test_two_publishes_at_once_leave_one_image_and_no_upload(live_run: LiveRun) -> None:
+    subscription, group = opt_in("IMGPUB_LIVE_AZURE", "<subscription id>/<resource group>", parts=2)
+    location = _required("IMGPUB_LIVE_AZURE_LOCATION", "westeurope")
+    account = _required("IMGPUB_LIVE_AZURE_STORAGE", "mystorageaccount")
+    gallery = f"imgpub_live_{live_run.name.rsplit('-', 1)[1]}"
+    image_name = default_image_name(live_run.name, live_run.version)
+    definition = default_definition(live_run.name)
+    target: dict[str, Any] = {
+        "name": "azure",
+        "provider": "azure",
+        "subscription_id": subscription,
+        "resource_group": group,
+        "location": location,
+        "storage_account": account,
+        "container": CONTAINER,
+    }
+    path = live_run.manifest(
+        "  - "
+        + "\n    ".join(f"{k}: {json.dumps(v)}" for k, v in target.items())
+        + f"\n    gallery: {{name: {gallery}}}\n"
+    )
+    clients = AzureClients(AzureSettings.model_validate({**target, "gallery": {"name": gallery}}))
+    container_was_there = clients.container(CONTAINER).exists()
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            runs = [pool.submit(imgpub.publish, path, state_dir=live_run.folder / f"state-{n}") for n in "ab"]
+            results = [run.result() for run in runs]
+        targets = [r.targets[0] for r in results]
+        assert all(t.ok for t in targets), [t.error for t in targets]
+        ids = {a.id.lower() for t in targets if t.published for a in t.published.artifacts}
+        assert len(ids) == 2, "one managed image and one gallery image version"
+        compute = clients.compute
+        assert compute.images.get(group, image_name).properties.provisioning_state == "Succeeded"
+        assert not clients.blob(CONTAINER, blob_name(image_name)).exists()
+        warnings = [w for t in targets if t.published for w in t.published.warnings]
+        assert any("published by another run" in w for w in warnings) or any(
+            not t.published.changed for t in targets if t.published
+        )
+    finally:
+        _delete_everything(
+            clients, group, gallery, definition, live_run.version, image_name, container_was_there
+        )
 
 
 def publish_check_rerun_and_clean_up(

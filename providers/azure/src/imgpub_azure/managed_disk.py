@@ -37,8 +37,10 @@ class UploadDisks:
         self.writes = Writes(caller, clients.polling_interval(15.0))
 
     def find(self, name: str) -> Disk | None:
+        """The disk once no operation runs on it (a run stopped right after its PUT left it
+        Creating: access cannot be granted before it is done), or None."""
         rg = self.settings.resource_group
-        return self.call.find(f"get disk {name}", lambda: self.clients.compute.disks.get(rg, name))
+        return self.writes.settled(f"upload disk {name}", lambda: self.clients.compute.disks.get(rg, name))
 
     def create(self, name: str, upload_size: int, generation: str, tags: dict[str, str]) -> Disk:
         from azure.mgmt.compute import models
