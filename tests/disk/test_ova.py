@@ -293,6 +293,11 @@ def _package(tmp_path: Path, descriptor: bytes, disks: dict[str, Path]) -> Path:
             "names a missing file 'file7'",
         ),
         (
+            lambda d: d.replace(b'ovf:href="disk1.vmdk"', b'ovf:href="disk1.vmdk" ovf:size="12"'),
+            ImageFormatError,
+            r"disk1\.vmdk is \d+ bytes, but the OVF says 12 \(truncated or damaged\?\)",
+        ),
+        (
             lambda d: d.replace(b'ovf:href="disk1.vmdk"', b'ovf:href="other.vmdk"'),
             ImageFormatError,
             "holds no file 'other.vmdk'",
@@ -323,6 +328,13 @@ def test_capacity_units_and_property_references(disks: dict[str, Path], tmp_path
         _package(tmp_path, ovf([("disk1.vmdk", 1, "byte * 2^30")]), {"disk1.vmdk": disks["stream"]})
     ) as img:
         assert img.container["ovf_capacity"] == 1 << 30  # larger than the disk: the disk's own size wins
+    size = disks["stream"].stat().st_size
+    descriptor = ovf([("disk1.vmdk", SIZE, "byte")])
+    descriptor = descriptor.replace(
+        b'ovf:href="disk1.vmdk"', f'ovf:href="disk1.vmdk" ovf:size="{size}"'.encode()
+    )
+    with open_image(_package(tmp_path, descriptor, {"disk1.vmdk": disks["stream"]})) as img:
+        assert img.virtual_size == SIZE  # the file's ovf:size matches: fine
 
 
 def test_an_ova_is_not_a_raw_disk(disks: dict[str, Path], tmp_path: Path) -> None:

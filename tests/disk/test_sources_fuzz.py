@@ -3,7 +3,7 @@ up so the fuzzer gets past them; GNU sparse maps, PAX records), OVF XML inside a
 descriptors naming several extents. Only DiskError may escape, quickly.
 
 Inputs that once crashed a reader are kept in tests/disk/corpus/ (vdi_*, tar_*, ova_*, vmdkdesc_*)
-and replayed.
+and replayed. IMGPUB_FUZZ_EXAMPLES=n runs n examples per test instead of 120.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ INTERESTING = [
     2**63,
 ]
 SETTINGS = settings(
-    max_examples=120,
+    max_examples=int(os.environ.get("IMGPUB_FUZZ_EXAMPLES", "120")),  # more for a longer campaign
     deadline=3000,
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],

@@ -21,3 +21,13 @@ class ImageFormatError(DiskError):
 
 class UnsupportedImageError(ImageFormatError):
     """A valid image that uses a feature imgpub refuses to read; `what` says what to do instead."""
+
+
+def human(n: int | None) -> str:
+    """A size for a one-line message: "20.0 GiB", "512.0 KiB", "6 bytes"."""
+    if n is None:
+        return "size unknown"
+    for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift:
+            return f"{n / (1 << shift):.1f} {unit}"
+    return f"{n} bytes"

@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from imgpub.disk.errors import ImageFormatError, UnsupportedImageError
+from imgpub.disk.errors import ImageFormatError, UnsupportedImageError, human
 from imgpub.disk.image import DiskImage, ProgressFn
 from imgpub.disk.ovf import (
     MAX_MANIFEST,
@@ -22,8 +22,8 @@ from imgpub.disk.ovf import (
     Ovf,
     OvfDisk,
     check_disk,
+    check_size,
     choose,
-    human,
     parse_manifest,
     parse_ovf,
 )
@@ -131,6 +131,7 @@ def open_ova(path: Path, fd: int, member: str | int | None) -> DiskImage:
         raise ImageFormatError(
             path, "ova", "archive", None, f"holds no file {disk.href!r} for disk {disk.disk_id!r}"
         )
+    check_size(disk, found.size, path, "ova")
     label = Path(f"{path}[{disk.href}]")
     image = _open_member(label, fd, found, disk)
     try:
@@ -261,6 +262,8 @@ def open_ovf(path: Path, fd: int, member: str | int | None) -> DiskImage:
     index, disk = choose(ovf.disks, member, path, "ovf")
     check_disk(disk, path, "ovf")
     disk_path = sibling_path(path, disk.href, "ovf", None, "disk file")
+    if disk_path.is_file():
+        check_size(disk, disk_path.stat().st_size, path, "ovf")
     mf_path = path.with_suffix(".mf")
     digests: Digests = {}
     algorithms = ""

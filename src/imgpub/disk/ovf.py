@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.parsers import expat
 
-from imgpub.disk.errors import ImageFormatError, UnsupportedImageError
+from imgpub.disk.errors import ImageFormatError, UnsupportedImageError, human
 
 MAX_OVF = 16 << 20
 MAX_MANIFEST = 4 << 20
@@ -34,6 +34,7 @@ class OvfDisk:
     compression: str = ""
     chunked: bool = False
     parent: str = ""
+    file_size: int | None = None  # ovf:size of its file, when given as a number
 
     @property
     def label(self) -> str:
@@ -152,6 +153,7 @@ def parse_ovf(data: bytes, path: Path, fmt: str, base: int = 0) -> Ovf:
                 path, fmt, "descriptor", base, f"disk {disk_id!r} names a missing file {ref!r}"
             )
         href = (_attr(file, "href") or "") if file is not None else ""
+        size = (_attr(file, "size") or "").strip() if file is not None else ""
         disks.append(
             OvfDisk(
                 disk_id,
@@ -161,6 +163,7 @@ def parse_ovf(data: bytes, path: Path, fmt: str, base: int = 0) -> Ovf:
                 (_attr(file, "compression") or "") if file is not None else "",
                 file is not None and _attr(file, "chunkSize") is not None,
                 _attr(elem, "parentRef") or "",
+                int(size) if size.isdigit() and len(size) < 20 else None,
             )
         )
     return Ovf(tuple(disks), _firmware(root))
@@ -202,15 +205,6 @@ def parse_manifest(data: bytes, path: Path, fmt: str, base: int) -> tuple[dict[s
     return digests, ", ".join(sorted({a for a, _ in digests.values()}))
 
 
-def human(n: int | None) -> str:
-    if n is None:
-        return "size unknown"
-    for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
-        if n >= 1 << shift:
-            return f"{n / (1 << shift):.1f} {unit}"
-    return f"{n} bytes"
-
-
 def choose(disks: tuple[OvfDisk, ...], member: str | int | None, path: Path, fmt: str) -> tuple[int, OvfDisk]:
     """The disk `member` names (its index in OVF order, its file name or its OVF disk id)."""
     listing = ", ".join(f"{i} {d.label} ({human(d.capacity)})" for i, d in enumerate(disks))
@@ -235,6 +229,18 @@ def choose(disks: tuple[OvfDisk, ...], member: str | int | None, path: Path, fmt
     if isinstance(member, int) and 0 <= member < len(disks):
         return member, disks[member]
     raise ImageFormatError(path, fmt, "descriptor", None, f"has no disk {member!r}; it holds {listing}")
+
+
+def check_size(disk: OvfDisk, actual: int, path: Path, fmt: str) -> None:
+    """The disk's file must be as long as the OVF says (a cut download or copy is caught at open)."""
+    if disk.file_size is not None and disk.file_size != actual:
+        raise ImageFormatError(
+            path,
+            fmt,
+            "descriptor",
+            None,
+            f"{disk.href} is {actual} bytes, but the OVF says {disk.file_size} (truncated or damaged?)",
+        )
 
 
 def check_disk(disk: OvfDisk, path: Path, fmt: str) -> None:

@@ -12,7 +12,7 @@ from bisect import bisect_right
 from pathlib import Path
 from typing import Any
 
-from imgpub.disk.errors import ImageFormatError
+from imgpub.disk.errors import ImageFormatError, human
 from imgpub.disk.extents import AllocationMap
 from imgpub.disk.image import DiskImage, Window
 from imgpub.disk.sniff import HEAD, judge
@@ -22,15 +22,6 @@ from imgpub.disk.zeros import zeros
 SECTOR = 512
 SHOWN = 8  # members listed in a refusal
 DISK_NAME = "disk.raw"  # GCE's name for the disk in the tar: raw by contract, partition table or not
-
-
-def human(n: int) -> str:
-    size = float(n)
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{n} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError  # pragma: no cover
 
 
 class TarDiskImage(DiskImage):
