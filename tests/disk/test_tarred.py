@@ -222,3 +222,18 @@ def test_damaged_archives(folder: Path, tmp_path: Path) -> None:
     bad.write_bytes(archive.read_bytes()[: 512 + 4096])
     with pytest.raises(ImageFormatError, match=r"member 'disk.raw' .* runs past the end of the archive"):
         open_image(bad)
+
+
+@pytest.mark.parametrize("layout", ["gnu", "pax-1.0", "ustar"])
+def test_long_member_names(folder: Path, tmp_path: Path, layout: str) -> None:
+    """GNU long names ('L'), PAX path records and the ustar prefix field all give the full name."""
+    deep = tmp_path / ("d" * 60) / ("e" * 70 + ".raw")
+    deep.parent.mkdir()
+    os.link(folder / "disk.raw", deep)
+    name = str(deep.relative_to(tmp_path))
+    archive = gnu_tar(tmp_path, tmp_path / "long.tar", GNU_FORMATS[layout], layout != "ustar", names=(name,))
+    (ours,) = [m for m in members(archive) if m.kind == "file"]
+    with tarfile.open(archive) as tar:
+        assert ours.name == name == next(m.name for m in tar.getmembers() if m.isfile())
+    with open_image(archive) as img:
+        assert img.info()["member"] == name and img.read(0, 4096) == (folder / "disk.raw").read_bytes()[:4096]
