@@ -73,7 +73,7 @@ def test_ova_disk_reads_like_qemu_on_the_same_bytes(
     assert_matches_qemu(package, "vmdk", tmp_path, VmdkSparseImage, qemu_path=_ranged(package, "disk1.vmdk"))
     with open_image(package) as img:
         assert img.format == "ova/vmdk" and img.firmware == expected
-        assert img.path == Path(f"{package}[disk1.vmdk]")
+        assert img.path == Path(f"{package}[disk1.vmdk]") and img.files == (package,)
         assert img.container["descriptor"] == "vm.ovf"
         assert img.container["manifest"] == (f"vm.mf ({algorithm})" if algorithm else None)
         hashed: list[int] = []
@@ -170,6 +170,7 @@ def test_a_bare_ovf_reads_its_disks_next_to_it(disks: dict[str, Path], tmp_path:
     )
     with open_image(folder / "vm.ovf", member="disk2.vmdk") as img:
         assert img.format == "ovf/vmdk" and img.firmware == "uefi" and img.path == folder / "disk2.vmdk"
+        assert img.files == (folder / "vm.ovf", folder / "disk2.vmdk", folder / "vm.mf")
         img.check_integrity()
     (folder / "vm.ovf").write_bytes(descriptor.replace(b"disk2.vmdk", b"../small.vmdk"))
     with pytest.raises(ImageFormatError, match=r"disk file path '../small.vmdk' must be a plain file name"):

@@ -74,6 +74,7 @@ def test_several_extents_read_like_qemu(source: Path, tmp_path: Path, kind: str)
     assert_matches_qemu(path, "vmdk", tmp_path, VmdkExtentsImage)
     with open_image(path) as img:
         assert len(img.info()["extents"]) == 3
+        assert img.files == (path, *(tmp_path / f"disk-s{i:03}.vmdk" for i in range(3)))  # what caches key on
 
 
 def test_monolithic_sparse_with_several_extents(source: Path, tmp_path: Path) -> None:

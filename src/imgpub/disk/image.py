@@ -52,6 +52,8 @@ class DiskImage(ABC):
     `format` names what was opened ("vmdk", or "ova/vmdk" for the disk of an OVA); `firmware` is
     the boot firmware the container declares ("uefi", "bios"; None when it says nothing), and
     `container` holds facts about what held the disk (compression, OVA/OVF) for `imgpub inspect`.
+    `files` are every file the disk is read from (a descriptor and its extents, an OVF and its disk,
+    a manifest): a cache of anything computed from the disk must change when any of them does.
     """
 
     format: str
@@ -64,6 +66,7 @@ class DiskImage(ABC):
         self.virtual_size: int = 0
         self.allocation: AllocationMap = AllocationMap(0, ())
         self.container: dict[str, Any] = {}
+        self.files: tuple[Path, ...] = (path,)
         self.integrity: Callable[[ProgressFn | None], None] | None = None
 
     @abstractmethod

@@ -149,6 +149,7 @@ def open_ova(path: Path, fd: int, member: str | int | None) -> DiskImage:
             ]
             image.integrity = _verify(path, "ova", mf_name, digests, sources)
         _finish(image, "ova", ovf, index, disk, _member_name(desc_member.name), mf_name, algorithms)
+        image.files = (path,)
     except BaseException:
         image.fd = -1  # the caller closes fd
         raise
@@ -284,6 +285,7 @@ def open_ovf(path: Path, fd: int, member: str | int | None) -> DiskImage:
             sources: list[Source] = [(path.name, _feed_file(path)), (disk.href, _feed_file(disk_path))]
             image.integrity = _verify(mf_path, "ovf", mf_path.name, digests, sources)
         _finish(image, "ovf", ovf, index, disk, path.name, mf_path.name if digests else "", algorithms)
+        image.files = (path, *image.files, *((mf_path,) if mf_path.is_file() else ()))
     except BaseException:
         image.close()
         raise

@@ -63,6 +63,7 @@ class VmdkExtentsImage(DiskImage):
             self._close_parts()
             raise
         self.virtual_size = pos
+        self.files = tuple(dict.fromkeys((path, *(f for p in self.parts if p.image for f in p.image.files))))
         self._starts = [p.start for p in self.parts]
         self.allocation = AllocationMap.from_runs(
             pos, ((p.start + o, n) for p in self.parts if p.image for o, n in p.image.allocation.data_runs)
