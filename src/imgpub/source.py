@@ -74,12 +74,20 @@ class DigestCache:
                 Path(tmp).unlink(missing_ok=True)
                 raise
 
+    def _kind(self, what: str, path: Path, disk: DiskImage) -> str:
+        """`what`, plus the state of every other file the disk is read from (a descriptor's extents,
+        an OVF's disk): a change to any of them is a cache miss, not a stale digest."""
+        others = [self.key(f) for f in disk.files if f.resolve() != path.resolve()]
+        if not others:
+            return what
+        return f"{what}|{hashlib.sha256('|'.join(sorted(others)).encode()).hexdigest()[:32]}"
+
     def integrity(self, path: Path, variant: str, disk: DiskImage, progress: Progress | None = None) -> None:
         """Check the digests a container lists for the disk (an OVA's manifest) once per file state:
         a mismatch is an ImageFormatError before anything is published."""
         if disk.integrity is None:
             return
-        kind = f"integrity:{variant}"
+        kind = self._kind(f"integrity:{variant}", path, disk)
         if self.get(path, kind) == "ok":
             return
         if progress is not None:
@@ -90,7 +98,7 @@ class DigestCache:
     def content_digest(self, path: Path, fmt: str, disk: DiskImage, progress: Progress | None = None) -> str:
         from imgpub.disk.digest import content_digest
 
-        kind = f"content:{fmt}"
+        kind = self._kind(f"content:{fmt}", path, disk)
         cached = self.get(path, kind)
         if cached is None:
             if progress is not None:

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import trustme
 
-from imaging import MiB, gpt_raw, pattern, sha256_file, sparse_raw
+from imaging import MiB, gpt_raw, pattern, qemu_img, sha256_file, sparse_raw
+from imgpub.disk import open_image
 from imgpub.errors import ChecksumMismatchError, ConfigurationError
 from imgpub.pipeline import publish
 from imgpub.source import DigestCache, download, local_source
@@ -118,3 +119,18 @@ def test_local_digest_is_cached_by_stat(tmp_path: Path, disk: Path) -> None:
     with pytest.raises(ChecksumMismatchError) as err:
         local_source(disk, digest, cache)
     assert err.value.actual == sha256_file(disk)
+
+
+def test_the_content_digest_follows_every_file_of_a_split_disk(tmp_path: Path, disk: Path) -> None:
+    """A VMDK descriptor names its extents: changing an extent (not the descriptor) changes the digest."""
+    vmdk = tmp_path / "split.vmdk"
+    qemu_img("convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=twoGbMaxExtentFlat", disk, vmdk)
+    cache = DigestCache(tmp_path / "state")
+    with open_image(vmdk) as img:
+        first = cache.content_digest(vmdk, "auto", img)
+    extent = next(p for p in tmp_path.iterdir() if p.name.startswith("split-f"))
+    with extent.open("r+b") as f:
+        f.seek(3 * MiB + 100)
+        f.write(b"changed")
+    with open_image(vmdk) as img:
+        assert cache.content_digest(vmdk, "auto", img) != first
