@@ -227,7 +227,7 @@ def test_kill_at_random_points_then_rerun(cli, arm, proxy, container):
         state = f"kill-{trial}"
         proxy.requests.clear()
         proc = cli.start(manifest, state)
-        time.sleep(rng.uniform(0.2, 1.0) * whole)
+        time.sleep(rng.uniform(0.05, 0.75) * whole)
         interrupted += proc.poll() is None
         proc.kill()
         proc.communicate()
@@ -242,11 +242,12 @@ def test_kill_at_random_points_then_rerun(cli, arm, proxy, container):
         assert resent(proxy) <= IN_FLIGHT, f"trial {trial}: pages sent again"
         held += 1
     print(f"azure kill -9 trials: {KILL_TRIALS} tried, {interrupted} killed mid-run, {held} held")
-    assert held == KILL_TRIALS and interrupted >= KILL_TRIALS // 2
+    assert held == KILL_TRIALS and interrupted >= KILL_TRIALS // 2, "most kills hit a running publish"
 
 
+@pytest.mark.parametrize("trial", range(LONG or 1))
 @pytest.mark.parametrize("mode", ["page-blob", "managed-disk"])
-def test_two_commands_at_once(cli, arm, proxy, container, mode):
+def test_two_commands_at_once(cli, arm, proxy, container, mode, trial):
     manifest = cli.manifest(**GALLERY, **(DISK_UPLOAD if mode == "managed-disk" else {}))
     procs = {state: cli.start(manifest, state) for state in ("a", "b")}
     runs = {state: cli.finish(proc, state) for state, proc in procs.items()}
@@ -260,3 +261,5 @@ def test_two_commands_at_once(cli, arm, proxy, container, mode):
     if mode == "page-blob":
         assert resent(proxy) == 0, "only one run uploaded"
     assert all(r.target["status"] in ("published", "unchanged") for r in runs.values())
+    said = sum(any("another run" in w for w in r.target.get("warnings", [])) for r in runs.values())
+    print(f"azure two commands at once ({mode}, trial {trial}): both exit 0, {said} said 'another run'")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 from azure.mgmt.compute import models
 
+from imgpub.errors import CloudError
 from imgpub.identity import TAG_DIGEST
 from imgpub_azure.clients import AzureClients
 
@@ -142,3 +143,21 @@ def test_a_run_stopped_right_after_its_disk_put_is_continued(stack, disk, info):
     _succeeded(stack, "images/golden-1.2.3", ctx.digest)
     assert stack.arm.count("PUT", UPLOAD_DISK) == 1 and stack.arm.get(f"disks/{name}") is None
     assert any("waiting for that operation" in n for n in ctx.progress.notes)
+
+
+def test_a_run_stopped_right_after_revoking_access_does_not_upload_again(stack, disk, info):
+    """Killed after revokeAccess (the disk holds the whole image) but before the journal said so:
+    the re-run takes the disk as it is instead of deleting it and uploading everything again."""
+    settings, image = stack.settings(**DISK_UPLOAD), info()
+    stack.arm.inject("PUT", IMAGE, 400, times=1, code="InvalidParameter")
+    with pytest.raises(CloudError, match="create image"):
+        stack.provider().publish(image, settings, disk, stack.context(settings, image))
+    ctx = stack.context(settings, image)
+    ctx.journal.set("upload", {**ctx.journal.get("upload"), "done": False})  # as the killed run left it
+    stack.proxy.requests.clear()
+
+    stack.provider().publish(image, settings, disk, ctx)
+
+    assert stack.proxy.pages() == [], "nothing was uploaded again"
+    assert stack.arm.count("PUT", UPLOAD_DISK) == 1
+    _succeeded(stack, "images/golden-1.2.3", ctx.digest)

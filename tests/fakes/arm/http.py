@@ -6,18 +6,30 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import ssl
 import struct
+import sys
 import uuid
-from http.server import BaseHTTPRequestHandler
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 if TYPE_CHECKING:
     from fakes.arm.server import FakeArm
 
-__all__ = ["RATE_LIMIT", "error", "make_handler"]
+__all__ = ["RATE_LIMIT", "QuietServer", "error", "make_handler"]
 
 RATE_LIMIT = "11999"
+
+
+class QuietServer(ThreadingHTTPServer):
+    """A client that went away (a killed `imgpub`, a reset on purpose) is not news; a fake's own bug is."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError | ssl.SSLError | TimeoutError):
+            super().handle_error(request, client_address)
 
 
 def error(code: str, message: str, target: str | None = None) -> dict[str, Any]:

@@ -39,7 +39,6 @@ import ssl
 import threading
 import uuid
 from dataclasses import dataclass
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -50,7 +49,7 @@ from azure.mgmt.compute import models as m
 from fakes.arm.contract import check_body, pinned_api_version
 from fakes.arm.disks import disk_access
 from fakes.arm.faults import BUSY, IN_PROGRESS, Losses, Races, source_problem
-from fakes.arm.http import error, make_handler
+from fakes.arm.http import QuietServer, error, make_handler
 from fakes.arm.operations import Failure, Operations
 from fakes.arm.rules import ArmError, Rules
 from fakes.arm.views import view
@@ -150,8 +149,7 @@ class FakeArm:
         cert = self._ca.issue_cert("127.0.0.1", "localhost")
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         cert.configure_cert(context)
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), make_handler(self))
-        self.server.daemon_threads = True
+        self.server = QuietServer(("127.0.0.1", port), make_handler(self))
         self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         self.url = f"https://127.0.0.1:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)

@@ -37,6 +37,8 @@ JOURNAL_UPLOAD = "upload"
 JOURNAL_RUN = "run_id"
 """Journal key: this state dir's run id (the blob's lease id, the upload disk's suffix)."""
 READY_STATES = ("ReadyToUpload", "ActiveUpload")
+UPLOADED = "Unattached"
+"""diskState of an upload disk whose write access was revoked: this run revokes only after the upload."""
 
 
 class VhdUploads:
@@ -125,7 +127,6 @@ class VhdUploads:
         name = upload_disk_name(image_name, self.run_id)
         size = vhd_disk_size(img.virtual_size) + FOOTER_SIZE
         where = UploadedVhd("disk", name, self.clients.compute_id(f"disks/{name}"))
-        recorded = self.journal.get(JOURNAL_UPLOAD) or {}
         disk = self.disks.find(name)
         if disk is not None and (failed := failed_state(disk)):
             self.progress.note(f"upload: disk {name} is in provisioningState {failed}; making it again")
@@ -133,8 +134,9 @@ class VhdUploads:
             disk = None
         state = text(disk.properties.disk_state) if disk is not None and disk.properties else None
         if disk is not None and digest_of(disk) == digest:
-            if recorded.get("done") and recorded.get("digest") == digest and state not in READY_STATES:
+            if state == UPLOADED:  # access is revoked only after the last page: the image is whole
                 self.progress.note(f"upload: disk {name} already holds this image")
+                self._record(where, digest, done=True)
                 return where, UploadStats(blob_size=size, resumed=True)
             if state not in READY_STATES:
                 self.disks.delete(name)
