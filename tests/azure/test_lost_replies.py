@@ -161,3 +161,19 @@ def test_a_run_stopped_right_after_revoking_access_does_not_upload_again(stack, 
     assert stack.proxy.pages() == [], "nothing was uploaded again"
     assert stack.arm.count("PUT", UPLOAD_DISK) == 1
     _succeeded(stack, "images/golden-1.2.3", ctx.digest)
+
+
+def test_a_lost_reply_of_the_delete_that_replaces_an_image(stack, disk, info):
+    """--replace: the old image's DELETE is carried out but its reply is lost; the retry finds it
+    being deleted (or gone), waits, and the new image is made once."""
+    settings, provider = stack.settings(), stack.provider()
+    old, new = info(content_digest="one"), info(content_digest="two")
+    provider.publish(old, settings, disk, stack.context(settings, old, state="old"))
+    stack.arm.lose_reply("DELETE", IMAGE)
+
+    ctx = stack.context(settings, new, replace=True)
+    provider.publish(new, settings, disk, ctx)
+
+    assert stack.arm.losses.lost
+    _succeeded(stack, "images/golden-1.2.3", ctx.digest)
+    assert stack.arm.count("PUT", IMAGE) == 2  # the old image's, then the new one's
