@@ -83,9 +83,12 @@ def test_the_second_run_waits_for_the_blob_the_first_one_holds_then_adopts(stack
         assert c.journal.get("upload") is None
 
 
-def test_two_runs_that_create_the_image_and_version_at_once_end_with_one_of_each(stack, disk, info):
+@pytest.mark.parametrize("busy", ["AnotherOperationInProgress", "Conflict"])
+def test_two_runs_that_create_the_image_and_version_at_once_end_with_one_of_each(stack, disk, info, busy):
     """Each run uploads into its own disk; their image PUTs and version PUTs arrive together: one
-    creates, the other is refused (409 AnotherOperationInProgress), waits, and adopts it."""
+    creates, the other is refused (409, with ARM's retryable code or a plain Conflict), looks, waits,
+    and adopts it."""
+    stack.arm.busy_code = busy
     settings, image = stack.settings(gallery={"name": "g1"}, **DISK_UPLOAD), info()
     ctx = {name: stack.context(settings, image, state=name) for name in ("a", "b")}
     stack.arm.race("PUT", IMAGE)
@@ -97,7 +100,7 @@ def test_two_runs_that_create_the_image_and_version_at_once_end_with_one_of_each
 
     _one_image_and_version(stack, ctx["a"].digest)
     assert stack.arm.count("PUT", IMAGE) == stack.arm.count("PUT", VERSION) == 2
-    refused = [(m, p) for m, p, code in stack.arm.refusals if code == "AnotherOperationInProgress"]
+    refused = [(m, p) for m, p, code in stack.arm.refusals if code == busy]
     assert {p.rsplit("/", 1)[1] for _, p in refused} >= {"golden-1.2.3", "1.2.3"}
     assert any(_adopted(r) for r in results)
     disks = {stack.upload_disk(settings, state=name) for name in ctx}

@@ -137,6 +137,8 @@ class FakeArm:
         """Requests of two runs made to arrive together (`race()`)."""
         self.sas_endpoint: str | None = None
         """Where the disks' SAS URLs send clients (a proxy in front of Azurite); None: storage_conn's."""
+        self.busy_code = BUSY
+        """The code of the 409 for a write while an operation runs (ARM's RPs differ: Conflict, ...)."""
         self.missing_delete_status = 204
         """What a DELETE of a resource that does not exist answers: 204, or 404 as some providers do."""
         self.lock = threading.RLock()
@@ -388,8 +390,8 @@ class FakeArm:
         res = self.resources.get(key)
         state = res["properties"].get("provisioningState") if res is not None else None
         if state in IN_PROGRESS and not (method == "DELETE" and state == "Deleting"):
-            raise ArmError(409, BUSY, f"Another operation on this or dependent resource is in progress: "
-                           f"'{rest}' is in provisioning state '{state}'.")  # fmt: skip
+            message = f"Another operation on this or dependent resource is in progress: '{rest}' is in "
+            raise ArmError(409, self.busy_code, message + f"provisioning state '{state}'.")
 
     def _advance(self, key: str) -> None:
         """A read lets time pass for the resource's running operation (one poll's worth)."""

@@ -10,7 +10,8 @@ run just made would redo its work. So every attempt looks first:
   another run did: `Caller.adopted` records it);
 * one that belongs to another image is a conflict, never overwritten;
 * otherwise the PUT is sent and followed to its end. A transient failure (a reset, a 5xx, a lost
-  reply, 409 AnotherOperationInProgress) starts the attempt again, from the look.
+  reply, 409 AnotherOperationInProgress) starts the attempt again, from the look; so does any other
+  refusal when the resource turns out to be under someone's operation, or made as wanted, meanwhile.
 
 A DELETE is sent again after a transient failure; a 404 means it is gone, which is what was wanted.
 With `doomed`, the resource is read first and left alone when it is no longer what the caller
@@ -108,10 +109,23 @@ class Writes:
                         self.call.progress.note(f"{what} exists as wanted (made by another run): adopted")
                     return found
             sent = True
-            self._send(f"create {what}", start, region)
+            try:
+                self._send(f"create {what}", start, region)
+            except CloudError as exc:
+                if not self._made_meanwhile(what, read, judge, region):
+                    raise
+                raise _Transient(exc) from exc  # another run's operation: look again, wait, adopt
             return self.call.visible(f"create {what}: read the result", read, region)
 
         return self._retrying(attempt)
+
+    def _made_meanwhile(self, what: str, read: Callable[[], T], judge: Judge[T], region: str | None) -> bool:
+        """After a refused PUT: whether the resource is now being made, or made as wanted, by someone
+        else (ARM's providers refuse a PUT that meets a running operation with 409 and various codes)."""
+        found = self.call.find(f"get {what}", read, region)
+        if found is None:
+            return False
+        return state_of(found).lower() in IN_PROGRESS or (judge(found) is True and not failed_state(found))
 
     def delete(
         self,
