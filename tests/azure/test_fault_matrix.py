@@ -20,7 +20,6 @@ import dataclasses
 import json
 import os
 import random
-import socket
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -92,8 +91,6 @@ class Chaos:
 def chaos(stack, monkeypatch) -> Iterator[Chaos]:
     arm = ChaosProxy(stack.arm.url, tls=stack.arm.issue_cert()).start()
     storage = ChaosProxy(stack.proxy.url).start()
-    for proxy in (arm, storage):  # its handler writes headers and body apart: no 40 ms delayed-ACK stalls
-        proxy._server.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[union-attr]
     stack.arm.sas_endpoint = storage.url
     monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", connection_string(storage.url))
     yield Chaos(arm, storage)

@@ -81,6 +81,7 @@ class ChaosProxy:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out apart: no 40 ms delayed-ACK stalls
 
             def do_GET(self) -> None:
                 proxy._handle(self)
