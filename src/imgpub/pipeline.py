@@ -24,6 +24,7 @@ from imgpub.disk.errors import DiskError
 from imgpub.disk.partitions import inspect_partitions
 from imgpub.errors import ConfigurationError, ImageConflictError, ImgpubError
 from imgpub.journal import Journal, default_state_dir
+from imgpub.lifecycle import TargetLifecycle, prune_target
 from imgpub.lock import target_lock
 from imgpub.manifest import Manifest, load_manifest
 from imgpub.manifest.boot import Boot, resolve_boot
@@ -61,6 +62,8 @@ class TargetResult:
     digest: str = ""
     plan: Plan | None = None
     published: Published | None = None
+    pruned: TargetLifecycle | None = None
+    """retention.on_publish: what the policy did to older versions after this publish."""
     status: Status | None = None
     started: str = ""
     seconds: float = 0.0
@@ -181,7 +184,8 @@ def target_digest(info: ImageInfo, settings: TargetSettings) -> str:
         "boot": info.boot,
         "tpm": info.tpm,
         "secure_boot": info.secure_boot,
-        "settings": settings.identity(),
+        # retention is about other versions, never about this one's content
+        "settings": {k: v for k, v in settings.identity().items() if k != "retention"},
     }
     return identity.image_digest(info.content_digest, registration)
 
@@ -296,6 +300,12 @@ def _run(
     return result
 
 
+def _prune_warnings(pruned: TargetLifecycle) -> list[str]:
+    if pruned.error:
+        return [f"retention: {pruned.error}"]
+    return [f"retention: {v.version}: {v.verdict} failed: {v.error}" for v in pruned.versions if v.error]
+
+
 def _target(
     command: Command,
     manifest: Manifest,
@@ -340,6 +350,9 @@ def _target(
                 raise ImageConflictError(settings.name, result.plan.conflict, result.plan.conflict_hint)
             with open_image(prepared.path, manifest.image.format, member=manifest.image.disk) as disk:
                 result.published = provider.publish(info, settings, disk, ctx)
+            if settings.retention is not None and settings.retention.on_publish:
+                result.pruned = prune_target(manifest, settings, state_dir, retry, ctx.progress)
+                result.published.warnings += _prune_warnings(result.pruned)
     except (ImgpubError, DiskError) as exc:
         result.ok, result.error, result.exit_code = False, str(exc), exc.exit_code
     except OSError as exc:

@@ -28,9 +28,9 @@ from __future__ import annotations
 import logging
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
@@ -39,6 +39,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInf
 from imgpub.disk import DiskImage
 from imgpub.journal import Journal
 from imgpub.progress import NullProgress, Progress
+from imgpub.retention import Retention
 from imgpub.retry import RetryPolicy
 
 __all__ = [
@@ -53,8 +54,11 @@ __all__ = [
     "Plan",
     "Problem",
     "Provider",
-    "PrunePolicy",
     "Published",
+    "Release",
+    "ReleaseState",
+    "Retention",
+    "RetireAction",
     "Status",
     "TargetSettings",
 ]
@@ -92,6 +96,10 @@ class TargetSettings(BaseModel):
         description="Name of the image on this target, when the manifest's image name does not suit "
         "this cloud.",
     )
+    retention: Retention | None = Field(
+        default=None,
+        description="This target's retention policy; its fields win over the manifest's top-level one.",
+    )
 
     def identity(self) -> dict[str, Any]:
         """The settings that change what is registered; part of the image digest.
@@ -99,7 +107,7 @@ class TargetSettings(BaseModel):
         Providers override this to leave out what can change without a new upload (regions,
         sharing, tags).
         """
-        return self.model_dump(mode="json", exclude={"name"})
+        return self.model_dump(mode="json", exclude={"name", "retention"})
 
 
 @dataclass(frozen=True)
@@ -188,11 +196,31 @@ class Status:
     """What differs from the manifest: missing regions or shares, another digest, ..."""
 
 
+ReleaseState = Literal["active", "deprecated", "pending", "failed", "deleting"]
+
+
 @dataclass(frozen=True)
-class PrunePolicy:
-    keep_latest: int | None = None
-    older_than: datetime | None = None
-    deprecate_only: bool = False
+class Release:
+    """One version of this image on a target, found by imgpub's name tag/label (never by name alone).
+
+    `state`: "active"; "deprecated" (every artifact is); "pending" (still being made); "failed" (an
+    artifact is in a failed state); "deleting" (a delete stopped half-way left pieces, such as a
+    snapshot without its AMI: the next prune finishes it whatever the policy says).
+    """
+
+    version: str
+    state: ReleaseState
+    created: datetime | None
+    """When its oldest artifact on this target was made (None: the cloud does not say)."""
+    regions: tuple[str | None, ...] = (None,)
+    """Where it exists (None for a cloud or folder without regions)."""
+    digest: str | None = None
+    artifacts: tuple[Artifact, ...] = ()
+    drift: tuple[str, ...] = ()
+    """What differs from the settings for this version (missing tags, sharing), said by the provider."""
+
+
+RetireAction = Literal["deprecate", "delete"]
 
 
 @dataclass
@@ -207,6 +235,8 @@ class Context:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("imgpub"))
     replace: bool = False
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    """The clock for ages and deprecation times (tests inject one)."""
 
 
 S = TypeVar("S", bound=TargetSettings)
@@ -232,6 +262,37 @@ class Provider(ABC, Generic[S]):
     def status(self, image: ImageInfo, settings: S, ctx: Context) -> Status:
         """What is published for this image, and how it drifts from the manifest."""
 
-    def prune(self, image: ImageInfo, settings: S, policy: PrunePolicy, ctx: Context) -> list[Action]:
-        """Apply a retention policy to older versions of this image (a later issue)."""
-        raise NotImplementedError(f"provider {self.name} does not prune yet")
+    # -- lifecycle: every version of the image (prune, status --all-versions, reconcile) ------------
+    # Optional: a provider without them publishes, plans and reports status, but `prune`,
+    # `status --all-versions` and `reconcile` say it does not support them.
+
+    def regions(self, settings: S) -> list[str | None]:
+        """Where every version should exist (`[None]` for a cloud or folder without regions)."""
+        return [None]
+
+    def releases(self, name: str, settings: S, ctx: Context) -> list[Release]:
+        """Every version of the image `name` on this target, found by imgpub's tags or labels only.
+        Makes no change."""
+        raise NotImplementedError(f"provider {self.name} does not list versions")
+
+    def retire(
+        self,
+        name: str,
+        settings: S,
+        release: Release,
+        action: RetireAction,
+        ctx: Context,
+        *,
+        replacement: str | None,
+    ) -> list[str]:
+        """Deprecate (`replacement`: the newest version kept, for clouds that point to one) or delete
+        one version's artifacts everywhere on this target; what was done, one line each. Safe to
+        repeat: a delete stopped half-way is finished by the next call, and what is already gone is
+        done. Touches nothing without imgpub's tags/labels."""
+        raise NotImplementedError(f"provider {self.name} does not prune")
+
+    def reconcile(self, name: str, settings: S, release: Release, ctx: Context) -> list[str]:
+        """Bring a published version in line with the settings without uploading it again: copy it to
+        the regions it lacks from one that has it, re-apply sharing, tags and deprecation. What was
+        done, one line each."""
+        raise NotImplementedError(f"provider {self.name} does not reconcile")

@@ -15,7 +15,9 @@ from imgpub.cli.convert import convert
 from imgpub.cli.inspect import inspect
 from imgpub.cli.plan import plan
 from imgpub.cli.providers import providers
+from imgpub.cli.prune import prune
 from imgpub.cli.publish import publish
+from imgpub.cli.reconcile import reconcile
 from imgpub.cli.schema import schema
 from imgpub.cli.status import status
 from imgpub.cli.validate import validate
@@ -63,6 +65,8 @@ app.command("validate")(validate)
 app.command("plan")(plan)
 app.command("publish")(publish)
 app.command("status")(status)
+app.command("prune")(prune)
+app.command("reconcile")(reconcile)
 app.command("convert")(convert)
 app.command("inspect")(inspect)
 app.command("schema")(schema)

@@ -15,9 +15,11 @@ if TYPE_CHECKING:
     from imgpub.pipeline import RunResult, TargetResult
 
 
-def show(result: RunResult, json_: bool, report: Mapping[str, Any] | None = None) -> None:
+def show(
+    result: RunResult, json_: bool, report: Mapping[str, Any] | None = None, *, exit_code: int | None = None
+) -> None:
     """The run on stdout, as the JSON report (`report`, if already built) or as text; then exit with
-    the run's code if it failed."""
+    `exit_code` (default: the run's own) when it is not 0."""
     for warning in result.warnings:
         warning_line(warning)
     if json_:
@@ -26,8 +28,9 @@ def show(result: RunResult, json_: bool, report: Mapping[str, Any] | None = None
         typer.echo(report_json(build_report(result) if report is None else report), nl=False)
     else:
         render(result)
-    if result.exit_code:
-        raise typer.Exit(result.exit_code)
+    code = result.exit_code if exit_code is None else exit_code
+    if code:
+        raise typer.Exit(code)
 
 
 def _where(a_region: str | None) -> str:

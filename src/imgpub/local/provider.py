@@ -32,6 +32,8 @@ from imgpub.provider import (
     Problem,
     Provider,
     Published,
+    Release,
+    RetireAction,
     Status,
     TargetSettings,
 )
@@ -138,6 +140,30 @@ class LocalProvider(Provider[LocalSettings]):
         have = {a.kind for a in status.artifacts}
         status.drift += [f"{FILES[fmt]} is missing" for fmt in settings.formats if fmt not in have]
         return status
+
+    def releases(self, name: str, settings: LocalSettings, ctx: Context) -> list[Release]:
+        from imgpub.local.lifecycle import releases
+
+        return releases(name, settings)
+
+    def retire(
+        self,
+        name: str,
+        settings: LocalSettings,
+        release: Release,
+        action: RetireAction,
+        ctx: Context,
+        *,
+        replacement: str | None,
+    ) -> list[str]:
+        from imgpub.local.lifecycle import retire
+
+        return retire(name, settings, release, action, ctx)
+
+    def reconcile(self, name: str, settings: LocalSettings, release: Release, ctx: Context) -> list[str]:
+        """A folder has no regions, sharing or tags to repair; a lost file needs its version published
+        again (the source is not at hand here), which the release's drift says."""
+        return []
 
     def _index(self, settings: LocalSettings) -> Index:
         try:

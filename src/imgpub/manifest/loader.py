@@ -78,6 +78,7 @@ def load_manifest(path: str | Path, env: Mapping[str, str] | None = None) -> Man
         raise doc.error((), "the manifest must be a mapping with `image` and `targets`")
     providers = _resolve_providers(doc)
     _merge_defaults(doc)
+    _merge_retention(doc)
     model = manifest_model(providers)
     try:
         parsed = model.model_validate(doc.data, context={"base_dir": file.parent.absolute()})
@@ -156,6 +157,19 @@ def _merge_defaults(doc: Document) -> None:
         if isinstance(shared, dict):
             targets[i] = _deep_merge(copy.deepcopy(shared), target)
             doc.copy_subtree(("defaults", target["provider"]), ("targets", i))
+
+
+def _merge_retention(doc: Document) -> None:
+    """The top-level `retention` under every target's own (whose fields win)."""
+    top = doc.data.get("retention")
+    targets = doc.data.get("targets")
+    if not isinstance(top, dict) or not isinstance(targets, list):
+        return
+    for i, target in enumerate(targets):
+        if isinstance(target, dict):
+            own = target.get("retention")
+            target["retention"] = {**top, **own} if isinstance(own, dict) else dict(top)
+            doc.copy_subtree(("retention",), ("targets", i, "retention"))
 
 
 _QUOTED = re.compile(r"'([^']*)'")

@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from imgpub.provider import Arch, BootMode, Provider, TargetSettings
+from imgpub.retention import Retention
 
 __all__ = ["ImageFormat", "ImageSpec", "defaults_model", "is_url", "manifest_model"]
 
@@ -138,6 +139,10 @@ def manifest_model(providers: dict[str, type[Provider[Any]]]) -> type[BaseModel]
         __doc__="An imgpub manifest: one image published to one or more targets.",
         image=(ImageSpec, ...),
         defaults=(defaults_model(providers), Field(default=None, description=_DEFAULTS_DOC)),
+        retention=(
+            Retention | None,
+            Field(default=None, description="Retention policy for every target (a target's own fields win)."),
+        ),
         targets=(list[target], Field(min_length=1, description="Where to publish the image.")),
     )
     return result
