@@ -75,6 +75,11 @@ def _target(t: TargetResult, result: RunResult) -> dict[str, Any]:
     if t.published is not None:
         out["changed"] = t.published.changed
         out["warnings"] = list(t.published.warnings)
+    if t.pruned is not None:
+        out["pruned"] = [
+            {"version": v.version, "action": v.verdict, "reason": v.reason, "done": v.done, "error": v.error}
+            for v in t.pruned.versions
+        ]
     if t.status is not None:
         out["drift"] = list(t.status.drift)
     return out

@@ -168,3 +168,15 @@ def test_a_provider_without_lifecycle_says_so(write_manifest, fake_provider) -> 
     result = prune(write_manifest("- name: f\n  provider: fake\n  retention: {keep: 1}\n"))
     assert result.exit_code == 2
     assert result.targets[0].error == "target f: provider fake does not list versions"
+
+
+def test_the_publish_report_says_what_on_publish_pruned(write_manifest, tmp_path: Path) -> None:
+    from imgpub.report import build_report
+
+    publish(write_manifest(LOCAL, version="1.0.0", name="m-1.yaml"))
+    path = manifest_with_policy(tmp_path, "retention: {keep: 0, on_publish: true}\n", version="1.1.0")
+    report = build_report(publish(path))
+    assert [(p["version"], p["action"]) for p in report["targets"][0]["pruned"]] == [
+        ("1.1.0", "current"),
+        ("1.0.0", "deprecate"),
+    ]
