@@ -96,14 +96,14 @@ class DigestCache:
         self.put(path, kind, "ok")
 
     def content_digest(self, path: Path, fmt: str, disk: DiskImage, progress: Progress | None = None) -> str:
-        from imgpub.disk.digest import content_digest
+        from imgpub.disk.digest import content_digest, digest_bytes
 
         kind = self._kind(f"content:{fmt}", path, disk)
         cached = self.get(path, kind)
         if cached is None:
             if progress is not None:
-                progress.stage(f"digest {disk.allocation.data_bytes >> 20} MiB of data")
-            cached = content_digest(disk)
+                progress.stage("digest", digest_bytes(disk))
+            cached = content_digest(disk, progress.advance if progress is not None else None)
             self.put(path, kind, cached)
         return cached
 

@@ -134,3 +134,25 @@ def test_the_content_digest_follows_every_file_of_a_split_disk(tmp_path: Path, d
         f.write(b"changed")
     with open_image(vmdk) as img:
         assert cache.content_digest(vmdk, "auto", img) != first
+
+
+def test_the_digest_stage_has_a_total_and_reaches_it(tmp_path: Path, disk: Path) -> None:
+    """A large image's digest shows bytes out of a real total, not '0/?' for seconds."""
+    stages: list[tuple[str, int | None]] = []
+    done: list[int] = []
+
+    class Recording:
+        def stage(self, name: str, total: int | None = None, unit: str = "B") -> None:
+            stages.append((name, total))
+
+        def advance(self, amount: int) -> None:
+            done.append(amount)
+
+        def note(self, message: str) -> None:
+            pass
+
+    with open_image(disk) as img:
+        DigestCache(tmp_path / "state").content_digest(disk, "auto", img, Recording())  # type: ignore[arg-type]
+    ((name, total),) = stages
+    assert name == "digest" and total is not None and total > 0
+    assert sum(done) == total

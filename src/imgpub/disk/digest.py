@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from imgpub.disk.image import DiskImage
@@ -26,12 +27,21 @@ def _block_digest(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
 
 
-def content_digest(img: DiskImage) -> str:
-    """Hex sha256 of the guest content of `img` (independent of format and sparseness)."""
+def digest_bytes(img: DiskImage) -> int:
+    """How many bytes content_digest reads: every block the allocation map touches."""
+    blocks = sum(1 for _ in img.allocation.blocks(DIGEST_BLOCK))
+    return min(blocks * DIGEST_BLOCK, img.virtual_size)
+
+
+def content_digest(img: DiskImage, on_progress: Callable[[int], None] | None = None) -> str:
+    """Hex sha256 of the guest content of `img` (independent of format and sparseness).
+    `on_progress` gets the bytes of every block read (they add up to `digest_bytes(img)`)."""
     outer = hashlib.sha256(_TAG + img.virtual_size.to_bytes(8, "big"))
     pending: deque[tuple[int, Future[bytes]]] = deque()
     with ThreadPoolExecutor(_THREADS, thread_name_prefix="imgpub-digest") as pool:
-        for index, data in img.blocks(DIGEST_BLOCK):
+        for index, data in img.blocks(DIGEST_BLOCK, skip_zero=False):
+            if on_progress is not None:
+                on_progress(len(data))
             if is_zero(data):
                 continue
             pending.append((index, pool.submit(_block_digest, data)))
