@@ -15,13 +15,13 @@ import tempfile
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from imgpub.disk import DiskImage
 from imgpub.disk.zeros import is_zero
 from imgpub.errors import ChecksumMismatchError, ConfigurationError, ImgpubError
+from imgpub.hashing import file_sha256
 from imgpub.progress import NullProgress, Progress
 
 __all__ = ["DigestCache", "cached_download", "download", "file_sha256", "local_source"]
@@ -31,16 +31,6 @@ GRAIN = 64 << 10
 """Zero runs shorter than this inside a downloaded chunk are written; longer ones become holes."""
 TIMEOUT = 60.0
 """Seconds without a byte before a download gives up."""
-
-
-def file_sha256(path: Path, on_progress: Callable[[int], None] | None = None) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-            if on_progress:
-                on_progress(len(chunk))
-    return h.hexdigest()
 
 
 class DigestCache:

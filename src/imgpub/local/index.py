@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from imgpub.disk.zeros import zeros
-
-__all__ = ["INDEX", "FolderLock", "Hasher", "Index", "file_hasher", "file_sha256", "hash_zeros", "inside"]
+__all__ = ["INDEX", "FolderLock", "Index", "inside"]
 
 INDEX = "index.json"
 LOCK = ".imgpub.lock"
@@ -98,42 +95,3 @@ class Index:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-
-
-def file_sha256(path: Path) -> str:
-    return str(file_hasher(path).hexdigest())
-
-
-def hash_zeros(h: Hasher, n: int) -> None:
-    while n > 0:
-        step = min(_CHUNK, n)
-        h.update(zeros(step))
-        n -= step
-
-
-def file_hasher(path: Path) -> Hasher:
-    """The sha256 state after a (possibly sparse) file; holes are hashed from a zero buffer, not read."""
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        fd, size, pos = f.fileno(), os.fstat(f.fileno()).st_size, 0
-        while pos < size:
-            try:
-                data_at = os.lseek(fd, pos, os.SEEK_DATA)
-            except OSError:
-                data_at = size
-            if pos < data_at:  # a hole
-                hash_zeros(h, data_at - pos)
-                pos = data_at
-            if pos >= size:
-                break
-            try:
-                hole_at = min(os.lseek(fd, pos, os.SEEK_HOLE), size)
-            except OSError:
-                hole_at = size
-            while pos < hole_at:
-                chunk = os.pread(fd, min(_CHUNK, hole_at - pos), pos)
-                if not chunk:
-                    raise OSError(f"{path}: short read at byte {pos}")
-                h.update(chunk)
-                pos += len(chunk)
-    return h

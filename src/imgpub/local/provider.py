@@ -20,7 +20,8 @@ from typing import Any, Literal
 from pydantic import Field
 
 from imgpub.errors import ConfigurationError, ImageConflictError, TargetError
-from imgpub.local.index import FolderLock, Hasher, Index, file_hasher, file_sha256, hash_zeros, inside
+from imgpub.hashing import Hasher, file_hasher, file_sha256, hash_zeros
+from imgpub.local.index import FolderLock, Index, inside
 from imgpub.provider import (
     Action,
     Artifact,
