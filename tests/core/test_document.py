@@ -128,3 +128,26 @@ def test_a_huge_manifest_is_refused_unread(tmp_path: Path) -> None:
     with pytest.raises(ManifestError) as err:
         load_manifest(path, env={})
     assert str(err.value) == f"{path}: the manifest is larger than 1,048,576 bytes"
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "value"),
+    [
+        ("v: ${REF#v}", {"REF": "v1.2.3"}, "1.2.3"),
+        ("v: ${REF#v}", {"REF": "1.2.3"}, "1.2.3"),
+        ("v: ${REF#refs/tags/}", {"REF": "refs/tags/v2.0.0"}, "v2.0.0"),
+        ("v: ${REF##*/}", {"REF": "refs/tags/v2.0.0"}, "v2.0.0"),
+        ("v: ${REF#*/}", {"REF": "refs/tags/v2.0.0"}, "tags/v2.0.0"),
+        ("v: ${REF%-*}", {"REF": "1.2.3-rc.1-build"}, "1.2.3-rc.1"),
+        ("v: ${REF%%-*}", {"REF": "1.2.3-rc.1-build"}, "1.2.3"),
+        ("v: ${REF#}", {"REF": "x"}, "x"),
+        ("v: image-${REF#v}-amd64", {"REF": "v3"}, "image-3-amd64"),
+    ],
+)
+def test_shell_prefix_and_suffix_removal(text: str, env: dict[str, str], value: str) -> None:
+    assert parse(F, text + "\n", env).data == {"v": value}
+
+
+def test_trimming_an_unset_variable_is_an_error() -> None:
+    with pytest.raises(ManifestError, match="environment variable REF is not set"):
+        parse(F, "v: ${REF#v}\n", {})

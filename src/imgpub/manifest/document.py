@@ -6,6 +6,7 @@ tags) so a pydantic error's location maps back to `file:line:col`.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import re
@@ -21,7 +22,7 @@ from imgpub.errors import ManifestError
 Loc = tuple[str | int, ...]
 
 _VAR = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
-_NAME = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?$", re.DOTALL)
+_NAME = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?::-(.*)|(##?|%%?)(.*))?$", re.DOTALL)
 _MAX_DEPTH = 64
 """Nesting deeper than any manifest needs; deeper is a mistake or an attack (`[[[[...]]]]`)."""
 _MAX_VALUES = 100_000
@@ -263,10 +264,13 @@ class _Builder:
             if name is None:
                 raise self.doc.error(
                     loc,
-                    f"bad variable reference ${{{inner}}}: use ${{NAME}} or ${{NAME:-default}}",
+                    f"bad variable reference ${{{inner}}}: use ${{NAME}}, ${{NAME:-default}}, "
+                    "${NAME#prefix} or ${NAME%suffix}",
                     mark=column_of(match.start()),
                 )
             value = self.env.get(name.group(1))
+            if value is not None and name.group(3):
+                return _trim(value, name.group(3), name.group(4))
             if value:
                 return value
             if name.group(2) is not None:
@@ -281,3 +285,16 @@ class _Builder:
             )
 
         return _VAR.sub(replace, raw)
+
+
+def _trim(value: str, op: str, pattern: str) -> str:
+    """Shell pattern removal: `#` the shortest matching prefix, `##` the longest, `%` the shortest
+    matching suffix, `%%` the longest (`${GITHUB_REF_NAME#v}`: v1.2.3 -> 1.2.3)."""
+    cuts = range(len(value) + 1)
+    if op in ("#", "##"):
+        order = cuts if op == "#" else reversed(cuts)
+        cut = next((i for i in order if fnmatch.fnmatchcase(value[:i], pattern)), None)
+        return value if cut is None else value[cut:]
+    order = reversed(cuts) if op == "%" else cuts
+    cut = next((i for i in order if fnmatch.fnmatchcase(value[i:], pattern)), None)
+    return value if cut is None else value[:cut]
