@@ -44,6 +44,10 @@ __all__ = [
 ]
 
 
+MAX_SHOWN = 20
+"""Problems listed at once; past that the first ones are the ones to fix."""
+
+
 class ImgpubError(Exception):
     exit_code: ClassVar[int] = 1
 
@@ -69,6 +73,22 @@ class ManifestError(BadInputError):
                 where += f":{column}"
         super().__init__(f"{where}: {field}: {message}" if field else f"{where}: {message}")
         self.file, self.field, self.message, self.line, self.column = file, field, message, line, column
+        self.also: tuple[ManifestError, ...] = ()
+        """More problems found in the same pass (`validate` shows them all); this one is the first."""
+
+    @classmethod
+    def first_of(cls, errors: list[ManifestError], cap: int = MAX_SHOWN) -> ManifestError:
+        """The earliest error (by line, column), carrying the others (duplicates dropped) in `also`."""
+        unique: dict[tuple[int, int, str], ManifestError] = {}
+        for error in sorted(errors, key=lambda e: (e.line or 0, e.column or 0)):
+            unique.setdefault((error.line or 0, error.column or 0, error.message), error)
+        first, *rest = unique.values()
+        first.also = tuple(rest[: cap - 1])
+        return first
+
+    @property
+    def all(self) -> tuple[ManifestError, ...]:
+        return (self, *self.also)
 
 
 class ChecksumMismatchError(BadInputError):

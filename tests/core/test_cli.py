@@ -293,3 +293,31 @@ def test_run_returns_the_commands_exit_code(tmp_path: Path, capsys: pytest.Captu
     assert run_cli(["inspect", str(tmp_path / "none.raw")]) == 2
     assert "no such file" in capsys.readouterr().err
     assert run_cli([]) == 2 and "Usage" in capsys.readouterr().out
+
+
+def test_validate_lists_every_error_one_line_each(tmp_path: Path, disk: Path) -> None:
+    path = tmp_path / "many.yaml"
+    path.write_text(
+        f"image:\n  name: demo\n  version: 1.0.0\n  source: {disk}\n  bot: uefi\n  arch: sparc\n"
+        "targets:\n  - {name: a, provider: local, path: out, formts: [raw]}\n"
+        "  - {name: b, provider: local}\n"
+    )
+    result = run("validate", path)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"imgpub: error: {path}:5:3: image.bot: unknown field 'bot'; did you mean 'boot'?",
+        f"imgpub: error: {path}:6:9: image.arch: Input should be 'x86_64' or 'arm64' (got 'sparc')",
+        f"imgpub: error: {path}:8:43: targets[0].formts: unknown field 'formts'; did you mean 'formats'?",
+        f"imgpub: error: {path}:9:5: targets[1].path: required field is missing",
+    ]
+
+
+def test_at_most_twenty_errors_are_listed(tmp_path: Path, disk: Path) -> None:
+    path = tmp_path / "many.yaml"
+    typos = "".join(f"  typo{i}: x\n" for i in range(30))
+    path.write_text(
+        f"image:\n  name: demo\n  version: 1.0.0\n  source: {disk}\n{typos}"
+        "targets:\n  - {name: a, provider: local, path: out}\n"
+    )
+    result = run("validate", path)
+    assert result.exit_code == 2 and len(result.stderr.splitlines()) == 20

@@ -108,7 +108,8 @@ def guarded() -> Iterator[None]:
     except (ImgpubError, DiskError) as exc:
         if debug_enabled():
             raise _traceback(exc.exit_code) from None
-        error_line(str(exc))
+        for one in getattr(exc, "all", (exc,)):
+            error_line(str(one))
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         error_line("interrupted")

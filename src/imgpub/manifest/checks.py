@@ -85,7 +85,7 @@ def problem_loc(base: Loc, problem: Problem) -> Loc:
 def _earliest(manifest: Manifest, problems: list[tuple[Loc, str]]) -> ManifestError:
     # A label's problem is its key's; everything else points at the value.
     errors = [manifest.error(loc, message, key=loc[:2] == ("image", "labels")) for loc, message in problems]
-    return min(errors, key=lambda e: (e.line or 0, e.column or 0))
+    return ManifestError.first_of(errors)
 
 
 def boot_rules(image: ImageSpec, boot: str | None, said: str = "") -> list[tuple[Loc, str]]:

@@ -178,7 +178,8 @@ _QUOTED = re.compile(r"'([^']*)'")
 def _first_error(doc: Document, model: type[BaseModel], exc: ValidationError) -> ManifestError:
     # On a tie, a misspelt key explains the "missing" field it was meant to be.
     ranked = [(_to_manifest_error(doc, model, err), err["type"] != "extra_forbidden") for err in exc.errors()]
-    return min(ranked, key=lambda r: (r[0].line or 0, r[0].column or 0, r[1]))[0]
+    ranked.sort(key=lambda r: (r[0].line or 0, r[0].column or 0, r[1]))
+    return ManifestError.first_of([error for error, _ in ranked])
 
 
 def _to_manifest_error(doc: Document, model: type[BaseModel], err: Any) -> ManifestError:
