@@ -321,3 +321,28 @@ def test_at_most_twenty_errors_are_listed(tmp_path: Path, disk: Path) -> None:
     )
     result = run("validate", path)
     assert result.exit_code == 2 and len(result.stderr.splitlines()) == 20
+
+
+def test_plan_summary_and_detailed_exitcode(write_manifest) -> None:
+    path = write_manifest(LOCAL)
+    before = run("plan", path, "--detailed-exitcode")
+    assert before.exit_code == 2 and before.stdout.splitlines()[-1] == "Plan: 4 to create."
+    assert run("publish", path).exit_code == 0
+    after = run("plan", path, "--detailed-exitcode")
+    assert after.exit_code == 0 and after.stdout.splitlines()[-1] == "Plan: nothing to do."
+    assert run("plan", path).exit_code == 0
+
+
+def test_plan_matrix_for_ci_shards(write_manifest, tmp_path: Path) -> None:
+    two = write_manifest(LOCAL + "- name: other\n  provider: local\n  path: out2\n")
+    shards = json.loads(run("plan", "--matrix", two).stdout)
+    assert shards == [
+        {"manifest": str(two), "target": "out", "provider": "local"},
+        {"manifest": str(two), "target": "other", "provider": "local"},
+    ]
+    assert json.loads(run("plan", "--matrix", two, "--target", "other").stdout) == [shards[1]]
+    one = write_manifest(LOCAL, name="one.yaml")
+    per_manifest = json.loads(run("plan", "--matrix", two, one).stdout)
+    assert [s["manifest"] for s in per_manifest] == [str(two), str(one)]
+    refused = run("plan", two, one)
+    assert refused.exit_code == 2 and "several only with --matrix" in refused.stderr

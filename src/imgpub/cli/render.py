@@ -74,6 +74,21 @@ def render(result: RunResult) -> None:
     failed = [t.target for t in result.targets if not t.ok]
     if failed:
         out(f"{len(failed)} of {len(result.targets)} target(s) failed: {', '.join(failed)}")
+    if result.command == "plan" or result.dry_run:
+        out(summary(result))
+
+
+def summary(result: RunResult) -> str:
+    """`Plan: 1 to upload, 3 to create, 1 to copy.` (or `nothing to do`), counted over every target."""
+    counts: dict[str, int] = {}
+    for t in result.targets:
+        for act in t.plan.actions if t.plan else []:
+            counts[act.kind] = counts.get(act.kind, 0) + 1
+    conflicts = len(result.conflicts)
+    parts = [f"{n} to {kind}" for kind, n in counts.items()]
+    if conflicts:
+        parts.append(f"{conflicts} in conflict")
+    return f"Plan: {', '.join(parts)}." if parts else "Plan: nothing to do."
 
 
 def _without_target_prefix(error: str, target: str) -> str:
