@@ -263,7 +263,7 @@ def test_help_imports_no_cloud_sdk() -> None:
             ["publsh", "x.yaml"],
             "imgpub: error: No such command 'publsh'. Did you mean 'publish'? (see 'imgpub --help')",
         ),
-        (["plan"], "imgpub: error: Missing argument 'manifest'. (see 'imgpub plan --help')"),
+        (["status"], "imgpub: error: Missing argument 'manifest'. (see 'imgpub status --help')"),
         (
             ["inspect", "d.raw", "--bogus"],
             "imgpub: error: No such option: --bogus (see 'imgpub inspect --help')",
