@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -346,3 +347,21 @@ def test_plan_matrix_for_ci_shards(write_manifest, tmp_path: Path) -> None:
     assert [s["manifest"] for s in per_manifest] == [str(two), str(one)]
     refused = run("plan", two, one)
     assert refused.exit_code == 2 and "several only with --matrix" in refused.stderr
+
+
+def test_shell_completion_is_offered(tmp_path: Path) -> None:
+    assert "--install-completion" in run("--help").stdout
+    shown = subprocess.run(
+        [sys.executable, "-m", "imgpub", "--show-completion", "bash"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SHELL": "/bin/bash", "HOME": str(tmp_path)},
+    )
+    assert shown.returncode == 0 and "_imgpub_completion" in shown.stdout
+    completed = subprocess.run(
+        [sys.executable, "-m", "imgpub"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "_IMGPUB_COMPLETE": "complete_bash", "COMP_WORDS": "imgpub pu", "COMP_CWORD": "1"},
+    )
+    assert "publish" in completed.stdout

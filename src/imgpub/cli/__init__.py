@@ -28,7 +28,7 @@ app = typer.Typer(
     name="imgpub",
     help="Publish golden VM images to AWS, GCP, Azure and local folders from one manifest.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
