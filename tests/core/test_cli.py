@@ -365,3 +365,32 @@ def test_shell_completion_is_offered(tmp_path: Path) -> None:
         env={**os.environ, "_IMGPUB_COMPLETE": "complete_bash", "COMP_WORDS": "imgpub pu", "COMP_CWORD": "1"},
     )
     assert "publish" in completed.stdout
+
+
+def test_github_actions_annotations_point_at_the_manifest_line(
+    tmp_path: Path, disk: Path, write_manifest
+) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"image:\n  name: demo\n  version: 1.0.0\n  source: {disk}\n  bot: x\ntargets:\n{LOCAL}")
+    result = run("validate", path, env={"GITHUB_ACTIONS": "true"})
+    assert (
+        f"::error file={path},line=5,col=3,title=imgpub::image.bot: unknown field 'bot'; did you mean 'boot'?"
+        in (result.stderr.splitlines())
+    )
+    assert "::error" not in run("validate", path).stderr, "only inside GitHub Actions"
+
+
+def test_a_failed_target_is_annotated(write_manifest, fake_provider) -> None:
+    path = write_manifest("- name: bad\n  provider: fake\n  behaviour: fail\n")
+    result = run(
+        "publish",
+        path,
+        "--json",
+        env={"GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": "", "GITHUB_STEP_SUMMARY": ""},
+    )
+    assert result.exit_code == 1
+    assert (
+        "::error title=imgpub%3A target bad::target bad: CreateImage in r1 failed [Quota]: quota exceeded"
+        in result.stderr
+    )
+    json.loads(result.stdout)  # annotations never spoil --json

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -79,12 +80,45 @@ def error_line(message: str) -> None:
     from imgpub.redact import redact
 
     typer.echo(f"imgpub: error: {redact(message)}", err=True)
+    annotate("error", message)
 
 
 def warning_line(message: str) -> None:
     from imgpub.redact import redact
 
     typer.echo(f"imgpub: warning: {redact(message)}", err=True)
+    annotate("warning", message)
+
+
+_PLACE = re.compile(r"^(?P<file>[^:\n]+):(?P<line>\d+)(?::(?P<col>\d+))?: (?P<rest>.*)$", re.DOTALL)
+
+
+def annotate(kind: str, message: str, title: str = "imgpub") -> None:
+    """In GitHub Actions, the same message as a workflow annotation (`::error file=..,line=..::`),
+    pointing at the manifest line when the message starts with `file:line:col:`; stderr keeps
+    --json output clean (the runner reads both)."""
+    if os.environ.get("GITHUB_ACTIONS") != "true":
+        return
+    from imgpub.redact import redact
+
+    text = redact(message)
+    props = {"title": title}
+    place = _PLACE.match(text)
+    if place is not None:
+        props = {
+            "file": place["file"],
+            "line": place["line"],
+            **({"col": place["col"]} if place["col"] else {}),
+        }
+        props["title"] = title
+        text = place["rest"]
+    rendered = ",".join(f"{k}={_escape(v, prop=True)}" for k, v in props.items())
+    typer.echo(f"::{kind} {rendered}::{_escape(text)}", err=True)
+
+
+def _escape(value: str, *, prop: bool = False) -> str:
+    value = value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return value.replace(":", "%3A").replace(",", "%2C") if prop else value
 
 
 def _traceback(exit_code: int) -> typer.Exit:

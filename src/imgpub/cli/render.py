@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from imgpub.cli.console import out, warning_line
+from imgpub.cli.console import annotate, out, warning_line
 from imgpub.errors import ImageConflictError
 from imgpub.redact import redact
 
@@ -22,6 +22,11 @@ def show(
     `exit_code` (default: the run's own) when it is not 0."""
     for warning in result.warnings:
         warning_line(warning)
+    for t in result.targets:
+        if not t.ok:
+            annotate("error", t.error or "failed", title=f"imgpub: target {t.target}")
+        for w in t.published.warnings if t.published else []:
+            annotate("warning", w, title=f"imgpub: target {t.target}")
     if json_:
         from imgpub.report import build_report, report_json
 
