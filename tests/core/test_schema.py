@@ -20,6 +20,12 @@ def test_checked_in_schema_is_current() -> None:
     )
 
 
+def test_schema_has_an_id_and_a_draft() -> None:
+    schema = json_schema()
+    assert schema["$id"].endswith("/manifests/imgpub.schema.json") and schema["$id"].startswith("https://")
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+
+
 def test_schema_covers_every_installed_provider() -> None:
     schema = json_schema()
     mapping = schema["properties"]["targets"]["items"]["discriminator"]["mapping"]

@@ -8,13 +8,16 @@ from typing import Any
 from imgpub.manifest.loader import load_providers
 from imgpub.manifest.models import manifest_model
 
-__all__ = ["json_schema", "schema_text"]
+__all__ = ["SCHEMA_ID", "json_schema", "schema_text"]
+
+SCHEMA_ID = "https://raw.githubusercontent.com/imgpub/imgpub/main/manifests/imgpub.schema.json"
+"""Where the checked-in schema is published, as editors and schema stores refer to it."""
 
 
 def json_schema() -> dict[str, Any]:
     """JSON Schema (draft 2020-12) of a manifest, covering every installed provider's settings."""
     schema = _allow_env_refs(manifest_model(load_providers()).model_json_schema())
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID, **schema}
 
 
 def schema_text() -> str:
