@@ -88,9 +88,9 @@ def test_image_labels_gce_cannot_carry_are_named_not_rewritten() -> None:
 
 
 def test_the_label_count_includes_the_image_labels_and_imgpubs_own() -> None:
-    found = problems(info(labels={"owner": "me"}), settings(labels={f"k{i}": "" for i in range(61)}))
-    assert found == [("labels", "65 labels with image.labels and imgpub's own 3, but GCE allows at most 64")]
-    assert problems(info(), settings(labels={f"k{i}": "" for i in range(61)})) == []
+    found = problems(info(labels={"owner": "me"}), settings(labels={f"k{i}": "" for i in range(60)}))
+    assert found == [("labels", "65 labels with image.labels and imgpub's own 4, but GCE allows at most 64")]
+    assert problems(info(), settings(labels={f"k{i}": "" for i in range(60)})) == []
 
 
 def test_gvnic_off_contradicts_a_gvnic_feature() -> None:
@@ -159,8 +159,16 @@ def test_key_locations_are_checked_for_typos() -> None:
 
 def test_imgpub_labels_are_reserved() -> None:
     assert problems(info(), settings(labels={"imgpub-digest": "x"})) == [
-        ("labels", "imgpub-name, imgpub-version and imgpub-digest are set by imgpub")
+        ("labels", "imgpub-name, imgpub-version, imgpub-version-exact and imgpub-digest are set by imgpub")
     ]
+    assert problems(info(), settings(labels={"imgpub-version-exact": "x"}))[0][0] == "labels"
+
+
+def test_a_version_too_long_to_keep_exactly_is_a_warning() -> None:
+    """'.' takes 3 characters once escaped: 40 of them cannot fit a 63-character label value."""
+    found = GcpProvider().check(info(version="1." * 20), settings())
+    assert [(p.field, p.warning) for p in found] == [("image.version", True)]
+    assert "too long to keep exactly in the GCE label imgpub-version-exact" in found[0].message
 
 
 def test_long_image_names_are_trimmed_not_rejected() -> None:

@@ -18,6 +18,7 @@ from imgpub.errors import CloudError
 from imgpub.identity import LABEL_DIGEST, LABEL_NAME, LABEL_VERSION
 from imgpub.journal import Journal
 from imgpub_gcp import GcpProvider, GcpSettings
+from imgpub_gcp.versions import LABEL_EXACT
 
 SettingsFactory = Callable[..., GcpSettings]
 NAME = "demo-linux-1-2-3"
@@ -96,7 +97,12 @@ def test_plan_and_status_show_a_failed_image_and_publish_replaces_it(
     settings = make_settings()
     info = image_info(disk)
     ctx = context(settings, info, journal)
-    labels = {LABEL_NAME: "demo-linux", LABEL_VERSION: "1-2-3", LABEL_DIGEST: ctx.digest}
+    labels = {
+        LABEL_NAME: "demo-linux",
+        LABEL_VERSION: "1-2-3",
+        LABEL_EXACT: "1_2e2_2e3",
+        LABEL_DIGEST: ctx.digest,
+    }
     gce.add_image(PROJECT, NAME, labels=labels, status="FAILED")
 
     plan = GcpProvider().plan(info, settings, ctx)
@@ -121,7 +127,12 @@ def test_a_failed_image_of_another_digest_is_not_a_conflict(
     """A FAILED image was never published: it does not need --replace."""
     settings = make_settings()
     info = image_info(disk)
-    labels = {LABEL_NAME: "demo-linux", LABEL_VERSION: "1-2-3", LABEL_DIGEST: "0" * 24}
+    labels = {
+        LABEL_NAME: "demo-linux",
+        LABEL_VERSION: "1-2-3",
+        LABEL_EXACT: "1_2e2_2e3",
+        LABEL_DIGEST: "0" * 24,
+    }
     gce.add_image(PROJECT, NAME, labels=labels, status="FAILED")
     ctx = context(settings, info, journal)
 
@@ -183,7 +194,12 @@ def test_an_image_left_pending_that_ends_failed_is_created_again(
     settings = make_settings()
     info = image_info(disk)
     ctx = context(settings, info, journal)
-    labels = {LABEL_NAME: "demo-linux", LABEL_VERSION: "1-2-3", LABEL_DIGEST: ctx.digest}
+    labels = {
+        LABEL_NAME: "demo-linux",
+        LABEL_VERSION: "1-2-3",
+        LABEL_EXACT: "1_2e2_2e3",
+        LABEL_DIGEST: ctx.digest,
+    }
     monkeypatch.setattr("imgpub_gcp.image.POLL_SECONDS", 0.02)
     pending = gce.add_image(PROJECT, NAME, labels=labels, status="PENDING")
     threading.Timer(0.2, lambda: pending.update(status="FAILED")).start()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from datetime import timedelta
@@ -233,3 +234,85 @@ def test_a_pax_tarball_is_refused_like_gce_does(
         "code": "INVALID_IMAGE_TAR",
         "message": "The tar archive is not a valid image (PAX headers).",
     }
+
+
+# -- what prune and the version matrix call: images.deprecate, images.delete, images.list paged -------
+
+LINK = f"https://compute.googleapis.com/compute/v1/projects/{PROJECT}/global/images/new"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"state": "deprecated"}, "Invalid value at 'DeprecationStatus.state'"),
+        ({"state": "DEPRECATED", "replacment": LINK}, 'Unknown name "replacment"'),
+        ({"state": "DEPRECATED", "replacement": "new"}, "'deprecationStatus.replacement': 'new'"),
+        (
+            {"state": "DEPRECATED", "replacement": LINK.replace("/images/", "/instances/")},
+            "must be the URL of an image",
+        ),
+        (
+            {"state": "DEPRECATED", "replacement": "https://example.com/compute/v1/" + LINK.split("/v1/")[1]},
+            "must be the URL of an image",
+        ),
+        ({"state": "DEPRECATED", "deprecated": "yesterday"}, "'deprecationStatus.deprecated': 'yesterday'"),
+        ({"state": "OBSOLETE", "obsolete": "2026-11-29 12:00:00"}, "must be in RFC 3339 format"),
+        ({"state": "DEPRECATED", "deleted": 1800000000}, "Invalid value at 'DeprecationStatus.deleted'"),
+    ],
+)
+def test_bad_deprecation_bodies_get_400(gce: FakeGce, body: Any, message: str) -> None:
+    gce.add_image(PROJECT, "old")
+    status, error = post(gce, f"global/images/old/deprecate?requestId={uuid.uuid4()}", body)
+    assert status == 400, error
+    assert message in error["error"]["message"]
+    assert "deprecated" not in gce.image(PROJECT, "old")  # type: ignore[operator]
+
+
+def test_a_deprecation_points_to_its_replacement_and_an_empty_body_clears_it(gce: FakeGce) -> None:
+    gce.add_image(PROJECT, "old")
+    body = {"state": "DEPRECATED", "replacement": LINK, "deprecated": "2026-11-29T12:00:00Z"}
+    status, op = post(gce, f"global/images/old/deprecate?requestId={uuid.uuid4()}", body)
+    assert status == 200 and wait(gce, op)["status"] == "DONE"
+    assert gce.image(PROJECT, "old")["deprecated"] == body  # type: ignore[index]
+    assert post(gce, "global/images/old/deprecate", {})[0] == 200
+    assert "deprecated" not in gce.image(PROJECT, "old")  # type: ignore[operator]
+
+
+def test_a_deleted_image_is_deleting_until_its_operation_is_done(gce: FakeGce) -> None:
+    gce.add_image(PROJECT, "old")
+    gce.polls_per_operation = 3
+    try:
+        status, op, _ = request(gce, "DELETE", f"{PROJECT}/global/images/old?requestId={uuid.uuid4()}")
+        assert status == 200 and gce.image(PROJECT, "old")["status"] == "DELETING"  # type: ignore[index]
+        again, error, _ = request(gce, "DELETE", f"{PROJECT}/global/images/old?requestId={uuid.uuid4()}")
+        assert again == 400 and error["error"]["errors"][0]["reason"] == "resourceNotReady"
+        for _ in range(3):
+            done = wait(gce, op)
+    finally:
+        gce.polls_per_operation = 1
+    assert done["status"] == "DONE" and gce.image(PROJECT, "old") is None
+
+
+def test_a_list_is_paged_and_its_page_tokens_hold_to_their_query(gce: FakeGce) -> None:
+    for name in ("e", "d", "c", "b", "a"):
+        gce.add_image(PROJECT, name, labels={"team": "os"})
+    gce.state.list_page_size = 2  # GCE may send fewer than maxResults per page
+    query = "filter=" + urllib.parse.quote('(labels.team = "os")')
+    names, token = [], ""
+    for _ in range(3):
+        status, page, _ = request(gce, "GET", f"{PROJECT}/global/images?{query}&maxResults=500{token}")
+        assert status == 200
+        names += [i["name"] for i in page["items"]]
+        token = f"&pageToken={page['nextPageToken']}" if "nextPageToken" in page else ""
+    assert names == ["a", "b", "c", "d", "e"] and token == ""  # by name, as GCE lists by default
+
+    _, first, _ = request(gce, "GET", f"{PROJECT}/global/images?{query}")
+    other = f"{PROJECT}/global/images?pageToken={first['nextPageToken']}"  # same token, no filter
+    for path, message in [
+        (other, "'pageToken'"),
+        (f"{PROJECT}/global/images?pageToken=bm90LWEtdG9rZW4", "'pageToken'"),
+        (f"{PROJECT}/global/images?maxResults=501", "Must be less than or equal to 500"),
+        (f"{PROJECT}/global/images?orderBy=creationTimestamp", "'orderBy'"),
+    ]:
+        status, error, _ = request(gce, "GET", path)
+        assert status == 400 and message in error["error"]["message"], (path, error)

@@ -130,6 +130,6 @@ def test_an_operation_that_never_finishes_times_out(
         with pytest.raises(
             CloudError, match=r"deprecate image slow failed: operation operation-\S+ not done after 0 s"
         ):
-            images.deprecate("slow", "https://example.com/new")
+            images.deprecate("slow", f"projects/{PROJECT}/global/images/new")
     finally:
         gce.polls_per_operation = 1

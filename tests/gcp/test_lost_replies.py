@@ -22,13 +22,19 @@ from imgpub.provider import Context, ImageInfo
 from imgpub.retry import RetryPolicy
 from imgpub_gcp import GcpProvider, GcpSettings
 from imgpub_gcp.gcs_upload import QUANTUM
+from imgpub_gcp.versions import LABEL_EXACT
 
 SettingsFactory = Callable[..., GcpSettings]
 NAME = "demo-linux-1-2-3"
 
 
 def ours(ctx: Context) -> dict[str, str]:
-    return {LABEL_NAME: "demo-linux", LABEL_VERSION: "1-2-3", LABEL_DIGEST: ctx.digest}
+    return {
+        LABEL_NAME: "demo-linux",
+        LABEL_VERSION: "1-2-3",
+        LABEL_EXACT: "1_2e2_2e3",
+        LABEL_DIGEST: ctx.digest,
+    }
 
 
 def request_ids(gce: FakeGce, method: str, path: str) -> list[str]:

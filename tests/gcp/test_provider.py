@@ -21,6 +21,7 @@ from imgpub.progress import RecordingProgress
 from imgpub.retry import FAST
 from imgpub_gcp import GcpProvider, GcpSettings
 from imgpub_gcp.gcs_upload import QUANTUM
+from imgpub_gcp.versions import LABEL_EXACT
 
 SettingsFactory = Callable[..., GcpSettings]
 
@@ -54,6 +55,7 @@ def test_publish_creates_image_whose_tarball_extracts_to_the_guest_bytes(
         "team": "os",
         LABEL_NAME: "demo-linux",
         LABEL_VERSION: "1-2-3",
+        LABEL_EXACT: "1_2e2_2e3",
         LABEL_DIGEST: ctx.digest,
     }
     assert image["architecture"] == "X86_64" and image["family"] == "demo-linux"
@@ -290,7 +292,12 @@ def test_an_image_left_pending_is_awaited_and_a_failed_one_rebuilt(
     settings = make_settings()
     info = image_info(disk)
     ctx = context(settings, info, journal)
-    labels = {LABEL_NAME: "demo-linux", LABEL_VERSION: "1-2-3", LABEL_DIGEST: ctx.digest}
+    labels = {
+        LABEL_NAME: "demo-linux",
+        LABEL_VERSION: "1-2-3",
+        LABEL_EXACT: "1_2e2_2e3",
+        LABEL_DIGEST: ctx.digest,
+    }
     monkeypatch.setattr("imgpub_gcp.image.POLL_SECONDS", 0.05)
     pending = gce.add_image(PROJECT, "demo-linux-1-2-3", labels=labels, status="PENDING")
     threading.Timer(0.2, lambda: pending.update(status="READY")).start()

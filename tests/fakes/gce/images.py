@@ -35,6 +35,9 @@ KMS_KEY = re.compile(
     rf"projects/{PROJECT}/locations/[a-z0-9-]+/keyRings/[\w-]{{1,63}}/cryptoKeys/[\w-]{{1,63}}"
 )
 STORAGE_LOCATION = re.compile(r"[a-z]+-[a-z]+[0-9]+|[a-z]+[0-9]*")
+RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})")
+IMAGE_PATH = rf"projects/{PROJECT}/global/images/{NAME}"
+MAX_RESULTS = 500
 FILTER_TERM = re.compile(r'\(\s*([a-zA-Z][\w.-]*)\s*=\s*"([^"]*)"\s*\)')
 MAX_LABELS = 64
 
@@ -151,12 +154,24 @@ class Images(Operations):
         return self._get(args["project"], args["image"], read=True)
 
     def _images_list(self, args: dict[str, str], query: dict[str, str], body: None) -> Any:
+        """Filtered, ordered (by name, or `creationTimestamp desc`) and paged: at most `maxResults` items
+        (0-500, default 500; the fake's `State.list_page_size` may make pages shorter, as GCE may) and a
+        `nextPageToken` while more remain, which works only with the same filter and order."""
         project, terms = args["project"], parse_filter(query.get("filter", ""))
+        order = query.get("orderBy", "name")
+        if order not in ("name", "creationTimestamp desc"):
+            raise invalid("orderBy", order, "Only 'name' and 'creationTimestamp desc' are supported.")
+        size = int(query.get("maxResults") or MAX_RESULTS)
+        if size > MAX_RESULTS:
+            raise invalid("maxResults", str(size), f"Must be less than or equal to {MAX_RESULTS}.")
+        start = _page_start(query.get("pageToken"), query.get("filter", ""), order)
         items = []
-        for (p, name), image in sorted(self.state.images.items(), key=lambda kv: kv[1]["creationTimestamp"]):
+        for (p, name), image in sorted(self.state.images.items(), key=lambda kv: kv[0][1]):
             if p != project:
                 continue
             self._progress_of(p, name)
+            if (p, name) not in self.state.images:  # a read finished its delete
+                continue
             values = {
                 "name": image.get("name"),
                 "family": image.get("family"),
@@ -165,27 +180,47 @@ class Images(Operations):
             }
             if all(values.get(k) == v for k, v in terms) and self._visible((p, name)):
                 items.append(image)
+        if order != "name":
+            items.sort(key=lambda i: i["creationTimestamp"], reverse=True)
+        end = start + min(size, self.state.list_page_size)
         out: dict[str, Any] = {
             "kind": "compute#imageList",
             "id": f"projects/{project}/global/images",
             "selfLink": self._link(project, "images", "")[:-1],
         }
-        if items:
-            out["items"] = items
+        if items[start:end]:
+            out["items"] = items[start:end]
+        if end < len(items):
+            out["nextPageToken"] = _page_token(end, query.get("filter", ""), order)
         return out
 
     def _images_delete(self, args: dict[str, str], query: dict[str, str], body: None) -> Any:
-        project, name = args["project"], args["image"]
-        self._get(project, name)
-        error = self._injected_error("delete")
-        if error is None:
-            del self.state.images[(project, name)]
-            self.state.policies.pop((project, name), None)
-        return self._operation(project, "delete", "images", name, error)
-
-    def _images_deprecate(self, args: dict[str, str], query: dict[str, str], body: dict[str, Any]) -> Any:
+        """The image is DELETING until its operation is done (polled, or the image read), then gone; a
+        second delete meanwhile is refused (resourceNotReady)."""
         project, name = args["project"], args["image"]
         image = self._get(project, name)
+        if image.get("status") == "DELETING":
+            raise ApiError(
+                400,
+                f"The resource 'projects/{project}/global/images/{name}' is not ready",
+                "resourceNotReady",
+            )
+        error = self._injected_error("delete")
+        if error is None:
+            image["status"] = "DELETING"
+        return self._operation(project, "delete", "images", name, error, finish=self._finish_delete)
+
+    def _finish_delete(self, project: str, name: str, error: dict[str, Any] | None) -> None:
+        if error is None:
+            self.state.images.pop((project, name), None)
+            self.state.policies.pop((project, name), None)
+
+    def _images_deprecate(self, args: dict[str, str], query: dict[str, str], body: dict[str, Any]) -> Any:
+        """DeprecationStatus as GCE checks it beyond the schema: RFC 3339 timestamps, and a replacement
+        that is an image's URL (full, or projects/<p>/global/images/<name>). An empty body clears it."""
+        project, name = args["project"], args["image"]
+        image = self._get(project, name)
+        _check_deprecation(body, self._link(project, "images", "x").split("/compute/v1/")[0])
         if body.get("state") in (None, "ACTIVE"):
             image.pop("deprecated", None)
         else:
@@ -256,6 +291,45 @@ def _check_labels(labels: dict[str, str], where: str) -> None:
     for key, value in labels.items():
         if not re.fullmatch(LABEL_KEY, key) or not re.fullmatch(LABEL_VALUE, value):
             raise invalid(where, key, "Label keys and values must follow the GCE label rules.")
+
+
+def _check_deprecation(body: dict[str, Any], own_host: str) -> None:
+    for key in ("deprecated", "obsolete", "deleted"):
+        value = body.get(key)
+        if value is not None and not RFC3339.fullmatch(value):
+            raise invalid(f"deprecationStatus.{key}", value, "The timestamp must be in RFC 3339 format.")
+    replacement = body.get("replacement")
+    if replacement is None:
+        return
+    hosts = ("https://www.googleapis.com", "https://compute.googleapis.com", own_host)
+    path = next(
+        (replacement[len(h) + 12 :] for h in hosts if replacement.startswith(h + "/compute/v1/")), None
+    )
+    if not re.fullmatch(IMAGE_PATH, path if path is not None else replacement):
+        raise invalid(
+            "deprecationStatus.replacement",
+            replacement,
+            "The replacement must be the URL of an image (projects/<project>/global/images/<name>).",
+        )
+
+
+def _page_token(offset: int, filter_: str, order: str) -> str:
+    raw = json.dumps({"offset": offset, "filter": filter_, "order": order}).encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def _page_start(token: str | None, filter_: str, order: str) -> int:
+    """Where the page `token` starts; 400 for a token this list did not hand out (another filter or
+    order, or made up)."""
+    if token is None or token == "":
+        return 0
+    try:
+        seen = json.loads(base64.urlsafe_b64decode(token.encode()))
+        if seen["filter"] == filter_ and seen["order"] == order and isinstance(seen["offset"], int):
+            return int(seen["offset"])
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        pass
+    raise invalid("pageToken", token, "The page token is not valid for this list request.")
 
 
 def fingerprint(labels: dict[str, str]) -> str:

@@ -45,5 +45,7 @@ class State:
     lag_after_insert: int = 0
     """Reads (get, or a list that would include it) for which a new image stays invisible once READY."""
     invisible: dict[tuple[str, str], int] = field(default_factory=dict)
+    list_page_size: int = 500
+    """At most this many images per images.list page, whatever maxResults asks (GCE may send fewer)."""
     log: list[tuple[str, str]] = field(default_factory=list)
     crashes: list[str] = field(default_factory=list)

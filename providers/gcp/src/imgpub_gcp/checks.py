@@ -7,13 +7,14 @@ locations (regions checked against imgpub_gcp.locations, new ones passing with a
 
 from __future__ import annotations
 
-from imgpub.identity import DIGEST_LENGTH, LABEL_DIGEST, LABEL_NAME, LABEL_VERSION
+from imgpub.identity import DIGEST_LENGTH, LABEL_DIGEST, LABEL_NAME, LABEL_VERSION, label_safe
 from imgpub.provider import ImageInfo, Problem
 from imgpub_gcp.identifiers import kms_key_location
-from imgpub_gcp.image import image_name, wanted_labels
+from imgpub_gcp.image import identity_labels, image_name
 from imgpub_gcp.labels import MAX_LABELS, label_problem, name_problem
 from imgpub_gcp.locations import kms_location_problem, storage_location_problem
 from imgpub_gcp.settings import BUCKET_DEFAULT, UEFI_ONLY_FEATURES, GcpSettings
+from imgpub_gcp.versions import LABEL_EXACT
 
 
 def problems(image: ImageInfo, settings: GcpSettings) -> list[Problem]:
@@ -65,14 +66,31 @@ def _label_problems(image: ImageInfo, settings: GcpSettings) -> list[Problem]:
             where = f'image.labels["{key}"]' if "." in key else f"image.labels.{key}"
             out.append(Problem(where, f"{problem}, as GCE labels must be"))
     labels = {**image.labels, **settings.labels}
-    if len(labels) != len(set(labels) - {LABEL_NAME, LABEL_VERSION, LABEL_DIGEST}):
-        out.append(Problem("labels", f"{LABEL_NAME}, {LABEL_VERSION} and {LABEL_DIGEST} are set by imgpub"))
-    total = len(wanted_labels(image, settings, "0" * DIGEST_LENGTH))
+    if len(labels) != len(set(labels) - {LABEL_NAME, LABEL_VERSION, LABEL_DIGEST, LABEL_EXACT}):
+        out.append(
+            Problem(
+                "labels",
+                f"{LABEL_NAME}, {LABEL_VERSION}, {LABEL_EXACT} and {LABEL_DIGEST} are set by imgpub",
+            )
+        )
+    own = identity_labels(image, "0" * DIGEST_LENGTH)
+    total = len({**labels, **own})
     if total > MAX_LABELS:
         out.append(
             Problem(
                 "labels",
-                f"{total} labels with image.labels and imgpub's own 3, but GCE allows at most {MAX_LABELS}",
+                f"{total} labels with image.labels and imgpub's own {len(own)}, but GCE allows at most "
+                f"{MAX_LABELS}",
+            )
+        )
+    if LABEL_EXACT not in own:
+        out.append(
+            Problem(
+                "image.version",
+                f"is too long to keep exactly in the GCE label {LABEL_EXACT} (63 characters once escaped): "
+                f"prune and status --all-versions read it from {LABEL_VERSION} "
+                f"({label_safe(image.version)!r}), where '.', '-' and case look alike",
+                warning=True,
             )
         )
     return out

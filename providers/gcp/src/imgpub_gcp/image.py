@@ -25,6 +25,7 @@ from imgpub_gcp.clients import PUBLIC_STORAGE, GcpClients
 from imgpub_gcp.errors import call
 from imgpub_gcp.labels import derived_image_name
 from imgpub_gcp.settings import GcpSettings
+from imgpub_gcp.versions import LABEL_EXACT, encode
 
 if TYPE_CHECKING:
     from google.cloud import compute_v1
@@ -47,11 +48,17 @@ def image_name(image: ImageInfo, settings: GcpSettings) -> str:
 
 
 def identity_labels(image: ImageInfo, digest: str) -> dict[str, str]:
-    return {
-        LABEL_NAME: label_safe(image.name),
-        LABEL_VERSION: label_safe(image.version),
-        LABEL_DIGEST: digest,
-    }
+    """imgpub's labels (and the upload object's metadata): name, version, digest, and the exact version
+    when it fits a label value (imgpub_gcp.versions)."""
+    return version_labels(image.name, image.version, digest)
+
+
+def version_labels(name: str, version: str, digest: str) -> dict[str, str]:
+    out = {LABEL_NAME: label_safe(name), LABEL_VERSION: label_safe(version), LABEL_DIGEST: digest}
+    exact = encode(version)
+    if exact is not None:
+        out[LABEL_EXACT] = exact
+    return out
 
 
 def wanted_labels(image: ImageInfo, settings: GcpSettings, digest: str) -> dict[str, str]:
@@ -278,14 +285,16 @@ class GceImages:
         if op is not None:
             self.wait(op, f"delete image {name}", gone_ok=True)
 
-    def deprecate(self, name: str, replacement: str) -> None:
+    def deprecate(self, name: str, replacement: str | None, when: datetime | None = None) -> None:
+        """images.deprecate: state DEPRECATED since `when` (now), pointing to `replacement` (an image's
+        URL) when given. The requestId is made once, so a retry after a lost reply is not done twice."""
         from google.cloud import compute_v1
 
         status = compute_v1.DeprecationStatus(
-            state="DEPRECATED",
-            replacement=replacement,
-            deprecated=datetime.now(UTC).isoformat(timespec="seconds"),
+            state="DEPRECATED", deprecated=rfc3339(when or datetime.now(UTC))
         )
+        if replacement:
+            status.replacement = replacement
         request = compute_v1.DeprecateImageRequest(
             project=self.project, image=name, deprecation_status_resource=status, request_id=new_request_id()
         )
@@ -368,6 +377,11 @@ class GceImages:
             if gone_ok and all(e.code == "RESOURCE_NOT_FOUND" for e in op.error.errors):
                 return
             raise CloudError(self.target, what, operation_errors(op), code=op.error.errors[0].code or None)
+
+
+def rfc3339(when: datetime) -> str:
+    """A UTC RFC 3339 timestamp, as DeprecationStatus takes it (`2026-11-29T12:00:00Z`)."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def operation_errors(op: Any) -> str:

@@ -23,6 +23,8 @@ from imgpub.provider import (
     Problem,
     Provider,
     Published,
+    Release,
+    RetireAction,
     Status,
 )
 from imgpub_gcp.checks import problems
@@ -30,6 +32,9 @@ from imgpub_gcp.clients import GcpClients
 from imgpub_gcp.errors import call
 from imgpub_gcp.gcs_upload import CHUNK, GcsUpload, UploadResult
 from imgpub_gcp.image import GceImages, identity_labels, image_body, source_url, wanted_labels
+from imgpub_gcp.reconciliation import reconcile
+from imgpub_gcp.releases import releases
+from imgpub_gcp.retirement import retire
 from imgpub_gcp.settings import GcpSettings
 from imgpub_gcp.share import ImageSharing
 from imgpub_gcp.survey import FAILED, failed_message, survey
@@ -213,7 +218,7 @@ class GcpProvider(Provider[GcpSettings]):
                 changed = True
         for old in self._undeprecated_predecessors(images, current, settings):
             ctx.progress.stage(f"deprecate {old.name}")
-            images.deprecate(old.name, current.self_link)
+            images.deprecate(old.name, current.self_link, ctx.now())
             changed = True
         return changed
 
@@ -240,6 +245,29 @@ class GcpProvider(Provider[GcpSettings]):
             status.drift.append(f"image {found.name} is {current.status}, not READY")
         status.drift.extend(d[1] for d in self._drift(clients, images, current, image, settings, ctx))
         return status
+
+    # -- every version: prune, status --all-versions, reconcile (releases.py, retirement.py, ...) ---
+
+    def regions(self, settings: GcpSettings) -> list[str | None]:
+        return [None]  # GCE images are global
+
+    def releases(self, name: str, settings: GcpSettings, ctx: Context) -> list[Release]:
+        return releases(GcpClients(settings, ctx.target), settings, name, ctx)
+
+    def retire(
+        self,
+        name: str,
+        settings: GcpSettings,
+        release: Release,
+        action: RetireAction,
+        ctx: Context,
+        *,
+        replacement: str | None,
+    ) -> list[str]:
+        return retire(GcpClients(settings, ctx.target), settings, name, release, action, ctx, replacement)
+
+    def reconcile(self, name: str, settings: GcpSettings, release: Release, ctx: Context) -> list[str]:
+        return reconcile(GcpClients(settings, ctx.target), settings, name, release, ctx)
 
     # -- shared pieces ----------------------------------------------------------------------
 

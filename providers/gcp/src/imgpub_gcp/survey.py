@@ -9,17 +9,21 @@ that imgpub did not make is a conflict even when FAILED: it is not ours to delet
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from imgpub.identity import LABEL_DIGEST, LABEL_NAME, LABEL_VERSION, label_safe
 from imgpub.provider import ImageInfo
 from imgpub_gcp.image import GceImages, image_name
 from imgpub_gcp.settings import GcpSettings
+from imgpub_gcp.versions import version_of
 
 if TYPE_CHECKING:
     from google.cloud import compute_v1
 
 FAILED = "FAILED"
+DEPRECATED_STATES = frozenset({"DEPRECATED", "OBSOLETE", "DELETED"})
+"""deprecated.state values that take an image out of use (DELETED too: it does not delete the image)."""
 
 
 @dataclass
@@ -56,3 +60,37 @@ def survey(images: GceImages, image: ImageInfo, settings: GcpSettings, digest: s
         elif found.name == out.name:
             out.current = found
     return out
+
+
+# -- every version: what makes an image one of ours, for prune, the version matrix and reconcile ---
+
+
+def carried_version(found: compute_v1.Image, name: str) -> tuple[str, bool] | None:
+    """(version, exact) when the image carries imgpub's labels for the image `name` (name, version and
+    digest); None for anyone else's image, whatever its name."""
+    labels = dict(found.labels)
+    if labels.get(LABEL_NAME) != label_safe(name) or not labels.get(LABEL_DIGEST):
+        return None
+    return version_of(labels)
+
+
+def is_deprecated(found: compute_v1.Image) -> bool:
+    return found.deprecated.state in DEPRECATED_STATES
+
+
+def created_at(found: compute_v1.Image) -> datetime | None:
+    """creationTimestamp (RFC 3339 with an offset) as an aware datetime; None when GCE gives none."""
+    try:
+        return datetime.fromisoformat(found.creation_timestamp)
+    except ValueError:
+        return None
+
+
+def still_ours(images: GceImages, image: str, name: str, version: str) -> compute_v1.Image | None:
+    """The image as it is now, when it still carries this version's labels; None when it is gone or is
+    no longer ours to touch (deleted and made again by someone else since it was listed)."""
+    found = images.get(image)
+    if found is None:
+        return None
+    carried = carried_version(found, name)
+    return found if carried is not None and carried[0] == version else None
