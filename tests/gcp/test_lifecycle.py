@@ -147,6 +147,20 @@ def test_every_version_is_found_by_imgpubs_labels_on_every_page_and_nothing_else
     assert changes(gce) == []
 
 
+def test_an_upload_younger_than_a_day_may_be_a_running_publish_and_is_not_a_leftover(
+    make_settings: Callable[..., GcpSettings], storage_client: Any, bucket: str
+) -> None:
+    upload(storage_client, bucket, "2.0.0")  # uploaded just now; its images.insert may be running
+    settings = make_settings()
+
+    def found(now: datetime) -> list[tuple[str, str]]:
+        ctx = Context(settings.name, "", Journal(None), retry=FAST, now=lambda: now)
+        return [(r.version, r.state) for r in GcpProvider().releases("demo", settings, ctx)]
+
+    assert found(datetime.now(UTC)) == []
+    assert found(datetime.now(UTC) + timedelta(days=1, minutes=1)) == [("2.0.0", "deleting")]
+
+
 # -- prune -------------------------------------------------------------------------------------
 
 

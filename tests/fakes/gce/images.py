@@ -1,5 +1,6 @@
 """The images resource of the fake: insert (with the rawDisk tarball checked as GCE checks it), get,
-list (label/name/family filters), delete, deprecate, setLabels and the IAM policy calls.
+list (label/name/family filters, ordered, paged), delete (DELETING until its operation is done),
+deprecate (DeprecationStatus checked beyond its schema), setLabels and the IAM policy calls.
 
 An insert whose operation fails leaves the image in status FAILED, as GCE does; a successful one may
 stay invisible to get/list for a few reads after its operation is DONE (`State.lag_after_insert`).

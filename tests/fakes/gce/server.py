@@ -1,7 +1,8 @@
 """A small, stateful Compute Engine images API over real HTTP, for the gcp provider's tests.
 
-Serves images (insert, get, list with a label/name/family filter, delete, deprecate, setLabels,
-getIamPolicy, setIamPolicy) and globalOperations (get, wait). Every request is checked against the
+Serves images (insert, get, list with a label/name/family filter, in name or `creationTimestamp desc`
+order and paged with nextPageToken, delete, deprecate, setLabels, getIamPolicy, setIamPolicy) and
+globalOperations (get, wait). Every request is checked against the
 compute v1 discovery document first (fakes/gce/contract.py); the fake's own answers are checked
 against it too. images.insert downloads rawDisk.source from the GCS emulator and accepts only a
 gzip'd GNU tar (no PAX headers) whose one member is `disk.raw` (regular or GNU sparse) of whole GiB.
@@ -18,7 +19,12 @@ Failure modes, as real GCE shows them:
   * a requestId seen within `State.request_id_retention` answers with its earlier operation as it is
     now, a FAILED one included, without doing anything again;
   * `State.lag_after_insert`: a new image stays invisible to get/list for that many reads after its
-    insert is DONE (eventual consistency).
+    insert is DONE (eventual consistency);
+  * `State.list_page_size`: images.list pages hold at most that many images whatever maxResults asks
+    (GCE may send fewer); a pageToken works only with the filter and order it was made for;
+  * a deleted image is DELETING until its operation is done (a second delete meanwhile: 400
+    resourceNotReady); images.deprecate takes only RFC 3339 timestamps and an image URL as the
+    replacement.
 """
 
 from __future__ import annotations
