@@ -240,3 +240,79 @@ def cli(arm: FakeArm, proxy: StorageProxy, container: str, tmp_path: Path, ident
     folder = tmp_path / "cli"
     folder.mkdir()
     return Cli(folder, arm.url, proxy.url, container, arm.ca_path, identity)
+
+
+# ---- every version at once (prune, status --all-versions, reconcile) ----------------------------------
+
+
+@dataclass
+class Versions:
+    """Publish several versions of `golden` to one target (each from its own state dir), age them,
+    and write the manifest `imgpub prune` / `status --all-versions` / `reconcile` read."""
+
+    stack: Stack
+    disk: DiskImage
+    info: Callable[..., ImageInfo]
+    folder: Path
+    target: dict[str, Any]
+
+    def settings(self, **overrides: Any) -> AzureSettings:
+        return self.stack.settings(**{**self.target, **overrides})
+
+    def publish(self, version: str, **overrides: Any) -> AzureSettings:
+        settings = self.settings(**overrides)
+        image = self.info(version=version, content_digest=f"content-{version}")
+        ctx = self.stack.context(settings, image, state=f"publish-{version}")
+        published = self.stack.provider().publish(image, settings, self.disk, ctx)
+        assert published.artifacts, f"{version} published nothing"
+        return settings
+
+    def age(self, version: str, created: Any) -> None:
+        """Make `version`'s gallery version and managed image as old as `created` says."""
+        for rest in (f"galleries/g1/images/golden/versions/{version}", f"images/golden-{version}"):
+            if self.stack.arm.get(rest) is not None:
+                self.stack.arm.age(rest, created)
+
+    def manifest(
+        self,
+        version: str,
+        retention: dict[str, Any] | None = None,
+        name: str = "imgpub.yaml",
+        **overrides: Any,
+    ) -> Path:
+        import json
+
+        target = self.settings(**overrides).model_dump(mode="json", exclude_none=True, exclude_defaults=True)
+        doc: dict[str, Any] = {
+            "image": {"name": "golden", "version": version, "source": "disk.raw", "boot": "uefi"},
+            "targets": [{"provider": "azure", **target}],
+        }
+        if retention is not None:
+            doc["retention"] = retention
+        path = self.folder / name
+        path.write_text(json.dumps(doc))
+        return path
+
+
+GALLERY_TARGET: dict[str, Any] = {"gallery": {"name": "g1", "target_regions": [{"name": "westeurope"}]}}
+
+
+@pytest.fixture
+def stub_azure(stack: Stack) -> Iterator[type[AzureProvider]]:
+    """`azure` as imgpub's pipeline and lifecycle construct it (no arguments), with the test credential."""
+    from imgpub import plugins
+
+    class StubbedAzure(AzureProvider):
+        def __init__(self) -> None:
+            super().__init__(credential=stack.credential)
+
+    plugins.register(StubbedAzure)
+    yield StubbedAzure
+    plugins.unregister("azure")
+
+
+@pytest.fixture
+def versions(
+    stack: Stack, disk: DiskImage, info: Callable[..., ImageInfo], tmp_path: Path, stub_azure: Any
+) -> Versions:
+    return Versions(stack, disk, info, tmp_path, dict(GALLERY_TARGET))

@@ -143,6 +143,21 @@ class Cli:
             text=True,
         )
 
+    def command(self, *args: str, state: str = "state") -> subprocess.Popen[str]:
+        """Start any `imgpub` command (prune, status, reconcile) the way a CI job runs it."""
+        return subprocess.Popen(
+            [sys.executable, "-m", "imgpub", *args],
+            env=self.env(state),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def run(self, *args: str, state: str = "state") -> tuple[int, str, str]:
+        """Run an `imgpub` command to its end: (exit code, stdout, stderr)."""
+        out, err = (proc := self.command(*args, state=state)).communicate(timeout=180)
+        return proc.returncode, out, err
+
     def finish(self, proc: subprocess.Popen[str], state: str = "state") -> Run:
         out, err = proc.communicate(timeout=180)
         report = self.folder / f"report-{state}.json"

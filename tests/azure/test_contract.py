@@ -28,6 +28,7 @@ SUB = "00000000-0000-0000-0000-000000000001"
 RG = f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Compute"
 IMAGES = pinned_api_version("Microsoft.Compute/images")
 GALLERIES = pinned_api_version("Microsoft.Compute/galleries")
+VERSIONS_API = pinned_api_version("Microsoft.Compute/galleries/images/versions")
 
 
 def send(
@@ -345,3 +346,157 @@ def test_page_blob_rules_are_enforced(proxy, container):
     assert _storage(proxy, "PUT", f"{blob}?comp=page", _page(0, page, right), page) == (201, None)
     create = {"x-ms-blob-type": "PageBlob", "x-ms-blob-content-length": "512"}
     assert _storage(proxy, "PUT", "nosuchcontainer/x.vhd", create) == (404, "ContainerNotFound")
+
+
+# ---- gallery image versions: PATCH (deprecation, new regions) and paged lists ----------------------
+
+VERSIONS = f"{RG}/galleries/g/images/d/versions"
+SOURCE = {"source": {"id": f"{RG}/images/img"}}
+
+
+def _stored_version(arm: FakeArm, name: str = "1.0.0") -> str:
+    """A version as the fake stores one made from an image, its operation finished; its path."""
+    path = f"{VERSIONS}/{name}"
+    arm.resources[path.lower()] = {
+        "id": path,
+        "name": name,
+        "type": "Microsoft.Compute/galleries/images/versions",
+        "location": "westeurope",
+        "tags": {"team": "a"},
+        "properties": {
+            "provisioningState": "Succeeded",
+            "publishingProfile": {"targetRegions": [{"name": "westeurope"}]},
+            "storageProfile": SOURCE,
+        },
+        "_regions": ["westeurope"],
+        "_done": True,
+    }
+    return path
+
+
+def patch(**profile: Any) -> dict[str, Any]:
+    return {"properties": {"publishingProfile": profile, "storageProfile": SOURCE}}
+
+
+BAD_PATCHES = [
+    pytest.param(
+        patch(publishedDate="2026-01-01T00:00:00Z"),
+        400,
+        "InvalidParameter",
+        "properties.publishingProfile.publishedDate",
+        id="read-only",
+    ),
+    pytest.param(
+        patch(endOfLifeDate="next tuesday"),
+        400,
+        "InvalidRequestContent",
+        "properties.publishingProfile.endOfLifeDate",
+        id="end-of-life-not-a-date",
+    ),
+    pytest.param(
+        patch(endOfLifeDate=20261129),
+        400,
+        "InvalidRequestContent",
+        "properties.publishingProfile.endOfLifeDate",
+        id="end-of-life-a-number",
+    ),
+    pytest.param(
+        patch(excludeFromLatest="yes"),
+        400,
+        "InvalidRequestContent",
+        "properties.publishingProfile.excludeFromLatest",
+        id="exclude-from-latest-a-string",
+    ),
+    pytest.param(
+        {"properties": {"publishingProfile": {"endOfLifeDate": "2026-11-29T00:00:00Z"}}},
+        400,
+        "InvalidParameter",
+        "properties.storageProfile",
+        id="storage-profile-required",
+    ),
+    pytest.param(
+        {"properties": {"publishingProfile": {}, "storageProfile": {"source": {"id": f"{RG}/images/other"}}}},
+        409,
+        "PropertyChangeNotAllowed",
+        "properties.storageProfile",
+        id="source-changed",
+    ),
+    pytest.param(
+        patch(targetRegions=[{"name": "West Europe"}]),
+        400,
+        "LocationNotAvailableForResourceType",
+        "properties.publishingProfile.targetRegions[0].name",
+        id="display-name-region",
+    ),
+    pytest.param(
+        patch(targetRegions=[]),
+        400,
+        "InvalidParameter",
+        "properties.publishingProfile.targetRegions",
+        id="no-region",
+    ),
+    pytest.param(
+        {**patch(), "location": "westeurope"},
+        400,
+        "InvalidRequestContent",
+        "location",
+        id="not-an-update-member",
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "code", "target"), BAD_PATCHES)
+def test_version_patches_that_azure_refuses_are_refused(arm, body, status, code, target):
+    path = _stored_version(arm)
+    before = json.dumps(arm.get("galleries/g/images/d/versions/1.0.0"), sort_keys=True)
+    error = refused(send(arm, "PATCH", path, body, api=VERSIONS_API), status, code)
+    assert error["target"] == target
+    assert json.dumps(arm.get("galleries/g/images/d/versions/1.0.0"), sort_keys=True) == before
+
+
+def test_a_version_patch_merges_and_runs_as_an_operation(arm):
+    path = _stored_version(arm)
+    body = patch(
+        endOfLifeDate="2026-11-29T12:00:00Z",
+        excludeFromLatest=True,
+        targetRegions=[{"name": "westeurope", "excludeFromLatest": True}, {"name": "northeurope"}],
+    )
+    status, doc = send(arm, "PATCH", path, body, api=VERSIONS_API)
+    assert status == 200 and doc["properties"]["provisioningState"] == "Updating"
+    refused(send(arm, "PATCH", path, body, api=VERSIONS_API), 409, "AnotherOperationInProgress")
+    _settle(arm)
+    stored = arm.get("galleries/g/images/d/versions/1.0.0")
+    assert stored["tags"] == {"team": "a"}, "a PATCH without tags keeps them"
+    profile = stored["properties"]["publishingProfile"]
+    assert profile["endOfLifeDate"] == "2026-11-29T12:00:00Z" and profile["excludeFromLatest"] is True
+    assert stored["_regions"] == ["westeurope", "northeurope"]
+    assert stored["properties"]["provisioningState"] == "Succeeded"
+    status, _ = send(arm, "PATCH", path, {"tags": {"team": "b"}}, api=VERSIONS_API)
+    _settle(arm)
+    assert status == 200 and arm.get("galleries/g/images/d/versions/1.0.0")["tags"] == {"team": "b"}
+    assert profile == arm.get("galleries/g/images/d/versions/1.0.0")["properties"]["publishingProfile"]
+
+
+def _get(arm: FakeArm, path_and_query: str):
+    context = ssl.create_default_context(cafile=str(arm.ca_path))
+    parts = urlsplit(arm.url)
+    conn = http.client.HTTPSConnection(parts.hostname or "", parts.port, context=context, timeout=30)
+    conn.request("GET", path_and_query, headers={"Authorization": "Bearer t"})
+    resp = conn.getresponse()
+    data = json.loads(resp.read())
+    conn.close()
+    return resp.status, data
+
+
+def test_lists_are_paged_with_a_next_link(arm):
+    for name in ("1.0.0", "1.1.0", "1.2.0"):
+        _stored_version(arm, name)
+    arm.page_size = 2
+    status, first = _get(arm, f"{quote(VERSIONS)}?api-version={VERSIONS_API}")
+    assert status == 200 and [v["name"] for v in first["value"]] == ["1.0.0", "1.1.0"]
+    link = urlsplit(first["nextLink"])
+    assert f"api-version={VERSIONS_API}" in link.query and "skiptoken" in link.query
+    status, second = _get(arm, f"{link.path}?{link.query}")
+    assert [v["name"] for v in second["value"]] == ["1.2.0"] and "nextLink" not in second
+    status, bad = _get(arm, f"{quote(VERSIONS)}?api-version={VERSIONS_API}&%24skiptoken=x")
+    assert (status, bad["error"]["code"]) == (400, "InvalidSkipToken")

@@ -15,6 +15,11 @@ succeed, one image and one version exist, no blob or upload disk is left, and a 
 for the other's upload blob lease says it adopted what the other published. It checks on the real
 services what the stand-ins assume: a leased blob refuses writes without the lease, and ARM answers
 a PUT that meets another run's running operation in a way the provider waits out.
+
+A third test is the lifecycle (issue 12): two versions published, `imgpub.lifecycle.prune` (with a
+clock two days ahead) deprecates the older one (the gallery version's endOfLifeDate and
+excludeFromLatest as Azure stores them, the managed image's `imgpub:deprecated` tag), the version
+matrix says so, and a second prune deletes it (version, image), leaving the newer one untouched.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import json
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -91,6 +97,84 @@ def test_two_publishes_at_once_leave_one_image_and_no_upload(live_run: LiveRun) 
     finally:
         _delete_everything(
             clients, group, gallery, definition, live_run.version, image_name, container_was_there
+        )
+
+
+def test_prune_deprecates_then_deletes_an_older_version(live_run: LiveRun) -> None:
+    from azure.core.exceptions import ResourceNotFoundError
+
+    from imgpub.lifecycle import matrix, prune
+
+    subscription, group = opt_in("IMGPUB_LIVE_AZURE", "<subscription id>/<resource group>", parts=2)
+    location = _required("IMGPUB_LIVE_AZURE_LOCATION", "westeurope")
+    account = _required("IMGPUB_LIVE_AZURE_STORAGE", "mystorageaccount")
+    gallery = f"imgpub_live_{live_run.name.rsplit('-', 1)[1]}"
+    definition = default_definition(live_run.name)
+    old, new = live_run.version, f"{live_run.version}1"
+    target: dict[str, Any] = {
+        "name": "azure",
+        "provider": "azure",
+        "subscription_id": subscription,
+        "resource_group": group,
+        "location": location,
+        "storage_account": account,
+        "container": CONTAINER,
+    }
+    policy = "retention: {keep: 0, deprecate_after: 1d, delete_after: 36h}\n"
+    targets = (
+        "  - "
+        + "\n    ".join(f"{k}: {json.dumps(v)}" for k, v in target.items())
+        + f"\n    gallery: {{name: {gallery}}}\n"
+    )
+    clients = AzureClients(AzureSettings.model_validate({**target, "gallery": {"name": gallery}}))
+    container_was_there = clients.container(CONTAINER).exists()
+    later = datetime.now(UTC) + timedelta(days=2)  # both versions are two days old then
+    try:
+        for version in (old, new):
+            run = LiveRun(live_run.name, version, live_run.folder)
+            published = imgpub.publish(run.manifest(targets), state_dir=live_run.folder / "state")
+            assert published.ok, [t.error for t in published.targets]
+        manifest = LiveRun(live_run.name, new, live_run.folder).manifest(targets, image_extra=policy)
+
+        first = prune(manifest, apply=True, now=lambda: later, state_dir=live_run.folder / "state")
+
+        assert first.exit_code == 0, [v.error for t in first.targets for v in t.versions]
+        assert {v.version: v.verdict for v in first.targets[0].versions} == {new: "current", old: "deprecate"}
+        compute = clients.compute
+        profile = compute.gallery_image_versions.get(
+            group, gallery, definition, old
+        ).properties.publishing_profile
+        assert profile.exclude_from_latest is True and profile.end_of_life_date is not None
+        image = compute.images.get(group, default_image_name(live_run.name, old))
+        assert "imgpub:deprecated" in (image.tags or {})
+        states = {r.version: r.state for r in matrix(manifest, now=lambda: later).targets[0].releases}
+        assert states == {old: "deprecated", new: "active"}
+
+        second = prune(manifest, apply=True, now=lambda: later, state_dir=live_run.folder / "state")
+
+        assert {v.version: v.verdict for v in second.targets[0].versions}[old] == "delete"
+        assert second.exit_code == 0, [v.error for t in second.targets for v in t.versions]
+        with pytest.raises(ResourceNotFoundError):
+            compute.gallery_image_versions.get(group, gallery, definition, old)
+        with pytest.raises(ResourceNotFoundError):
+            compute.images.get(group, default_image_name(live_run.name, old))
+        assert compute.gallery_image_versions.get(
+            group, gallery, definition, new
+        ).properties.provisioning_state == ("Succeeded")
+    finally:
+        image_old = default_image_name(live_run.name, old)
+        with contextlib.suppress(ResourceNotFoundError):
+            clients.compute.gallery_image_versions.begin_delete(group, gallery, definition, old).result()
+        with contextlib.suppress(ResourceNotFoundError):
+            clients.compute.images.begin_delete(group, image_old).result()
+        _delete_everything(
+            clients,
+            group,
+            gallery,
+            definition,
+            new,
+            default_image_name(live_run.name, new),
+            container_was_there,
         )
 
 

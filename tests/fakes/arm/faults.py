@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from fakes.arm.rules import ArmError
@@ -14,7 +14,7 @@ from fakes.arm.rules import ArmError
 if TYPE_CHECKING:
     from fakes.arm.server import FakeArm
 
-__all__ = ["BUSY", "IN_PROGRESS", "Losses", "Races", "source_problem"]
+__all__ = ["BUSY", "IN_PROGRESS", "Hold", "Holds", "Losses", "Races", "source_problem"]
 
 BUSY = "AnotherOperationInProgress"
 """ARM's code for a write to a resource whose own operation has not finished (409)."""
@@ -81,6 +81,55 @@ class Races:
                 return
         with contextlib.suppress(threading.BrokenBarrierError):  # a party that never came: go on
             barrier.wait()
+
+
+@dataclass
+class Hold:
+    """One request held before the fake acts on it: `arrived` is set when it comes; then `go()` lets
+    it be carried out, or `drop()` lets it go unanswered and undone (its client was killed meanwhile:
+    a process that dies before its request reaches Azure)."""
+
+    method: str
+    pattern: re.Pattern[str]
+    arrived: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
+    dropped: bool = False
+    used: bool = False
+
+    def go(self) -> None:
+        self.released.set()
+
+    def drop(self) -> None:
+        self.dropped = True
+        self.released.set()
+
+
+class Holds:
+    """Requests to hold (`FakeArm.hold()`): the first request matching each rule waits there."""
+
+    def __init__(self) -> None:
+        self._rules: list[Hold] = []
+        self._lock = threading.Lock()
+
+    def add(self, method: str, pattern: str) -> Hold:
+        hold = Hold(method, re.compile(pattern))
+        with self._lock:
+            self._rules.append(hold)
+        return hold
+
+    def meet(self, method: str, path: str, timeout: float = 120.0) -> bool:
+        """Wait while a rule holds this request; True when it is to be dropped, not carried out."""
+        with self._lock:
+            hold = next(
+                (h for h in self._rules if not h.used and h.method == method and h.pattern.search(path)),
+                None,
+            )
+            if hold is None:
+                return False
+            hold.used = True
+        hold.arrived.set()
+        hold.released.wait(timeout)
+        return hold.dropped
 
 
 def source_problem(arm: FakeArm, res: dict[str, Any]) -> str | None:

@@ -1,9 +1,11 @@
 """A small, stateful Azure Resource Manager (Microsoft.Compute) over real HTTPS, for tests.
 
 Implements what imgpub-azure calls: images, galleries, gallery images, gallery image versions
-(with replication status, and listing), disks (with grant/revoke access returning a SAS that points
-at Azurite). Every request is held to the contract (fakes/arm/contract.py: the SDK models and the
-api-version it pins) and to ARM's documented rules (fakes/arm/rules.py); refusals are ARM's error
+(with replication status, listing and PATCH: fakes/arm/updates.py), disks (with grant/revoke access
+returning a SAS that points at Azurite), lists of each (paged with nextLink when `page_size` is set),
+and every resource's creation time (systemData.createdAt, a version's publishedDate) from `clock`.
+Every request is held to the contract (fakes/arm/contract.py: the SDK models and the api-version it
+pins) and to ARM's documented rules (fakes/arm/rules.py); refusals are ARM's error
 document {"error": {"code", "message", "target"}} with the real codes.
 
 It reproduces the failure modes a real subscription shows:
@@ -19,7 +21,9 @@ It reproduces the failure modes a real subscription shows:
   again); an operation also advances when its resource is read (time passes while a client looks);
 * a source removed while an image or version is made from it: the operation ends Failed;
 * `missing_delete_status = 404`: a DELETE of a missing resource answers 404 (some providers do)
-  instead of 204.
+  instead of 204;
+* a client killed at a chosen request (`hold()`): the request waits until the test lets it go on or
+  drops it undone, so a test can kill the command at that very point.
 
 LRO URLs are built from the request's Host, so a proxy in front (fakes/chaos.py, with a certificate
 from `issue_cert()`) sees the polls too.
@@ -38,20 +42,23 @@ import re
 import ssl
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import trustme
 from azure.mgmt.compute import models as m
 
 from fakes.arm.contract import check_body, pinned_api_version
 from fakes.arm.disks import disk_access
-from fakes.arm.faults import BUSY, IN_PROGRESS, Losses, Races, source_problem
+from fakes.arm.faults import BUSY, IN_PROGRESS, Hold, Holds, Losses, Races, source_problem
 from fakes.arm.http import QuietServer, error, make_handler
 from fakes.arm.operations import Failure, Operations
 from fakes.arm.rules import ArmError, Rules
+from fakes.arm.updates import update_version
 from fakes.arm.views import view
 
 __all__ = ["ArmError", "FakeArm"]
@@ -141,6 +148,12 @@ class FakeArm:
         """The code of the 409 for a write while an operation runs (ARM's RPs differ: Conflict, ...)."""
         self.missing_delete_status = 204
         """What a DELETE of a resource that does not exist answers: 204, or 404 as some providers do."""
+        self.page_size: int | None = None
+        """Items per page of a list (the rest behind nextLink, as ARM pages long lists); None: one page."""
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        """When resources are created (systemData.createdAt, a version's publishedDate); tests age a
+        resource by setting its `_created` (ISO 8601)."""
+        self.holds = Holds()
         self.lock = threading.RLock()
         self._local = threading.local()
         self.rules = Rules(self)
@@ -203,6 +216,17 @@ class FakeArm:
         once: two runs' PUTs of one resource meet (one creates, the other finds it being created)."""
         self.races.add(method, pattern, parties, timeout)
 
+    def hold(self, method: str, pattern: str) -> Hold:
+        """Hold the next matching request before acting on it (see faults.Hold): a test waits for
+        `arrived`, kills the client, then `drop()`s it, or lets it `go()` on."""
+        return self.holds.add(method, pattern)
+
+    def age(self, rest: str, created: datetime) -> None:
+        """Say a resource was created at `created` (its systemData.createdAt and publishedDate)."""
+        res = self.get(rest)
+        assert res is not None, f"no resource {rest}"
+        res["_created"] = created.isoformat()
+
     def issue_cert(self) -> trustme.LeafCert:
         """A server certificate from this fake's CA (for a proxy in front of it)."""
         return self._ca.issue_cert("127.0.0.1", "localhost")
@@ -263,6 +287,8 @@ class FakeArm:
         with self.lock:
             self.requests.append((method, path))
         self.races.meet(method, path)
+        if self.holds.meet(method, path):
+            return 503, {}, error("ServiceUnavailable", "dropped: its client was killed while it was held")
         with self.lock:
             for fault in self.faults:
                 if fault.times > 0 and fault.method == method and fault.pattern.search(path):
@@ -305,7 +331,7 @@ class FakeArm:
                 return disk_access(self, disk_path, action, body)
         if method == "GET" and (rtype := resource_type(rest + "/x")) is not None:
             self._api_version(query, rtype[0])
-            return 200, {}, self._list(path, rest)
+            return 200, {}, self._list(path, query)
         rtype = resource_type(rest)
         if rtype is None:
             raise ArmError(404, "InvalidResourceType", f"unsupported resource {rest}")
@@ -337,20 +363,26 @@ class FakeArm:
                 bad = check_body(doc, UPDATES[rtype[0]])
                 if bad:
                     raise ArmError(400, bad[0].code, bad[0].message, bad[0].target)
-                return self._patch(key, rest, doc, query["api-version"])
+                return self._patch(key, rest, rtype[0], doc, query["api-version"])
         raise ArmError(405, "MethodNotAllowed", method)
 
     def _patch(
-        self, key: str, rest: str, doc: dict[str, Any], api_version: str
+        self, key: str, rest: str, rtype: str, doc: dict[str, Any], api_version: str
     ) -> tuple[int, dict[str, str], Any]:
-        """PATCH: the tags (as given: they replace the old ones); other members are not needed here."""
+        """PATCH merges: `tags`, when given, replace the old ones (members left out stay as they are);
+        a version's properties as fakes/arm/updates.py takes them; an image's tags only."""
         res = self.resources.get(key)
         if res is None or self._seen(res) is None:
             raise ArmError(404, "ResourceNotFound", f"The Resource '{rest}' was not found.")
-        if set(doc) - {"tags"}:
-            raise ArmError(400, "InvalidParameter", "this fake updates tags only")
-        self.rules.tags(doc.get("tags") or {})
-        res["tags"] = doc.get("tags") or {}
+        if set(doc) - {"tags", "properties"} or ("properties" in doc and not rtype.endswith("versions")):
+            raise ArmError(400, "InvalidParameter", "this fake updates an image's tags only")
+        if "tags" in doc:
+            self.rules.tags(doc.get("tags") or {})
+        if doc.get("properties") is not None:
+            update_version(self, res, doc["properties"])
+        if "tags" in doc:
+            res["tags"] = doc.get("tags") or {}
+        res["_modified"] = self.clock().isoformat()
         res["properties"]["provisioningState"] = "Updating"
         op = self.operations.start(key, "put")
         res["_op"] = op.id
@@ -376,13 +408,30 @@ class FakeArm:
                 f"The supported versions are '{pinned}'.",
             )
 
-    def _list(self, path: str, rest: str) -> dict[str, Any]:
+    def _list(self, path: str, query: dict[str, str]) -> dict[str, Any]:
+        """One page of the resources under `path`; with `page_size`, a nextLink to the next page (the
+        client follows it as given: api-version and $skiptoken in it)."""
         prefix = path.lower().rstrip("/") + "/"
+        try:
+            start = int(query.get("$skiptoken") or 0)
+        except ValueError:
+            raise ArmError(400, "InvalidSkipToken", "The skip token is not valid.") from None
         with self.lock:
             found = [
-                r for k, r in self.resources.items() if k.startswith(prefix) and "/" not in k[len(prefix) :]
+                r
+                for k, r in sorted(self.resources.items())
+                if k.startswith(prefix) and "/" not in k[len(prefix) :]
             ]
-            return {"value": [self._view(r, {}) for r in found if self._seen(r) is not None]}
+            if self.page_size is None:
+                return {"value": [self._view(r, {}) for r in found if self._seen(r) is not None]}
+            page = found[start : start + self.page_size]
+            doc: dict[str, Any] = {"value": [self._view(r, {}) for r in page if self._seen(r) is not None]}
+        if start + self.page_size < len(found):
+            doc["nextLink"] = (
+                f"{self.base}{quote(path)}?api-version={query['api-version']}"
+                f"&%24skiptoken={start + self.page_size}"
+            )
+        return doc
 
     def _not_busy(self, method: str, key: str, rest: str) -> None:
         """A write while the resource's own operation runs is refused, as ARM does (409); a DELETE
@@ -440,6 +489,7 @@ class FakeArm:
         if check is not None and not updating_version:
             check(doc, props, rest)
         name = rest.rsplit("/", 1)[1]
+        created = existing.get("_created") if existing is not None else None
         resource = {
             "id": path,
             "name": name,
@@ -448,6 +498,7 @@ class FakeArm:
             "tags": doc.get("tags") or {},
             "properties": {**props, "provisioningState": "Creating" if existing is None else "Updating"},
         }
+        resource["_created"] = created or self.clock().isoformat()
         if "sku" in doc:
             resource["sku"] = doc["sku"]
         if rtype.endswith("disks"):

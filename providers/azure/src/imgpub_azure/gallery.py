@@ -12,15 +12,16 @@ from imgpub.progress import NullProgress, Progress
 from imgpub_azure.clients import AzureClients
 from imgpub_azure.errors import Caller
 from imgpub_azure.names import region_key, text
-from imgpub_azure.settings import GallerySettings
+from imgpub_azure.settings import AzureSettings, GallerySettings
 from imgpub_azure.tags import digest_of
 from imgpub_azure.upload_source import UploadedVhd
+from imgpub_azure.version_update import writable_storage
 from imgpub_azure.writes import Writes
 
 if TYPE_CHECKING:
     from azure.mgmt.compute.models import Gallery, GalleryImageVersion
 
-__all__ = ["GalleryImages", "RegionState", "replication_states"]
+__all__ = ["GalleryImages", "RegionState", "replication_states", "wanted_regions"]
 
 REPLICATION_POLL_SECONDS = 15.0
 """How often replication progress is read while a version is being created."""
@@ -32,6 +33,12 @@ class RegionState:
     state: str
     progress: int
     details: str
+
+
+def wanted_regions(settings: AzureSettings) -> list[str]:
+    """Where the target's gallery versions go: the gallery's target regions, else its location."""
+    gal = settings.gallery
+    return ([r.name for r in gal.target_regions] if gal else []) or [settings.location]
 
 
 def replication_states(version: GalleryImageVersion) -> list[RegionState]:
@@ -96,15 +103,16 @@ class GalleryImages:
         return None
 
     def wanted_regions(self) -> list[str]:
-        return [r.name for r in self.gallery.target_regions] or [self.settings.location]
+        return wanted_regions(self.settings)
 
-    def _target_regions(self) -> list[Any]:
+    def _target_regions(self, names: list[str] | None = None) -> list[Any]:
+        """TargetRegion models for `names` (default: every wanted region), as the manifest sets them."""
         from azure.mgmt.compute import models
 
         gal = self.gallery
         per_region = {region_key(r.name): r for r in gal.target_regions}
         out = []
-        for name in self.wanted_regions():
+        for name in self.wanted_regions() if names is None else names:
             r = per_region.get(region_key(name))
             des = self.encryption_set_for(name)
             out.append(
@@ -171,26 +179,15 @@ class GalleryImages:
             ),
         )
 
+    def target_regions_for(self, names: list[str]) -> list[Any]:
+        """TargetRegion models for regions to add to a version (replica count, storage type,
+        encryption as the manifest sets them)."""
+        return self._target_regions(names)
+
     def region_update_body(self, existing: GalleryImageVersion, tags: dict[str, str]) -> Any:
         """The version as it is (the same source: only what may be written, no read-only member),
         with this manifest's regions and publishing settings."""
-        from azure.mgmt.compute import models
-
-        old = existing.properties.storage_profile if existing.properties else None
-        storage = models.GalleryImageVersionStorageProfile()
-        if old is not None and old.source is not None and old.source.id:
-            storage.source = models.GalleryArtifactVersionFullSource(id=old.source.id)
-        if old is not None and old.os_disk_image is not None:
-            src = old.os_disk_image.source
-            storage.os_disk_image = models.GalleryOSDiskImage(
-                host_caching=old.os_disk_image.host_caching,
-                source=models.GalleryDiskImageSource(
-                    id=src.id, uri=src.uri, storage_account_id=src.storage_account_id
-                )
-                if src is not None
-                else None,
-            )
-        return self._version(storage, tags)
+        return self._version(writable_storage(existing), tags)
 
     def encryption_drift(self, version: GalleryImageVersion) -> list[str]:
         """Regions whose replicas are encrypted otherwise than the manifest says."""
@@ -277,6 +274,24 @@ class GalleryImages:
         self.call(
             f"tag image version {g}/{definition}/{version}",
             lambda: self._ops.gallery_image_versions.begin_update(rg, g, definition, version, body).result(),
+        )
+
+    def update_version(
+        self,
+        definition: str,
+        version: str,
+        body: Callable[[GalleryImageVersion], Any],
+        done: Callable[[GalleryImageVersion], bool],
+    ) -> GalleryImageVersion | None:
+        """PATCH the version with `body(it)` (a GalleryImageVersionUpdate made from it as just read)
+        unless `done(it)` already holds, following the operation; the version as it is afterwards
+        (read with its replication status), None when it does not exist."""
+        rg, g, ops = self.settings.resource_group, self.gallery.name, self._ops.gallery_image_versions
+        return self.writes.update(
+            f"image version {g}/{definition}/{version}",
+            lambda: ops.get(rg, g, definition, version, expand="ReplicationStatus"),
+            lambda found: ops.begin_update(rg, g, definition, version, body(found)).result(),
+            done,
         )
 
     def delete_version(

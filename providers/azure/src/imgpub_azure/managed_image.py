@@ -81,6 +81,21 @@ class ManagedImages:
             f"tag image {name}", lambda: images.begin_update(rg, name, models.ImageUpdate(tags=tags)).result()
         )
 
+    def update_tags(
+        self, name: str, tags: Callable[[Image], dict[str, str]], done: Callable[[Image], bool]
+    ) -> Image | None:
+        """Set the image's tags to `tags(it)` (a PATCH: the whole set) unless `done(it)` already
+        holds; the image as it is afterwards, None when it does not exist."""
+        from azure.mgmt.compute import models
+
+        rg, images = self.settings.resource_group, self.clients.compute.images
+        return self.writes.update(
+            f"image {name}",
+            lambda: images.get(rg, name),
+            lambda found: images.begin_update(rg, name, models.ImageUpdate(tags=tags(found))).result(),
+            done,
+        )
+
     def delete(self, name: str, doomed: Callable[[Image], bool] | None = None) -> bool:
         """Delete the image (while `doomed(it)` holds, when given); False when it was left alone."""
         rg, images = self.settings.resource_group, self.clients.compute.images

@@ -28,7 +28,16 @@ from imgpub_azure.names import text
 if TYPE_CHECKING:
     from azure.storage.blob import BlobClient
 
-__all__ = ["MAX_PAGE", "PageUploader", "UploadStats", "unique_id"]
+__all__ = [
+    "MAX_PAGE",
+    "META_DIGEST",
+    "META_NAME",
+    "META_VERSION",
+    "PageUploader",
+    "UploadStats",
+    "blob_identity",
+    "unique_id",
+]
 
 T = TypeVar("T")
 
@@ -39,6 +48,18 @@ IN_FLIGHT_PER_WORKER = 2
 META_DIGEST = "imgpub_digest"
 META_COMPLETE = "imgpub_complete"
 """Blob metadata (names must be C# identifiers): which image the blob holds, and that it is whole."""
+META_NAME = "imgpub_name"
+META_VERSION = "imgpub_version"
+"""Blob metadata: the image name and version the blob is the upload of (URL-quoted: metadata values
+travel as HTTP headers), so prune finds a version's leftover blob by them, never by its name alone."""
+
+
+def blob_identity(name: str, version: str) -> dict[str, str]:
+    """The metadata that names a page blob's image and version (values as the `imgpub:*` tags have
+    them, URL-quoted)."""
+    from urllib.parse import quote
+
+    return {META_NAME: quote(name[:256], safe=""), META_VERSION: quote(version[:256], safe="")}
 
 
 def unique_id(digest: str) -> bytes:
@@ -96,6 +117,7 @@ class PageUploader:
         progress: Progress | None = None,
         concurrency: int = 8,
         lease: str | None = None,
+        metadata: dict[str, str] | None = None,
     ) -> None:
         self.blob = blob
         self.target = target
@@ -104,6 +126,8 @@ class PageUploader:
         self.concurrency = concurrency
         self.lease = lease
         """The blob's lease id, carried by every write (None: the blob is not leased)."""
+        self.metadata = dict(metadata or {})
+        """Metadata the blob carries besides its digest (blob_identity: its image and version)."""
 
     def upload(self, img: DiskImage, digest: str, *, create: bool = True, fresh: bool = False) -> UploadStats:
         """Make the blob hold `img` as a fixed VHD. With `create`, the blob is (re)created as needed
@@ -141,7 +165,9 @@ class PageUploader:
                 return present
         self._call(
             "create the page blob",
-            lambda: self.blob.create_page_blob(size, metadata={META_DIGEST: digest}, lease=self.lease),
+            lambda: self.blob.create_page_blob(
+                size, metadata={**self.metadata, META_DIGEST: digest}, lease=self.lease
+            ),
         )
         return _Ranges(())
 
@@ -219,7 +245,7 @@ class PageUploader:
         self._call(
             "mark the upload complete",
             lambda: self.blob.set_blob_metadata(
-                {META_DIGEST: digest, META_COMPLETE: "true"}, lease=self.lease
+                {**self.metadata, META_DIGEST: digest, META_COMPLETE: "true"}, lease=self.lease
             ),
         )
 

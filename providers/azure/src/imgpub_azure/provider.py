@@ -6,6 +6,10 @@ ensure the gallery and definition, create the version and follow its replication
 temporary upload (publisher.py). Every step is found by name, imgpub's digest tag and its
 provisioningState first, so a re-run is a no-op, a stopped run continues, and a failed resource is
 made again.
+
+Every version at once (prune, status --all-versions, reconcile): catalog.py finds them by imgpub's
+tags, releases.py says what state each is in, retirement.py deprecates or deletes one, backfill.py
+reconciles one without uploading.
 """
 
 from __future__ import annotations
@@ -15,14 +19,31 @@ import threading
 from typing import TYPE_CHECKING, ClassVar
 
 from imgpub.errors import CloudError, ConfigurationError, ImageConflictError
-from imgpub.provider import Context, DiskImage, ImageInfo, Plan, Problem, Provider, Published, Status
+from imgpub.provider import (
+    Context,
+    DiskImage,
+    ImageInfo,
+    Plan,
+    Problem,
+    Provider,
+    Published,
+    Release,
+    RetireAction,
+    Status,
+)
+from imgpub_azure.backfill import Backfill
 from imgpub_azure.blob_lease import OtherRunFinished
+from imgpub_azure.catalog import Catalog
 from imgpub_azure.checks import problems_for
 from imgpub_azure.clients import AzureClients, default_credential
 from imgpub_azure.errors import Caller
+from imgpub_azure.gallery import wanted_regions
+from imgpub_azure.names import region_key
 from imgpub_azure.planner import Planner
 from imgpub_azure.publisher import Publisher
 from imgpub_azure.redaction import RedactedProgress, redact, secrets_kept
+from imgpub_azure.releases import release_of
+from imgpub_azure.retirement import Retirement
 from imgpub_azure.settings import AzureSettings
 from imgpub_azure.status import status_of
 
@@ -76,6 +97,46 @@ class AzureProvider(Provider[AzureSettings]):
         with secrets_kept(ctx.target, "status"):
             ctx = _redacted(ctx)
             return status_of(image, settings, ctx, *self._parts(settings, ctx))
+
+    # -- every version at once -------------------------------------------------------------------------
+    def regions(self, settings: AzureSettings) -> list[str | None]:
+        """The managed image's location (and the upload's) and the gallery's target regions."""
+        wanted = [settings.location] if settings.managed_image or settings.gallery is None else []
+        if settings.gallery is not None:
+            wanted += wanted_regions(settings)
+        return list(dict.fromkeys(region_key(r) for r in wanted))
+
+    def releases(self, name: str, settings: AzureSettings, ctx: Context) -> list[Release]:
+        with secrets_kept(ctx.target, "list versions"):
+            ctx = _redacted(ctx)
+            catalog = Catalog(*self._parts(settings, ctx), settings, name, ctx.now)
+            now = ctx.now()
+            return [release_of(parts, settings, now) for parts in catalog.parts().values()]
+
+    def retire(
+        self,
+        name: str,
+        settings: AzureSettings,
+        release: Release,
+        action: RetireAction,
+        ctx: Context,
+        *,
+        replacement: str | None,
+    ) -> list[str]:
+        """Azure has no pointer to a replacement version: `replacement` is not used (a VM asking for
+        the definition's `latest` gets the newest version not excluded from it)."""
+        with secrets_kept(ctx.target, action):
+            ctx = _redacted(ctx)
+            retirement = Retirement(*self._parts(settings, ctx), settings, name, ctx.now)
+            if action == "deprecate":
+                return [redact(line) for line in retirement.deprecate(release.version)]
+            return [redact(line) for line in retirement.delete(release.version, ctx.journal)]
+
+    def reconcile(self, name: str, settings: AzureSettings, release: Release, ctx: Context) -> list[str]:
+        with secrets_kept(ctx.target, "reconcile"):
+            ctx = _redacted(ctx)
+            backfill = Backfill(*self._parts(settings, ctx), settings, name, ctx.now)
+            return [redact(line) for line in backfill.reconcile(release.version)]
 
     def _plan(self, image: ImageInfo, settings: AzureSettings, ctx: Context) -> Plan:
         errors = [p for p in self.check(image, settings) if not p.warning]

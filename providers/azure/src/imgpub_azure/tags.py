@@ -18,11 +18,13 @@ from imgpub.provider import ImageInfo, Problem
 
 __all__ = [
     "MAX_TAGS",
+    "belongs_to",
     "definition_tags",
     "digest_of",
     "identity_tags",
     "merged_tags",
     "missing_tags",
+    "tag_of",
     "tag_problems",
 ]
 
@@ -129,3 +131,23 @@ def digest_of(resource: Any) -> str | None:
     tags = getattr(resource, "tags", None) or {}
     value = tags.get(TAG_DIGEST)
     return str(value) if value else None
+
+
+def tag_of(resource: Any, name: str) -> str | None:
+    """The value of tag `name` on a resource (tag names compared as Azure does, without case)."""
+    wanted = name.lower()
+    for key, value in (getattr(resource, "tags", None) or {}).items():
+        if str(key).lower() == wanted:
+            return str(value)
+    return None
+
+
+def belongs_to(resource: Any, name: str, version: str | None = None) -> bool:
+    """Whether imgpub made `resource` for the image `name` (and `version`): its `imgpub:name` tag says
+    so, with an `imgpub:version`. A resource that merely shares a name is never imgpub's."""
+    have = tag_of(resource, TAG_VERSION)
+    return (
+        tag_of(resource, TAG_NAME) == name[:MAX_VALUE]
+        and bool(have)
+        and (version is None or have == version[:MAX_VALUE])
+    )

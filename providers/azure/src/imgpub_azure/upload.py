@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from imgpub.disk import DiskImage
 from imgpub.disk.write_vhd import FOOTER_SIZE, vhd_disk_size
 from imgpub.errors import ImgpubError
+from imgpub.identity import TAG_NAME, TAG_VERSION
 from imgpub.journal import Journal
 from imgpub.progress import Progress
 from imgpub_azure.blob_lease import BlobLease, OtherRunFinished
@@ -22,7 +23,7 @@ from imgpub_azure.clients import AzureClients, strip_query
 from imgpub_azure.errors import Caller
 from imgpub_azure.managed_disk import UploadDisks
 from imgpub_azure.names import blob_name, text, upload_disk_name
-from imgpub_azure.page_upload import META_DIGEST, PageUploader, UploadStats
+from imgpub_azure.page_upload import META_DIGEST, PageUploader, UploadStats, blob_identity
 from imgpub_azure.states import failed_state
 from imgpub_azure.tags import digest_of
 from imgpub_azure.upload_source import UploadedVhd
@@ -78,10 +79,12 @@ class VhdUploads:
         self, img: DiskImage, digest: str, image_name: str, generation: str, tags: dict[str, str]
     ) -> tuple[UploadedVhd, UploadStats]:
         if self.settings.upload == "page-blob":
-            return self._to_blob(img, digest, image_name)
+            return self._to_blob(img, digest, image_name, blob_identity(tags[TAG_NAME], tags[TAG_VERSION]))
         return self._to_disk(img, digest, image_name, generation, tags)
 
-    def _uploader(self, blob: object, lease: str | None = None) -> PageUploader:
+    def _uploader(
+        self, blob: object, lease: str | None = None, metadata: dict[str, str] | None = None
+    ) -> PageUploader:
         return PageUploader(
             blob,  # type: ignore[arg-type]
             target=self.call.target,
@@ -89,6 +92,7 @@ class VhdUploads:
             progress=self.progress,
             concurrency=self.settings.concurrency,
             lease=lease,
+            metadata=metadata,
         )
 
     def _lease(self, blob: BlobClient) -> BlobLease:
@@ -98,7 +102,9 @@ class VhdUploads:
             )
         return self.lease
 
-    def _to_blob(self, img: DiskImage, digest: str, image_name: str) -> tuple[UploadedVhd, UploadStats]:
+    def _to_blob(
+        self, img: DiskImage, digest: str, image_name: str, identity: dict[str, str]
+    ) -> tuple[UploadedVhd, UploadStats]:
         from azure.core import MatchConditions
 
         s = self.settings
@@ -111,13 +117,15 @@ class VhdUploads:
         try:
             lease.claim(
                 lambda: blob.create_page_blob(
-                    size, metadata={META_DIGEST: digest}, match_condition=MatchConditions.IfMissing
+                    size,
+                    metadata={**identity, META_DIGEST: digest},
+                    match_condition=MatchConditions.IfMissing,
                 )
             )
         except OtherRunFinished:
             self.journal.delete(JOURNAL_UPLOAD)  # never this run's: the run that held it removed it
             raise
-        stats = self._uploader(blob, lease.id).upload(img, digest)
+        stats = self._uploader(blob, lease.id, identity).upload(img, digest)
         self._record(where, digest, done=True)
         return where, stats
 

@@ -1,4 +1,4 @@
-"""PUTs and DELETEs to Resource Manager that stay right when a reply is lost or when another run
+"""PUTs, PATCHes and DELETEs to Resource Manager that stay right when a reply is lost or when another run
 (another CI job publishing the same manifest) writes the same resource.
 
 A PUT is idempotent in ARM, but sending it again is not always harmless: a PUT while the first
@@ -12,6 +12,9 @@ run just made would redo its work. So every attempt looks first:
 * otherwise the PUT is sent and followed to its end. A transient failure (a reset, a 5xx, a lost
   reply, 409 AnotherOperationInProgress) starts the attempt again, from the look; so does any other
   refusal when the resource turns out to be under someone's operation, or made as wanted, meanwhile.
+
+A PATCH (`update`: deprecating a version, new regions, tags) looks first in the same way: it is sent
+only while the resource is not yet as wanted, so a PATCH whose reply was lost is not sent twice.
 
 A DELETE is sent again after a transient failure; a 404 means it is gone, which is what was wanted.
 With `doomed`, the resource is read first and left alone when it is no longer what the caller
@@ -116,6 +119,37 @@ class Writes:
                     raise
                 raise _Transient(exc) from exc  # another run's operation: look again, wait, adopt
             return self.call.visible(f"create {what}: read the result", read, region)
+
+        return self._retrying(attempt)
+
+    def update(
+        self,
+        what: str,
+        read: Callable[[], T],
+        start: Callable[[T], object],
+        done: Callable[[T], bool],
+        region: str | None = None,
+    ) -> T | None:
+        """Bring an existing resource to what `done` wants with a PATCH (`start(found)` sends it, made
+        from the resource as just read, and follows its operation); returns it as Resource Manager
+        shows it afterwards, or None when it does not exist. Every attempt looks first, as `put`
+        does: one being written is waited for, one already as wanted (a lost reply's PATCH did it)
+        is left as it is."""
+
+        def attempt() -> T | None:
+            found = self.settled(what, read, region)
+            if found is None or done(found):
+                return found
+            self._send(f"update {what}", lambda: start(found), region, gone_ok=True)
+            after = self.settled(what, read, region)
+            if after is not None and (failed := failed_state(after)):
+                raise CloudError(
+                    self.call.target,
+                    f"update {what}",
+                    f"its operation ended in provisioningState {failed}",
+                    region=region,
+                )
+            return after
 
         return self._retrying(attempt)
 
