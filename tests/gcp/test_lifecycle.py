@@ -7,6 +7,8 @@ an upload, and the CLI once end to end."""
 from __future__ import annotations
 
 import json
+import urllib.request
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fakes.gce import FakeGce
-from gcp.fault_proxy import FaultProxy
+from gcp.fault_proxy import FaultProxy, Rule
 from gcp.stack import PROJECT
 from imgpub.cli import app
 from imgpub.identity import LABEL_NAME, LABEL_VERSION
@@ -253,6 +255,42 @@ def test_a_lost_deprecate_reply_is_not_acted_on_twice_and_a_repeat_changes_nothi
     ids = [c.split("requestId=")[1] for c in gce.calls("POST", "/deprecate")]
     assert len(ids) == 2 and ids[0] == ids[1], "the retry reused the requestId"
     assert gce.image(PROJECT, "demo-1-0-0")["deprecated"]["state"] == "DEPRECATED"  # type: ignore[index]
+
+
+def test_two_prunes_at_once_and_lost_replies_still_delete_everything_once(
+    write: Callable[..., Path], gce: FakeGce, gcs: FaultProxy, storage_client: Any, bucket: str
+) -> None:
+    """Another run's delete of the image is under way when this run's arrives (GCE: 400
+    resourceNotReady), and the reply to this run's object delete is lost after GCS deleted it."""
+    seed(gce, "1.3.0", 1)
+    seed(gce, "1.0.0", 200, deprecated=True)
+    leftover = upload(storage_client, bucket, "1.0.0")
+    other: list[int] = []
+
+    def another_prune(method: str, path: str) -> None:
+        if method == "DELETE" and "/images/demo-1-0-0" in path and not other:
+            other.append(1)
+            url = f"{gce.url}/compute/v1/projects/{PROJECT}/global/images/demo-1-0-0?requestId={uuid.uuid4()}"
+            with urllib.request.urlopen(urllib.request.Request(url, method="DELETE")) as answer:
+                assert answer.status == 200
+
+    gce.polls_per_operation, gce.on_request = 3, another_prune
+    gcs.rules.append(Rule("DELETE", f"/b/{bucket}/o/", "lose-reply"))
+    try:
+        done = prune(write("retention: {keep: 0, delete_after: 90d}\n"), apply=True, now=lambda: NOW)
+    finally:
+        gce.polls_per_operation, gce.on_request = 1, None
+
+    assert done.exit_code == 0, [v.error for v in done.targets[0].versions]
+    assert {v.version: v.done for v in done.targets[0].versions if v.done} == {
+        "1.0.0": ["image demo-1-0-0 is being deleted by another run", f"deleted gs://{bucket}/{leftover}"]
+    }
+    assert objects(storage_client, bucket) == set()
+    seen = [
+        {r.version: r.state for r in matrix(write(""), now=lambda: NOW).targets[0].releases} for _ in range(3)
+    ]
+    assert seen[0] == {"1.3.0": "active", "1.0.0": "deleting"}, "the other run's delete goes on"
+    assert seen[-1] == {"1.3.0": "active"}
 
 
 # -- a stop half-way ---------------------------------------------------------------------------

@@ -5,8 +5,8 @@ Safe to repeat, and after a stop at any point:
 * each image is read again first and touched only while it still carries this version's labels;
 * an image deprecated already (DEPRECATED, OBSOLETE or DELETED) is left as it is;
 * images.deprecate and images.delete carry a requestId their retries reuse (a lost reply is not
-  acted on twice); a delete that finds the image gone is done, one GCE is deleting already is left
-  to it;
+  acted on twice); a delete that finds the image gone is done, one GCE is deleting already (this
+  run's stopped delete, or another run's under way: resourceNotReady) is left to it;
 * the images go first, then the objects: a stop in between leaves only objects, which `releases`
   lists as "deleting" and the next prune deletes (each with the generation it was listed with, so
   an object uploaded again since is left).
@@ -28,6 +28,7 @@ __all__ = ["replacement_link", "retire"]
 
 READY = "READY"
 DELETING = "DELETING"
+NOT_READY = "resourceNotReady"
 
 
 def retire(
@@ -97,8 +98,7 @@ def _delete(clients: GcpClients, images: GceImages, name: str, release: Release,
                 done.append(f"image {found.name} is being deleted by GCE already")
                 continue
             ctx.progress.stage(f"delete {found.name}")
-            images.delete(found.name)
-            done.append(f"deleted image {found.name}")
+            done.append(_delete_image(images, found.name))
         except CloudError as exc:
             failed.append(exc.message)
     if failed:  # the objects stay with the image, so the version is listed (and retried) as it is
@@ -116,6 +116,21 @@ def _delete(clients: GcpClients, images: GceImages, name: str, release: Release,
     if failed:
         _raise(ctx.target, release, done, failed)
     return done
+
+
+def _delete_image(images: GceImages, image: str) -> str:
+    """images.delete; GCE refuses it (400 resourceNotReady) while another run's delete of the image is
+    under way, which is as good as done."""
+    try:
+        images.delete(image)
+    except CloudError as exc:
+        if NOT_READY not in (exc.code or ""):
+            raise
+        again = images.get(image)
+        if again is not None and again.status != DELETING:
+            raise
+        return f"image {image} is being deleted by another run"
+    return f"deleted image {image}"
 
 
 def _raise(target: str, release: Release, done: list[str], failed: list[str]) -> None:

@@ -89,17 +89,25 @@ def from_artifact(artifact: Artifact) -> tuple[str, str, int]:
 def delete_object(
     clients: GcpClients, target: str, retry: RetryPolicy, bucket: str, name: str, generation: int
 ) -> bool:
-    """Delete that generation of the object; False when it is gone already (a retry after a lost reply,
-    another prune) or was replaced since it was listed (someone's new upload: left alone)."""
+    """Delete that generation of the object; False when it was gone already (another prune) or was
+    replaced since it was listed (someone's new upload: left alone). That generation gone on a retry
+    means the first attempt deleted it and its reply was lost: True."""
     from google.api_core.exceptions import NotFound, PreconditionFailed
 
+    attempts = 0
+
     def delete() -> bool:
+        nonlocal attempts
+        attempts += 1
         try:
             clients.storage.bucket(bucket).delete_blob(
                 name, if_generation_match=generation or None, retry=None
             )
         except (NotFound, PreconditionFailed):
-            return False
+            if attempts == 1:
+                return False
+            now = clients.storage.bucket(bucket).get_blob(name, retry=None)
+            return now is None or int(now.generation or 0) != generation  # ours went: the first try
         return True
 
     return call(target, f"delete gs://{bucket}/{name}", retry, delete)
