@@ -381,18 +381,27 @@ def _modify_snapshot_attribute(params: Mapping[str, Any], region: str) -> list[V
 
 
 def _enable_image_deprecation(params: Mapping[str, Any], region: str) -> list[Violation]:
-    """DeprecateAt: "You can't specify a date in the past. The upper limit for DeprecateAt is 10 years
-    from now"."""
     at = params.get("DeprecateAt")
     if isinstance(at, str):
         at = datetime.fromisoformat(at.replace("Z", "+00:00"))
     if not isinstance(at, datetime):
         return []
-    at = at if at.tzinfo else at.replace(tzinfo=UTC)
-    now = datetime.now(UTC)
-    if at < now - timedelta(minutes=1) or at > now + timedelta(days=3653):
-        return [V("InvalidParameterValue", "EnableImageDeprecation.DeprecateAt", f"{at:%Y-%m-%dT%H:%MZ}")]
-    return []
+    problem = deprecate_at_problem(at, datetime.now(UTC))
+    return [V("InvalidParameterValue", "EnableImageDeprecation.DeprecateAt", problem)] if problem else []
+
+
+def deprecate_at_problem(at: datetime, now: datetime) -> str | None:
+    """DeprecateAt: "If you specify a value for seconds, Amazon EC2 rounds the seconds to the nearest
+    minute. You can't specify a date in the past. The upper limit for DeprecateAt is 10 years from
+    now" (so a time a few seconds ahead whose seconds round it down into the past minute is refused).
+    The moto server applies the same rule, and the 2-year limit of public AMIs, which needs the AMI."""
+    at = (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC)
+    rounded = at.replace(second=0, microsecond=0) + timedelta(minutes=1 if at.second >= 30 else 0)
+    if rounded < now:
+        return f"{at:%Y-%m-%dT%H:%M:%SZ} (rounded to {rounded:%H:%MZ}) is in the past"
+    if rounded > now + timedelta(days=3653):
+        return f"{rounded:%Y-%m-%dT%H:%MZ} is more than 10 years ahead"
+    return None
 
 
 def _ids(op: str, member: str, prefix: str, code: str) -> Rule:

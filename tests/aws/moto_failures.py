@@ -5,12 +5,16 @@
   an operation after accepting it;
 * set_state: put an existing AMI or snapshot into such a state;
 * visibility: a new AMI stays unknown to the next N DescribeImages calls naming it
-  (InvalidAMIID.NotFound), EC2's eventual consistency right after a create.
+  (InvalidAMIID.NotFound), EC2's eventual consistency right after a create;
+* in-use lag: a deregistered AMI's snapshots answer InvalidSnapshot.InUse to the next N
+  DeleteSnapshot calls, as EC2 may for a while after DeregisterImage;
+* backdate: an AMI made to look older, or deprecated since a past time (tests of ages and policies).
 """
 
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime
 from typing import Any
 
 from moto.ec2.models import ec2_backends
@@ -22,6 +26,10 @@ _outcomes: list[dict[str, Any]] = []
 _hidden: dict[str, int] = {}
 visibility_delay = 0
 """DescribeImages calls that do not see a new AMI yet (set through the test API)."""
+_lagging: dict[str, int] = {}
+in_use_lag = 0
+"""DeleteSnapshot calls that still find a snapshot in use after its AMI was deregistered (as EC2 may
+for a while); set through the test API."""
 
 
 def add_outcomes(rules: list[dict[str, Any]]) -> None:
@@ -73,9 +81,40 @@ def hidden(ami_ids: list[str]) -> list[str]:
         return out
 
 
+def deregistered(snapshot_ids: list[str]) -> None:
+    """An AMI was deregistered: EC2 may count its snapshots in use for `in_use_lag` DeleteSnapshots."""
+    if in_use_lag:
+        with _lock:
+            for snap in snapshot_ids:
+                _lagging[snap] = in_use_lag
+
+
+def still_in_use(snapshot_id: str) -> bool:
+    """Does EC2 still count this snapshot in use by an AMI deregistered a moment ago (this call counts)?"""
+    with _lock:
+        if _lagging.get(snapshot_id, 0) <= 0:
+            return False
+        _lagging[snapshot_id] -= 1
+        return True
+
+
+def backdate(region: str, ami_id: str, created: str | None, deprecated: str | None) -> None:
+    """Make an AMI look older (its CreationDate) or deprecated since a past time: what weeks of real
+    time would do, which no EC2 call can."""
+    ami = ec2_backends[ACCOUNT][region].amis[ami_id]
+    if created:
+        when = datetime.fromisoformat(created.replace("Z", "+00:00")).astimezone(UTC)
+        ami.creation_date = when.replace(tzinfo=None)  # moto keeps naive UTC times
+    if deprecated:
+        when = datetime.fromisoformat(deprecated.replace("Z", "+00:00")).astimezone(UTC)
+        ami.deprecation_time = when.strftime("%Y-%m-%dT%H:%M:00.000Z")
+
+
 def reset() -> None:
-    global visibility_delay
+    global visibility_delay, in_use_lag
     with _lock:
         _outcomes.clear()
         _hidden.clear()
+        _lagging.clear()
         visibility_delay = 0
+        in_use_lag = 0

@@ -33,11 +33,11 @@ import math
 import os
 import re
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import moto_failures as failures
-from contract import violations
+from contract import deprecate_at_problem, violations
 from moto.core.exceptions import ServiceException
 from moto.core.responses import BaseResponse
 from moto.core.utils import utcnow
@@ -45,6 +45,7 @@ from moto.ebs import models as ebs_models
 from moto.ebs import responses as ebs_responses
 from moto.ec2.models import amis as ami_models
 from moto.ec2.models import ec2_backends
+from moto.ec2.models import elastic_block_store as ebs_backend_models
 from moto.ec2.responses import amis as ami_responses
 from moto.ec2.responses.elastic_block_store import ElasticBlockStore
 from moto.ec2.responses.tags import TagResponse
@@ -315,10 +316,28 @@ def _copy_image(self: ami_responses.AmisResponse) -> Any:
 
 
 def _describe_images(self: ami_responses.AmisResponse) -> Any:
-    unseen = failures.hidden(self._get_param("ImageIds", []))
+    """DescribeImages as EC2 answers it: disabled AMIs only with IncludeDisabled ("Default: No disabled
+    AMIs are included"), ExecutableUsers scoping to explicit launch permissions (`all`: public AMIs;
+    moto counts a public AMI as shared with everyone)."""
+    self.error_on_dryrun()
+    ami_ids = self._get_param("ImageIds", [])
+    unseen = failures.hidden(ami_ids)
     if unseen:
         raise _err("InvalidAMIID.NotFound", f"The image id '[{', '.join(unseen)}]' does not exist")
-    return _orig_describe_images(self)
+    images = self.ec2_backend.describe_images(
+        ami_ids=ami_ids, filters=self._filters_from_querystring(), owners=self._get_param("Owners", [])
+    )
+    users = set(self._get_param("ExecutableUsers", []))
+    if users:
+        users = {self.ec2_backend.account_id if u == "self" else u for u in users}
+        images = [
+            i
+            for i in images
+            if any(p.get("UserId") in users for p in i.launch_permissions) or ("all" in users and i.is_public)
+        ]
+    if not self._get_bool_param("IncludeDisabled", False):
+        images = [i for i in images if i.state != "disabled"]
+    return ami_responses.ActionResult({"Images": images})
 
 
 def _default_key(snap: Any) -> bool:
@@ -348,14 +367,26 @@ def _describe_image_attribute(self: ami_responses.AmisResponse) -> Any:
 
 
 def _enable_image_deprecation(self: ami_responses.AmisResponse) -> Any:
+    """EnableImageDeprecation as botocore's model documents DeprecateAt: "If you specify a value for
+    seconds, Amazon EC2 rounds the seconds to the nearest minute"; "You can't specify a date in the
+    past" (so a time whose seconds round it into the past minute is refused too); at most 10 years
+    ahead, "except for public AMIs, where the upper limit is 2 years from the creation date"."""
     ami = self.ec2_backend.describe_images(ami_ids=[self._get_param("ImageId")])[0]
     at = self._get_param("DeprecateAt")
     when = at if isinstance(at, datetime) else datetime.fromisoformat(str(at).replace("Z", "+00:00"))
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    if when < utcnow().replace(tzinfo=UTC):
-        raise _err("InvalidParameterValue", "DeprecateAt must be in the future")
-    ami.deprecation_time = when.strftime("%Y-%m-%dT%H:%M:00.000Z")
+    when = (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC)
+    rounded = when.replace(second=0, microsecond=0) + timedelta(minutes=1 if when.second >= 30 else 0)
+    now = utcnow().replace(tzinfo=UTC)
+    problem = deprecate_at_problem(when, now)  # the past and 10 years (the contract check ran it too)
+    if problem:
+        raise _err("InvalidParameterValue", f"DeprecateAt {problem}")
+    created = ami.creation_date if isinstance(ami.creation_date, datetime) else now
+    created = created if created.tzinfo else created.replace(tzinfo=UTC)
+    if ami.is_public and rounded > created + timedelta(days=731):
+        raise _err(
+            "InvalidParameterValue", f"DeprecateAt {rounded:%Y-%m-%dT%H:%MZ}: a public AMI at most 2 years on"
+        )
+    ami.deprecation_time = rounded.strftime("%Y-%m-%dT%H:%M:00.000Z")
     return ami_responses.ActionResult({"Return": True})
 
 
@@ -408,6 +439,31 @@ def _create_tags(self: TagResponse) -> Any:
     return _orig_create_tags(self)
 
 
+def _delete_snapshot(self: Any, snapshot_id: str) -> Any:
+    """InvalidSnapshot.InUse while any AMI uses the snapshot (moto checks only the AMI it was made
+    for), and for a while after that AMI was deregistered when the test asks for EC2's lag."""
+    users = [
+        a.id
+        for a in self.amis.values()
+        if any(m.get("Ebs", {}).get("SnapshotId") == snapshot_id for m in a.block_device_mappings)
+    ]
+    if snapshot_id in self.snapshots and (users or failures.still_in_use(snapshot_id)):
+        owner = users[0] if users else "an AMI deregistered a moment ago"
+        raise _err("InvalidSnapshot.InUse", f"The snapshot {snapshot_id} is currently in use by {owner}")
+    return _orig_delete_snapshot(self, snapshot_id)
+
+
+def _deregister_image(self: Any, ami_id: str) -> None:
+    ami = self.amis.get(ami_id)
+    _orig_deregister_image(self, ami_id)
+    if ami is not None:
+        failures.deregistered([m["Ebs"]["SnapshotId"] for m in ami.block_device_mappings if "Ebs" in m])
+
+
+_orig_delete_snapshot = ebs_backend_models.EBSBackend.delete_snapshot
+_orig_deregister_image = ami_models.AmiBackend.deregister_image
+ebs_backend_models.EBSBackend.delete_snapshot = _delete_snapshot  # type: ignore[method-assign]
+ami_models.AmiBackend.deregister_image = _deregister_image  # type: ignore[method-assign]
 _orig_modify_snapshot_attribute = ElasticBlockStore.modify_snapshot_attribute
 _orig_create_tags = TagResponse.create_tags
 ElasticBlockStore.modify_snapshot_attribute = _modify_snapshot_attribute  # type: ignore[method-assign]

@@ -17,8 +17,12 @@ Test API (same port):
   next AMIs made by RegisterImage/CopyImage end in that state (failed), or the next snapshots
   completed by CompleteSnapshot (error).
 * `POST /_imgpub/state` {"region", "id", "state", "message"}: put an AMI or snapshot in a state now.
-* `POST /_imgpub/consistency` {"describe_misses": n}: new AMIs stay unknown to the next n
-  DescribeImages calls that name them (InvalidAMIID.NotFound), like EC2 right after a create.
+* `POST /_imgpub/consistency` {"describe_misses": n, "in_use_after_deregister": m}: new AMIs stay
+  unknown to the next n DescribeImages calls that name them (InvalidAMIID.NotFound), like EC2 right
+  after a create; a deregistered AMI's snapshots answer InvalidSnapshot.InUse to the next m
+  DeleteSnapshot calls, like EC2 right after a DeregisterImage.
+* `POST /_imgpub/backdate` {"region", "id", "created", "deprecated"}: an AMI's CreationDate, or a
+  DeprecationTime in the past, set as weeks of real time would (ISO times).
 * `DELETE /_imgpub/faults`: forget the fault rules not used up yet.
 * `GET /_imgpub/requests`: every request as {"action", "region", "method", "path", "query",
   "headers", "params", "body_length", "acted"} (`acted`: false when a fault answered instead);
@@ -127,7 +131,14 @@ class TestApi:
                 body["region"], body["id"], body["state"], body.get("message", "")
             )
         elif path == "/_imgpub/consistency":
-            moto_patches.failures.visibility_delay = int(body["describe_misses"])
+            if "describe_misses" in body:
+                moto_patches.failures.visibility_delay = int(body["describe_misses"])
+            if "in_use_after_deregister" in body:
+                moto_patches.failures.in_use_lag = int(body["in_use_after_deregister"])
+        elif path == "/_imgpub/backdate":
+            moto_patches.failures.backdate(
+                body["region"], body["id"], body.get("created"), body.get("deprecated")
+            )
         elif path == "/_imgpub/requests":
             with self.lock:
                 payload = list(self.log)

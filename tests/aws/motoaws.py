@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,25 @@ class Moto:
         """Every AMI made from now on is unknown to the next `describes` DescribeImages calls naming it
         (InvalidAMIID.NotFound), as EC2's eventual consistency does right after a create."""
         self._post("/_imgpub/consistency", {"describe_misses": describes})
+
+    def in_use_after_deregister(self, deletes: int) -> None:
+        """A deregistered AMI's snapshots answer InvalidSnapshot.InUse to the next `deletes`
+        DeleteSnapshot calls naming each, as EC2 may for a while after DeregisterImage."""
+        self._post("/_imgpub/consistency", {"in_use_after_deregister": deletes})
+
+    def backdate(
+        self, region: str, ami_id: str, *, created: datetime | None = None, deprecated: datetime | None = None
+    ) -> None:
+        """Make an AMI created at `created`, or deprecated since `deprecated` (a past time)."""
+        self._post(
+            "/_imgpub/backdate",
+            {
+                "region": region,
+                "id": ami_id,
+                "created": created.isoformat() if created else None,
+                "deprecated": deprecated.isoformat() if deprecated else None,
+            },
+        )
 
     def requests(self, action: str | None = None) -> list[dict[str, Any]]:
         with urllib.request.urlopen(self.url + "/_imgpub/requests", timeout=30) as resp:

@@ -239,6 +239,20 @@ BAD = [
         "InvalidParameterValue",
     ),
     (
+        "deprecate-over-ten-years-ahead",
+        "ec2",
+        "enable_image_deprecation",
+        lambda m: {"ImageId": m["ami"], "DeprecateAt": datetime.now(UTC) + timedelta(days=3700)},
+        "InvalidParameterValue",
+    ),
+    (
+        "delete-snapshot-malformed-id",
+        "ec2",
+        "delete_snapshot",
+        lambda m: {"SnapshotId": "snapshot-1"},
+        "InvalidSnapshotID.Malformed",
+    ),
+    (
         "describe-images-unknown-filter",
         "ec2",
         "describe_images",

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from botocore.exceptions import ClientError
 
+from aws.contract import deprecate_at_problem
 from aws.motoaws import Moto
 
 BLOCK = 524288
@@ -109,3 +111,74 @@ def test_describe_images_filters_by_the_snapshots_an_ami_uses(moto: Moto) -> Non
         filters = [{"Name": "block-device-mapping.snapshot-id", "Values": ids}]
         found = ec2.describe_images(Owners=["self"], Filters=filters)["Images"]
         assert [i["ImageId"] for i in found] == want, ids
+
+
+def registered(moto: Moto, name: str, snap: str | None = None) -> tuple[str, str]:
+    """An AMI `name` from a new (or the given) completed snapshot: (image id, snapshot id)."""
+    ebs, ec2 = moto.client("ebs"), moto.client("ec2")
+    if snap is None:
+        snap = ebs.start_snapshot(VolumeSize=1)["SnapshotId"]
+        ebs.complete_snapshot(SnapshotId=snap, ChangedBlocksCount=0)
+    bdm = [{"DeviceName": "/dev/xvda", "Ebs": {"SnapshotId": snap}}]
+    image = ec2.register_image(
+        Name=name, Architecture="x86_64", BootMode="uefi", RootDeviceName="/dev/xvda", BlockDeviceMappings=bdm
+    )["ImageId"]
+    return image, snap
+
+
+def test_describe_images_leaves_out_disabled_amis_and_scopes_executable_users(moto: Moto) -> None:
+    ec2 = moto.client("ec2")
+    disabled, _ = registered(moto, "disabled")
+    public, _ = registered(moto, "public")
+    shared, _ = registered(moto, "shared")
+    ec2.disable_image(ImageId=disabled)
+    ec2.modify_image_attribute(ImageId=public, LaunchPermission={"Add": [{"Group": "all"}]})
+    ec2.modify_image_attribute(ImageId=shared, LaunchPermission={"Add": [{"UserId": "210987654321"}]})
+
+    def ids(**kw: object) -> set[str]:
+        return {i["ImageId"] for i in ec2.describe_images(Owners=["self"], **kw)["Images"]}
+
+    assert ids() == {public, shared}, "EC2 lists disabled AMIs only with IncludeDisabled"
+    assert ids(IncludeDisabled=True) == {disabled, public, shared}
+    assert ids(ExecutableUsers=["210987654321"]) == {shared}, "explicit launch permissions only"
+    assert ids(ExecutableUsers=["all"]) == {public}
+
+
+def test_a_snapshot_is_in_use_while_any_ami_uses_it_and_a_while_after(moto: Moto) -> None:
+    ec2 = moto.client("ec2")
+    first, snap = registered(moto, "first")
+    second, _ = registered(moto, "second", snap)  # registered by hand from the same snapshot
+    ec2.deregister_image(ImageId=second)
+    with pytest.raises(ClientError, match=rf"InvalidSnapshot\.InUse.*{first}"):
+        ec2.delete_snapshot(SnapshotId=snap)
+    moto.in_use_after_deregister(2)
+    ec2.deregister_image(ImageId=first)
+    for _ in range(2):
+        with pytest.raises(ClientError, match="deregistered a moment ago"):
+            ec2.delete_snapshot(SnapshotId=snap)
+    ec2.delete_snapshot(SnapshotId=snap)
+    assert not ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]
+
+
+def test_enable_image_deprecation_rounds_to_the_minute_and_refuses_what_ec2_refuses(moto: Moto) -> None:
+    ec2 = moto.raw_client("ec2")
+    image, _ = registered(moto, "deprecated")
+    base = (datetime.now(UTC) + timedelta(hours=2)).replace(second=0, microsecond=0)
+    for sent, kept in (
+        (base + timedelta(seconds=40), base + timedelta(minutes=1)),
+        (base + timedelta(seconds=20), base),
+    ):
+        ec2.enable_image_deprecation(ImageId=image, DeprecateAt=sent)
+        (found,) = ec2.describe_images(ImageIds=[image])["Images"]
+        assert found["DeprecationTime"] == f"{kept:%Y-%m-%dT%H:%M}:00.000Z", "the nearest minute"
+    ec2.modify_image_attribute(ImageId=image, LaunchPermission={"Add": [{"Group": "all"}]})
+    with pytest.raises(ClientError, match="public AMI at most 2 years"):
+        ec2.enable_image_deprecation(ImageId=image, DeprecateAt=base + timedelta(days=800))
+
+
+def test_deprecate_at_seconds_that_round_into_the_past_are_refused() -> None:
+    now = datetime(2026, 11, 29, 12, 0, 10, tzinfo=UTC)
+    assert deprecate_at_problem(now + timedelta(seconds=15), now), "12:00:25 rounds to 12:00, the past"
+    assert deprecate_at_problem(now + timedelta(seconds=25), now) is None, "12:00:35 rounds to 12:01"
+    assert deprecate_at_problem(now + timedelta(days=3654), now)
+    assert deprecate_at_problem(now + timedelta(days=3650), now) is None

@@ -23,20 +23,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 from imgpub.identity import TAG_DIGEST, TAG_NAME, TAG_VERSION
 from imgpub.progress import Progress
+from imgpub_aws.catalog import users_of
 from imgpub_aws.errors import Caller
 from imgpub_aws.inventory import Found, snapshot_ids
 from imgpub_aws.removal import delete_snapshot
 from imgpub_aws.tags import tag_dict
 
 __all__ = ["Orphan", "delete_leftovers", "leftovers", "survey"]
-
-_FILTER_VALUES = 200
-"""Snapshot ids per DescribeImages filter (EC2 takes up to 200 values in one filter)."""
 
 
 @dataclass(frozen=True)
@@ -62,22 +59,7 @@ def _orphan(region: str, snap: dict[str, Any]) -> Orphan:
 def unused(ec2: Any, call: Caller, region: str, snapshot_ids_: Iterable[str]) -> set[str]:
     """The snapshots among `snapshot_ids_` that no AMI of this account uses (in any state, deprecated
     and disabled AMIs included)."""
-    ids = sorted(set(snapshot_ids_))
-    used: set[str] = set()
-    for start in range(0, len(ids), _FILTER_VALUES):
-        chunk = ids[start : start + _FILTER_VALUES]
-        filters = [{"Name": "block-device-mapping.snapshot-id", "Values": chunk}]
-        describe = partial(
-            ec2.describe_images,
-            Owners=["self"],
-            Filters=filters,
-            IncludeDeprecated=True,
-            IncludeDisabled=True,
-        )
-        images = call("DescribeImages", region, describe).get("Images", [])
-        for img in images:
-            used.update(snapshot_ids(img))
-    return set(ids) - used
+    return {s for s, users in users_of(ec2, call, region, snapshot_ids_).items() if not users}
 
 
 def leftovers(

@@ -21,9 +21,12 @@ from imgpub.provider import (
     Problem,
     Provider,
     Published,
+    Release,
+    RetireAction,
     Status,
     TargetSettings,
 )
+from imgpub_aws.backfill import reconcile
 from imgpub_aws.checks import problems
 from imgpub_aws.clients import AwsClients
 from imgpub_aws.ebs_upload import GIB, JOURNAL_KEY, EbsUploader, volume_gib
@@ -34,9 +37,11 @@ from imgpub_aws.ledger import Ledger
 from imgpub_aws.orphans import delete_leftovers, leftovers, survey, why
 from imgpub_aws.recovery import clear_failed, wrecks
 from imgpub_aws.register import register_image, register_params, wait_available
+from imgpub_aws.releases import list_releases
 from imgpub_aws.removal import delete_snapshot
 from imgpub_aws.replace import Retirement
 from imgpub_aws.replicate import CopyRequest, Swap, copy_images, tag_image
+from imgpub_aws.retire import retire
 from imgpub_aws.s3_import import S3Importer
 from imgpub_aws.settings import AwsSettings
 from imgpub_aws.share import share_drift, share_image, wanted_permissions
@@ -197,7 +202,9 @@ class _Run:
             lacking = [f"{k}={v}" for k, v in self.tags.items() if tags.get(k) != v]
             if lacking:
                 drift.append(f"{region}: snapshot {snap} of {img['ImageId']} lacks tags {', '.join(lacking)}")
-        return drift + share_drift(self.ec2(region), self.call, region, img, self.settings, created)
+        return drift + share_drift(
+            self.ec2(region), self.call, region, img, self.settings, created, self.ctx.now()
+        )
 
     def artifacts(self, images: dict[str, dict[str, Any]]) -> list[Artifact]:
         return [
@@ -323,7 +330,7 @@ class AwsProvider(Provider[AwsSettings]):
         for region, img in images.items():
             ec2 = run.ec2(region)
             changed = tag_image(ec2, run.call, region, img, run.tags) or changed
-            done = share_image(ec2, run.call, region, img, settings, home.get("CreationDate"))
+            done = share_image(ec2, run.call, region, img, settings, home.get("CreationDate"), now=ctx.now())
             for line in done:
                 ctx.progress.note(f"{region}: {line}")
             changed = changed or bool(done)
@@ -359,6 +366,28 @@ class AwsProvider(Provider[AwsSettings]):
             status.artifacts += run.artifacts({region: current})
             status.drift += run.drift(f, current, created)
         return status
+
+    # -- every version: prune, status --all-versions, reconcile (releases.py, retire.py, backfill.py)
+    def regions(self, settings: AwsSettings) -> list[str | None]:
+        return list(settings.all_regions)
+
+    def releases(self, name: str, settings: AwsSettings, ctx: Context) -> list[Release]:
+        return list_releases(name, settings, ctx)
+
+    def retire(
+        self,
+        name: str,
+        settings: AwsSettings,
+        release: Release,
+        action: RetireAction,
+        ctx: Context,
+        *,
+        replacement: str | None,
+    ) -> list[str]:
+        return retire(name, settings, release, action, ctx, replacement)
+
+    def reconcile(self, name: str, settings: AwsSettings, release: Release, ctx: Context) -> list[str]:
+        return reconcile(name, settings, release, ctx)
 
 
 __all__ = ["AwsProvider"]

@@ -11,7 +11,7 @@ from functools import partial
 from typing import Any, Literal
 
 from imgpub.errors import CloudError
-from imgpub_aws.errors import Caller
+from imgpub_aws.errors import Caller, error_code, is_transient
 
 __all__ = ["AMI_GONE", "SNAPSHOT_GONE", "delete_snapshot", "deregister"]
 
@@ -33,10 +33,20 @@ def deregister(ec2: Any, call: Caller, region: str, image_id: str) -> bool:
     return True
 
 
-def delete_snapshot(ec2: Any, call: Caller, region: str, snapshot_id: str) -> Outcome:
-    """Delete `snapshot_id`: "deleted", "gone" (already), or "in use" (an AMI uses it: kept)."""
+def _settling(exc: BaseException) -> bool:
+    return is_transient(exc) or error_code(exc) in _IN_USE
+
+
+def delete_snapshot(
+    ec2: Any, call: Caller, region: str, snapshot_id: str, *, settling: bool = False
+) -> Outcome:
+    """Delete `snapshot_id`: "deleted", "gone" (already), or "in use" (an AMI uses it: kept).
+
+    `settling`: the AMI that used it was deregistered a moment ago, and no other uses it; EC2 may
+    still count it in use for a while, so InvalidSnapshot.InUse is retried like throttling."""
+    transient = _settling if settling else is_transient
     try:
-        call("DeleteSnapshot", region, partial(ec2.delete_snapshot, SnapshotId=snapshot_id))
+        call("DeleteSnapshot", region, partial(ec2.delete_snapshot, SnapshotId=snapshot_id), transient)
     except CloudError as exc:
         if exc.code in SNAPSHOT_GONE:
             return "gone"

@@ -1,4 +1,8 @@
-"""Launch permissions (accounts, organizations, OUs, public), snapshot createVolumePermission, deprecation."""
+"""Launch permissions (accounts, organizations, OUs, public), snapshot createVolumePermission, deprecation.
+
+EnableImageDeprecation takes a time in UTC that is not in the past (EC2 rounds seconds to the
+nearest minute, so imgpub sends whole minutes, at least a minute ahead when the time is due now).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,8 @@ from imgpub_aws.errors import Caller
 from imgpub_aws.inventory import snapshot_ids
 from imgpub_aws.settings import AwsSettings
 
+DEPRECATION_LEAD = timedelta(minutes=1)
+"""How far ahead a deprecation due now is sent (the request must still be in the future on arrival)."""
 PUBLIC_BLOCKED = (
     "the account blocks public AMIs (image block public access); run "
     "`aws ec2 disable-image-block-public-access --region {region}` or set public: false"
@@ -40,9 +46,20 @@ def missing_permissions(settings: AwsSettings, current: list[dict[str, str]]) ->
 
 
 def share_image(
-    ec2: Any, call: Caller, region: str, image: dict[str, Any], settings: AwsSettings, created: Any = None
+    ec2: Any,
+    call: Caller,
+    region: str,
+    image: dict[str, Any],
+    settings: AwsSettings,
+    created: Any = None,
+    *,
+    now: datetime | None = None,
+    earliest: datetime | None = None,
 ) -> list[str]:
-    """Add what is missing; returns a line per change. Never removes permissions it did not add."""
+    """Add what is missing; returns a line per change. Never removes permissions it did not add.
+
+    Deprecation: the settings' time (from `created`), or `earliest` when that comes first (a version
+    deprecated already elsewhere: reconcile never postpones a deprecation then)."""
     done: list[str] = []
     image_id = image["ImageId"]
     missing = missing_permissions(settings, current_permissions(ec2, call, region, image_id))
@@ -80,15 +97,19 @@ def share_image(
                     ),
                 )
                 done.append(f"createVolumePermission {users} on {snap}")
-    deprecate = deprecation_time(settings, image, created)
-    if deprecate is not None and not _same_minute(image.get("DeprecationTime"), deprecate):
-        call(
-            "EnableImageDeprecation",
-            region,
-            lambda: ec2.enable_image_deprecation(ImageId=image_id, DeprecateAt=deprecate),
-        )
+    deprecate = deprecation_change(settings, image, created, now or datetime.now(UTC), earliest)
+    if deprecate is not None:
+        enable_deprecation(ec2, call, region, image_id, deprecate)
         done.append(f"deprecation at {deprecate:%Y-%m-%dT%H:%MZ} on {image_id}")
     return done
+
+
+def enable_deprecation(ec2: Any, call: Caller, region: str, image_id: str, at: datetime) -> None:
+    call(
+        "EnableImageDeprecation",
+        region,
+        lambda: ec2.enable_image_deprecation(ImageId=image_id, DeprecateAt=at),
+    )
 
 
 def missing_volume_permissions(
@@ -117,6 +138,51 @@ def deprecation_time(settings: AwsSettings, image: dict[str, Any], created: Any 
     return when.astimezone(UTC).replace(second=0, microsecond=0)
 
 
+def first_valid_minute(now: datetime) -> datetime:
+    """The earliest DeprecateAt to send at `now`: a whole minute at least a minute ahead, so that it
+    is still in the future when EC2 reads it (EC2 refuses a time in the past and rounds seconds to
+    the nearest minute)."""
+    ahead = now.astimezone(UTC) + DEPRECATION_LEAD
+    floor = ahead.replace(second=0, microsecond=0)
+    return floor if floor == ahead else floor + timedelta(minutes=1)
+
+
+def deprecation_due(
+    current: Any, wanted: datetime | None, now: datetime, *, postpone: bool = True
+) -> datetime | None:
+    """The DeprecateAt to send to an AMI whose DeprecationTime is `current`, or None when it is right.
+
+    A `wanted` time in the past means "now": the first valid minute is sent, and an AMI deprecated
+    by then already is left alone. With `postpone` False an AMI deprecated sooner than wanted (by
+    prune, or by hand) is left alone too."""
+    if wanted is None:
+        return None
+    soonest = first_valid_minute(now)
+    target = max(wanted.replace(second=0, microsecond=0), soonest)
+    have = _parse(current)
+    if have is None:
+        return target
+    have = have.replace(second=0, microsecond=0)
+    if have == target or (wanted <= now and have <= soonest) or (have < target and not postpone):
+        return None
+    return target
+
+
+def deprecation_change(
+    settings: AwsSettings,
+    image: dict[str, Any],
+    created: Any,
+    now: datetime,
+    earliest: datetime | None = None,
+) -> datetime | None:
+    """The DeprecateAt that brings `image` in line with the settings (counted from `created`), or with
+    `earliest` when that comes first; None when it is in line."""
+    wanted = deprecation_time(settings, image, created)
+    if earliest is not None:
+        wanted = earliest if wanted is None else min(wanted, earliest)
+    return deprecation_due(image.get("DeprecationTime"), wanted, now, postpone=earliest is None)
+
+
 def _parse(value: Any) -> datetime | None:
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
@@ -125,13 +191,14 @@ def _parse(value: Any) -> datetime | None:
     return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
-def _same_minute(current: Any, wanted: datetime) -> bool:
-    parsed = _parse(current)
-    return parsed is not None and parsed.replace(second=0, microsecond=0) == wanted
-
-
 def share_drift(
-    ec2: Any, call: Caller, region: str, image: dict[str, Any], settings: AwsSettings, created: Any = None
+    ec2: Any,
+    call: Caller,
+    region: str,
+    image: dict[str, Any],
+    settings: AwsSettings,
+    created: Any = None,
+    now: datetime | None = None,
 ) -> list[str]:
     current = current_permissions(ec2, call, region, image["ImageId"])
     drift = [
@@ -144,7 +211,7 @@ def share_drift(
         for snap in snapshot_ids(image):
             for user in missing_volume_permissions(ec2, call, region, snap, settings):
                 drift.append(f"{region}: snapshot {snap} lacks createVolumePermission for {user}")
-    deprecate = deprecation_time(settings, image, created)
-    if deprecate is not None and not _same_minute(image.get("DeprecationTime"), deprecate):
+    deprecate = deprecation_change(settings, image, created, now or datetime.now(UTC))
+    if deprecate is not None:
         drift.append(f"{region}: {image['ImageId']} deprecation time is not {deprecate:%Y-%m-%dT%H:%MZ}")
     return drift

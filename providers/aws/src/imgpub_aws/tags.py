@@ -23,8 +23,9 @@ __all__ = ["all_tags", "ami_name", "identity_tags", "image_name", "tag_dict", "t
 
 MAX_TAGS = 50
 """Tags per AMI or snapshot (EC2 and the EBS direct StartSnapshot alike)."""
-IDENTITY_TAGS = 4
-"""imgpub:name, imgpub:version, imgpub:digest and imgpub:managed-by."""
+IDENTITY_TAGS = 5
+"""imgpub:name, imgpub:version, imgpub:digest and imgpub:managed-by, and imgpub:deleting, which a
+delete puts on a version's snapshots before it removes anything (catalog.py)."""
 MAX_KEY, MAX_VALUE = 127, 255
 """EBS StartSnapshot's TagKey / TagValue limits (EC2's own value limit, 256, is one more)."""
 _RESERVED = ("aws:", "imgpub:")
@@ -71,7 +72,7 @@ def tag_problems(image: ImageInfo, settings: AwsSettings) -> list[Problem]:
             Problem(
                 "tags",
                 f"image.labels and tags make {count} tags; AWS allows {MAX_TAGS} per AMI and snapshot, "
-                f"{IDENTITY_TAGS} of them imgpub's own, so at most {MAX_TAGS - IDENTITY_TAGS}",
+                f"{IDENTITY_TAGS} of them kept for imgpub, so at most {MAX_TAGS - IDENTITY_TAGS}",
             )
         )
     return out
