@@ -77,6 +77,18 @@ def test_unknown_methods_and_parameters_of_the_json_api_are_refused(gcs: FaultPr
     assert send(gcs, "DELETE", f"/storage/v1/b/{bucket}/o/x?generation=latest")[0] == 400
 
 
+@pytest.mark.parametrize(
+    "query",
+    ["prefixes=imgpub/", "prefix=imgpub/&maxResults=ten", "prefix=imgpub/&projection=metadata"],
+)
+def test_object_lists_off_the_contract_are_refused(gcs: FaultProxy, bucket: str, query: str) -> None:
+    """What prune's leftover-upload listing sends (objects.list by prefix, paged) is checked too."""
+    assert send(gcs, "GET", f"/storage/v1/b/{bucket}/o?prefix=imgpub/&projection=noAcl")[0] == 200
+    status, error = send(gcs, "GET", f"/storage/v1/b/{bucket}/o?{query}")
+    assert status == 400, error
+    assert any(f"GET /storage/v1/b/{bucket}/o?{query}" in r for r in gcs.rejected)
+
+
 def test_a_cmek_bucket_refuses_objects_without_a_key_from_its_location(
     gcs: FaultProxy, bucket: str, storage_client: Any
 ) -> None:
