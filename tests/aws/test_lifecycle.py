@@ -297,6 +297,20 @@ def test_snapshots_ec2_still_counts_in_use_after_deregister(site: Site, deprecat
     assert states["1.0.0"] == "deleting"
 
 
+def test_an_upload_no_ami_uses_yet_is_pending_and_left_alone(site: Site, deprecated_old: Path) -> None:
+    """A completed upload of 0.9.0 without its AMI (a publish stopped before RegisterImage, or one
+    about to register) carries no delete mark: it is pending, never taken for a stopped delete."""
+    ebs = site.moto.client("ebs")
+    tags = [{"Key": k, "Value": v} for k, v in (("imgpub:name", "demo"), ("imgpub:version", "0.9.0"))]
+    upload = ebs.start_snapshot(VolumeSize=1, Tags=tags)["SnapshotId"]
+    ebs.complete_snapshot(SnapshotId=upload, ChangedBlocksCount=0)
+    states = {r.version: r.state for r in site.run(matrix, deprecated_old).targets[0].releases}
+    assert states == {"0.9.0": "pending", "1.0.0": "deprecated", "1.1.0": "active"}
+    result = site.run(prune, deprecated_old, apply=True)
+    assert {v.version: v.verdict for v in result.targets[0].versions}["1.0.0"] == "delete"
+    assert upload in {s["SnapshotId"] for s in site.snapshots()}
+
+
 def test_lost_replies_and_two_prunes_at_once(site: Site, deprecated_old: Path) -> None:
     for action in ("DeregisterImage", "DeleteSnapshot", "CreateTags"):
         site.moto.fault(action, lost_reply=True, region="us-east-1")

@@ -66,6 +66,8 @@ def _deprecate(account: Account, catalogs: list[Catalog], version: str, replacem
             if state in FAILED_STATES or state == "pending":
                 done.append(f"{found.region}: {ami} left as it is: it is {state}")
                 continue
+            if state == "disabled":
+                continue  # out of use already: counted as deprecated
             have = parse_time(img.get("DeprecationTime"))
             if have is not None and have <= at:
                 continue  # deprecated by then already (an earlier run, or by hand)
