@@ -20,9 +20,14 @@ Patches, applied on import, in the server process only:
   default aws/ebs key with accounts is refused. CreateTags keeps 50 tags per resource.
 * DescribeImageAttribute for tpmSupport/imdsSupport/uefiData; ImportSnapshot /
   DescribeImportSnapshotTasks (read the S3 object into an EBS snapshot) and EnableImageDeprecation,
-  which moto lacks.
+  which moto lacks (DeprecateAt rounded to the nearest minute, then refused in the past, beyond 10
+  years, or beyond 2 years after creation for a public AMI).
+* DescribeImages leaves disabled AMIs out unless IncludeDisabled, and ExecutableUsers scopes to
+  explicit launch permissions (`all`: public AMIs); DeleteSnapshot is InvalidSnapshot.InUse while any
+  AMI uses the snapshot (moto checks only the AMI it was made for).
 * Failure modes on demand (moto_failures.py): failed AMIs and error snapshots, new AMIs not yet
-  visible to DescribeImages.
+  visible to DescribeImages, snapshots still in use for a while after DeregisterImage, and AMIs
+  backdated (their CreationDate, or a DeprecationTime in the past) for tests of ages.
 """
 
 from __future__ import annotations

@@ -232,6 +232,13 @@ BAD = [
         "InvalidUserID.Malformed",
     ),
     (
+        "unshare-unknown-group",
+        "ec2",
+        "modify_image_attribute",
+        lambda m: {"ImageId": m["ami"], "LaunchPermission": {"Remove": [{"Group": "everyone"}]}},
+        "InvalidParameterValue",
+    ),
+    (
         "deprecate-in-the-past",
         "ec2",
         "enable_image_deprecation",

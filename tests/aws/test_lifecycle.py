@@ -384,6 +384,7 @@ def test_prune_cli_with_yes_and_json(site: Site) -> None:
     site.publish("1.1.0")
     path = site.manifest("1.1.0", policy="retention: {keep: 0, deprecate_after: 1d}\n")
     site.backdate("1.0.0", ["us-east-1"], created=days_ago(3))
+    site.moto.fault("EnableImageDeprecation", lost_reply=True)  # set, then the reply lost: sent again
     applied = CliRunner().invoke(app, ["prune", str(path), "--yes", "--json"])
     assert applied.exit_code == 0, applied.output
     report = json.loads(applied.stdout)
@@ -392,6 +393,7 @@ def test_prune_cli_with_yes_and_json(site: Site) -> None:
     (line,) = versions["1.0.0"]["done"]
     assert line.startswith("us-east-1: ami-") and "deprecated from" in line and "newest kept: 1.1.0" in line
     assert site.amis(version="1.0.0")[0]["DeprecationTime"]
+    assert len(site.moto.requests("EnableImageDeprecation")) == 2
 
 
 def test_reconcile_fills_a_missing_region_by_copy_and_repairs_tags(site: Site) -> None:
