@@ -322,16 +322,22 @@ def test_upload_disks_left_behind_go_with_their_version(versions, stack, tmp_pat
     versions.publish("1.1.0", **disk_upload)
     versions.age("1.0.0", days(200))
     (left,) = [r for k, r in stack.arm.resources.items() if "/disks/golden-1.0.0-upload-" in k]
-    opened = dict(
-        left, name="golden-0.5.0-upload-x", id=left["id"].replace(left["name"], "golden-0.5.0-upload-x")
-    )
-    opened["tags"] = {**left["tags"], TAG_VERSION: "0.5.0"}
-    opened["properties"] = {**left["properties"], "diskState": "ActiveUpload"}
-    stack.arm.resources[opened["id"].lower()] = opened  # a run is uploading 0.5.0 into it right now
+
+    def disk_of(version: str, age: timedelta) -> dict[str, Any]:
+        name = f"golden-{version}-upload-x"
+        made = dict(left, name=name, id=left["id"].replace(left["name"], name))
+        made["tags"] = {**left["tags"], TAG_VERSION: version}
+        made["properties"] = {**left["properties"], "diskState": "ActiveUpload"}
+        made["_created"] = (datetime.now(UTC) - age).isoformat()
+        stack.arm.resources[made["id"].lower()] = made
+        return made
+
+    opened = disk_of("0.5.0", timedelta(minutes=5))  # a run is uploading 0.5.0 into it right now
+    stale = disk_of("0.4.0", timedelta(days=2))  # a killed run's: its write SAS ran out long ago
     settings = versions.settings(**disk_upload)
     ctx = stack.context(settings, versions.info(), now=lambda: NOW)
     states = {r.version: r.state for r in stack.provider().releases("golden", settings, ctx)}
-    assert states == {"0.5.0": "pending", "1.0.0": "active", "1.1.0": "active"}
+    assert states == {"0.4.0": "deleting", "0.5.0": "pending", "1.0.0": "active", "1.1.0": "active"}
 
     manifest = versions.manifest("1.1.0", NO_KEEP, **disk_upload)
     for _ in range(2):  # deprecate, then delete
@@ -339,3 +345,89 @@ def test_upload_disks_left_behind_go_with_their_version(versions, stack, tmp_pat
     assert result.exit_code == 0
     assert not [k for k in stack.arm.resources if "/disks/golden-1.0.0-upload-" in k]
     assert stack.arm.get(f"disks/{opened['name']}") is not None, "a disk open for upload is never removed"
+    assert stack.arm.get(f"disks/{stale['name']}") is None, "a dead run's disk goes with the next prune"
+    assert stack.arm.count("POST", f"/disks/{stale['name']}/endGetAccess$") == 1, "revoked before its delete"
+
+
+def test_a_blob_from_before_the_name_metadata_is_matched_by_its_digest_only(versions, stack):
+    versions.publish("1.0.0", keep_upload=True)
+    blob = BlobClient.from_connection_string(
+        connection_string(stack.proxy.url), stack.container, "golden-1.0.0.vhd", api_version=API_VERSION
+    )
+    digest = blob.get_blob_properties().metadata["imgpub_digest"]
+    blob.set_blob_metadata({"imgpub_digest": digest, "imgpub_complete": "true"})  # as issue 10 wrote it
+    other = BlobClient.from_connection_string(
+        connection_string(stack.proxy.url), stack.container, "golden-0.7.0.vhd", api_version=API_VERSION
+    )
+    other.create_page_blob(512, metadata={"imgpub_digest": "f" * 24})  # nothing of ours has that digest
+    settings = versions.settings()
+    ctx = stack.context(settings, versions.info(), now=lambda: NOW)
+
+    (release,) = stack.provider().releases("golden", settings, ctx)
+
+    assert release.version == "1.0.0"
+    assert [a.id.rsplit("/", 1)[1] for a in release.artifacts if a.kind == "blob"] == ["golden-1.0.0.vhd"]
+
+
+def test_a_target_without_a_gallery_deprecates_by_its_own_mark_then_deletes(versions, stack, tmp_path):
+    versions.publish("1.0.0", gallery=None)
+    versions.publish("1.1.0", gallery=None)
+    versions.age("1.0.0", days(200))
+    manifest = versions.manifest("1.1.0", NO_KEEP, gallery=None)
+
+    first = prune(manifest, apply=True, now=lambda: NOW, state_dir=tmp_path / "lifecycle", retry=FAST)
+
+    assert first.exit_code == 0 and first.targets[0].regions == ["westeurope"]
+    (line,) = outcomes(first)["1.0.0"].done
+    assert "managed images have no deprecation" in line and "imgpub:deprecated" in line
+    states = {r.version: r.state for r in matrix(manifest, now=lambda: NOW, retry=FAST).targets[0].releases}
+    assert states == {"1.0.0": "deprecated", "1.1.0": "active"}
+
+    second = prune(manifest, apply=True, now=lambda: NOW, state_dir=tmp_path / "lifecycle", retry=FAST)
+
+    assert outcomes(second)["1.0.0"].done == ["deleted image golden-1.0.0"]
+    assert stack.arm.get("images/golden-1.0.0") is None and stack.arm.get("images/golden-1.1.0") is not None
+
+
+def test_two_prunes_at_once_both_finish_and_act_once(versions, stack, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    versions.publish("1.0.0", keep_upload=True)
+    versions.publish("1.1.0")
+    versions.age("1.0.0", days(200))
+    manifest = versions.manifest("1.1.0", NO_KEEP)
+
+    def two_at_once() -> list[Any]:
+        with ThreadPoolExecutor(2) as pool:
+            runs = [
+                pool.submit(prune, manifest, apply=True, now=lambda: NOW, state_dir=tmp_path / s, retry=FAST)
+                for s in ("a", "b")
+            ]
+            return [run.result() for run in runs]
+
+    stack.arm.race("PATCH", r"/versions/1\.0\.0$")  # both deprecations reach Azure together
+    deprecated = two_at_once()
+    assert [r.exit_code for r in deprecated] == [0, 0], [outcomes(r)["1.0.0"].error for r in deprecated]
+    assert stack.arm.count("PATCH", r"/versions/1\.0\.0$") >= 1
+    assert len([r for r in stack.arm.refusals if r[2] == "AnotherOperationInProgress"]) >= 1
+    stack.arm.race("DELETE", r"/versions/1\.0\.0$")  # and both deletes
+    deleted = two_at_once()
+    assert [r.exit_code for r in deleted] == [0, 0], [outcomes(r)["1.0.0"].error for r in deleted]
+    assert stack.arm.get(VERSION.format("1.0.0")) is None and stack.arm.get("images/golden-1.0.0") is None
+    assert not blob_exists(stack, "golden-1.0.0.vhd")
+
+
+def test_a_region_whose_replication_failed_is_missing_until_reconcile_replicates_it_again(versions, stack):
+    two_regions = {"name": "g1", "target_regions": [{"name": "westeurope"}, {"name": "northeurope"}]}
+    stack.arm.fail_replication["northeurope"] = "Replication failed: quota exceeded in northeurope"
+    versions.publish("1.0.0", gallery=two_regions)
+    stack.arm.fail_replication.clear()  # the quota is raised; the version's own replication stays failed
+    manifest = versions.manifest("1.0.0", gallery=two_regions)
+    cells = {(r, s) for _, r, s in version_cells(matrix(manifest, now=lambda: NOW, retry=FAST).targets[0])}
+    assert cells == {("westeurope", "active"), ("northeurope", "missing")}
+
+    done = reconcile(manifest, now=lambda: NOW, retry=FAST)
+
+    assert done.exit_code == 0
+    assert stack.arm.count("PATCH", r"/versions/1\.0\.0$") == 1
+    assert matrix(manifest, now=lambda: NOW, retry=FAST).in_sync

@@ -31,7 +31,7 @@ from `issue_cert()`) sees the polls too.
     with FakeArm(storage_conn=..., ca_dir=tmp) as arm:   # arm.url, arm.ca_path
         arm.throttle("PUT", r"/images/", retry_after=1)
         arm.fail(r"/images/", "InternalExecutionError", "disk read failed")
-        arm.fail_replication["westus"] = "disk quota exceeded"
+        arm.fail_replication["westus"] = "disk quota exceeded"   # replications that end from now on
         arm.lose_reply("PUT", r"/images/")
 """
 
@@ -535,8 +535,13 @@ class FakeArm:
             elif op.kind == "put":
                 created = res["properties"]["provisioningState"] == "Creating"
                 res["properties"]["provisioningState"] = "Succeeded"
-                if "_regions" in res:
+                if "_regions" in res:  # replication ends now: where it failed stays failed
                     res["_done"] = True
+                    res["_failed"] = {
+                        key: self.fail_replication[key]
+                        for region in res["_regions"]
+                        if (key := region.replace(" ", "").lower()) in self.fail_replication
+                    }
                 if created and self.lag:
                     res["_hidden"], res["_final_get"] = self.lag, True
 

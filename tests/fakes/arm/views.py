@@ -41,9 +41,10 @@ def view(res: dict[str, Any], query: dict[str, str], fail_replication: dict[str,
 
 def _replication(res: dict[str, Any], fail_replication: dict[str, str]) -> dict[str, Any]:
     done = res.get("_done", False)
+    failures = res.get("_failed", fail_replication)  # as the last replication ended
     summary = []
     for region in res["_regions"]:
-        failed = fail_replication.get(region.replace(" ", "").lower())
+        failed = failures.get(region.replace(" ", "").lower())
         state = ("Failed" if failed else "Completed") if done else "Replicating"
         progress = 100 if done and not failed else 50
         summary.append({"region": region, "state": state, "details": failed or "", "progress": progress})

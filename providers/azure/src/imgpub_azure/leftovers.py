@@ -36,7 +36,10 @@ if TYPE_CHECKING:
 __all__ = ["Leftover", "Leftovers"]
 
 OPEN_FOR_UPLOAD = ("readytoupload", "activeupload", "activesas", "activesasfrozen")
-"""diskStates of a disk with write access granted (or about to be): revoked before it is deleted."""
+"""diskStates of a disk made for upload and not finished: a run may be writing it (or about to)."""
+ACCESS_GRANTED = ("activeupload", "activesas", "activesasfrozen")
+"""diskStates of a disk with a SAS out: its access is revoked before it is deleted (Azure keeps a
+disk with active access from going: a resource group delete waits on it until it is revoked)."""
 LEASED = "leased"
 
 
@@ -159,8 +162,8 @@ class Leftovers:
 
     def _remove_disk(self, leftover: Leftover) -> str:
         rg, disks = self.settings.resource_group, self.clients.compute.disks
-        if leftover.state.lower() in OPEN_FOR_UPLOAD:
-            self.disks.revoke(leftover.name)  # a disk with write access granted cannot go
+        if leftover.state.lower() in ACCESS_GRANTED:
+            self.disks.revoke(leftover.name)
         deleted = self.writes.delete(
             f"upload disk {leftover.name}",
             lambda: disks.begin_delete(rg, leftover.name).result(),

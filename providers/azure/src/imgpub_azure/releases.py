@@ -161,7 +161,7 @@ def release_of(parts: Parts, settings: AzureSettings, now: datetime) -> Release:
         parts.version,
         state,
         min(times) if times else None,
-        regions=tuple(regions) or (None,),
+        regions=tuple(regions),
         digest=digest,
         artifacts=tuple(artifacts),
         drift=tuple(_drift(parts, settings, now)) if state != "deleting" else (),

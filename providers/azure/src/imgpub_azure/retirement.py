@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from imgpub.errors import CloudError, ImgpubError
+from imgpub.journal import Journal
 from imgpub_azure.catalog import Catalog, Parts
 from imgpub_azure.clients import AzureClients
 from imgpub_azure.errors import Caller
@@ -113,7 +114,7 @@ class Retirement:
             steps.run(f"image {i.name}", self.deprecate_image, parts, i, at)
         return steps.result()
 
-    def delete(self, version: str, journal: Any) -> list[str]:
+    def delete(self, version: str, journal: Journal) -> list[str]:
         parts, at = self.catalog.one(version), self.now()
         steps = Steps(self.call.target, f"delete {self.name} {version}")
         marked = True
@@ -122,14 +123,17 @@ class Retirement:
                 if tag_of(i, DELETING_TAG) is None:
                     marked &= steps.run(f"image {i.name}", self._mark_deleting, parts, i, at)
         versions_gone = marked
-        for v in parts.versions if marked else []:
-            versions_gone &= steps.run(f"gallery image version {v.name}", self._delete_version, parts, v)
+        for v in parts.versions:
+            if marked:
+                versions_gone &= steps.run(f"gallery image version {v.name}", self._delete_version, parts, v)
+            else:
+                steps.failed.append(f"gallery image version {v.name}: not deleted before its image is marked")
         for i in parts.images:
             if versions_gone:
                 steps.run(f"image {i.name}", self._delete_image, parts, i)
-            else:
+            elif marked:
                 steps.failed.append(
-                    f"image {i.name}: kept (marked {DELETING_TAG}) while its gallery version is there"
+                    f"image {i.name}: kept, marked {DELETING_TAG}, while its gallery version is there"
                 )
         for left in parts.leftovers:
             steps.run(f"{left.kind} {left.name}", self.catalog.leftovers.remove, left)
