@@ -284,7 +284,15 @@ class Versions:
 
         target = self.settings(**overrides).model_dump(mode="json", exclude_none=True, exclude_defaults=True)
         doc: dict[str, Any] = {
-            "image": {"name": "golden", "version": version, "source": "disk.raw", "boot": "uefi"},
+            # the test disk has no partition table: raw, and its boot mode taken as said
+            "image": {
+                "name": "golden",
+                "version": version,
+                "source": "disk.raw",
+                "format": "raw",
+                "boot": "uefi",
+                "boot_check": "warn",
+            },
             "targets": [{"provider": "azure", **target}],
         }
         if retention is not None:

@@ -1,8 +1,9 @@
 """Known-bad requests, sent straight to the stand-ins, are refused as Azure refuses them.
 
 The fake ARM holds every body to azure-mgmt-compute's models (unknown, read-only and required members,
-JSON types, enums), the api-version the SDK pins, and ARM's documented rules; Azurite, behind the
-strict storage proxy, holds page blobs to the Put Page rules it does not enforce itself.
+JSON types, enums), the api-version the SDK pins, and ARM's documented rules (a version's PATCH:
+GalleryImageVersionUpdate, with its storage profile required and unchanged; paged lists); Azurite,
+behind the strict storage proxy, holds page blobs to the Put Page rules it does not enforce itself.
 """
 
 from __future__ import annotations

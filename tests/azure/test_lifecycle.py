@@ -431,3 +431,25 @@ def test_a_region_whose_replication_failed_is_missing_until_reconcile_replicates
     assert done.exit_code == 0
     assert stack.arm.count("PATCH", r"/versions/1\.0\.0$") == 1
     assert matrix(manifest, now=lambda: NOW, retry=FAST).in_sync
+
+
+def test_publish_with_on_publish_prunes_the_target_it_published(versions, stack, tmp_path):
+    import imgpub
+
+    versions.publish("1.0.0")
+    versions.age("1.0.0", datetime.now(UTC) - timedelta(days=60))  # on_publish runs on the real clock
+    policy = {"keep": 0, "deprecate_after": "30d", "on_publish": True}
+
+    result = imgpub.publish(versions.manifest("1.1.0", policy), state_dir=tmp_path / "state", retry=FAST)
+
+    assert result.exit_code == 0, [t.error for t in result.targets]
+    pruned = result.targets[0].pruned
+    assert pruned is not None
+    assert {v.version: v.verdict for v in pruned.versions} == {"1.1.0": "current", "1.0.0": "deprecate"}
+    assert (
+        stack.arm.get(VERSION.format("1.0.0"))["properties"]["publishingProfile"]["excludeFromLatest"] is True
+    )
+    assert (
+        stack.arm.get(VERSION.format("1.1.0"))["properties"]["publishingProfile"]["excludeFromLatest"]
+        is False
+    )
