@@ -378,6 +378,19 @@ def test_the_version_matrix_and_status_cli(site: Site, monkeypatch: pytest.Monke
     assert newest.regions == ("us-east-1", "eu-west-1")
     assert any(d.startswith("ap-south-1: not checked") for d in newest.drift)
 
+    site.moto.reset_faults()  # the listing answers, then the sharing look-up there does not
+    shared = site.manifest("1.2.0", optional + f"    share_accounts: ['{OTHER}']\n")
+    site.moto.fault("DescribeImages", region="ap-south-1", after=1, status=403, code="UnauthorizedOperation")
+    later = site.run(matrix, shared)
+    assert later.exit_code == 0
+    newest = next(r for r in later.targets[0].releases if r.version == "1.2.0")
+    assert newest.regions == ("us-east-1", "eu-west-1") and newest.drift[0].startswith(
+        "ap-south-1: not checked"
+    )
+    assert f"us-east-1: {site.amis(version='1.2.0')[0]['ImageId']} lacks launch permission" in "".join(
+        newest.drift
+    )
+
 
 def test_prune_cli_with_yes_and_json(site: Site) -> None:
     site.publish("1.0.0")

@@ -26,11 +26,12 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
+from imgpub.errors import TargetError
 from imgpub.identity import TAG_DIGEST, TAG_MANAGED, TAG_NAME, TAG_VERSION
 from imgpub.provider import Artifact, Context, Release, ReleaseState
 from imgpub_aws.catalog import TAG_DELETING, Catalog, parse_time, users_of
 from imgpub_aws.inventory import FAILED_STATES, snapshot_ids
-from imgpub_aws.scan import Account, Scan, scan
+from imgpub_aws.scan import Account, scan
 from imgpub_aws.settings import AwsSettings
 from imgpub_aws.share import deprecation_change
 from imgpub_aws.tags import tag_dict
@@ -100,29 +101,26 @@ def _state(images: list[dict[str, Any]], snapshots: list[dict[str, Any]], now: d
     return "deprecated" if all(_deprecated(img, now) for img in images) else "active"
 
 
-def _shared(account: Account, scanned: Scan, name: str) -> dict[tuple[str, str], set[str]]:
+def _shared(account: Account, found: Catalog, name: str) -> dict[tuple[str, str], set[str]]:
     """(region, account) -> the AMIs of this image with an explicit launch permission for it."""
     out: dict[tuple[str, str], set[str]] = {}
+    if not found.images:
+        return out
     filters = [{"Name": f"tag:{TAG_NAME}", "Values": [name]}]
-    for region, found in scanned.catalogs.items():
-        if not found.images:
-            continue
-        ec2 = account.ec2(region)
-        for user in account.settings.share_accounts:
-            describe = partial(ec2.describe_images, Owners=["self"], ExecutableUsers=[user], Filters=filters)
-            images = account.call("DescribeImages", region, describe).get("Images", [])
-            out[(region, user)] = {str(i["ImageId"]) for i in images}
+    ec2 = account.ec2(found.region)
+    for user in account.settings.share_accounts:
+        describe = partial(ec2.describe_images, Owners=["self"], ExecutableUsers=[user], Filters=filters)
+        images = account.call("DescribeImages", found.region, describe).get("Images", [])
+        out[(found.region, user)] = {str(i["ImageId"]) for i in images}
     return out
 
 
 def _handed_over(account: Account, found: Catalog) -> set[str]:
     """Snapshots no AMI of their own version uses, that another AMI uses: not this image's any more."""
-    loose = [
-        s["SnapshotId"]
-        for version, snaps in found.snapshots.items()
-        for s in snaps
-        if s["SnapshotId"] not in {i for img in found.images.get(version, []) for i in snapshot_ids(img)}
-    ]
+    loose = []
+    for version, snaps in found.snapshots.items():
+        used = {i for img in found.images.get(version, []) for i in snapshot_ids(img)}
+        loose += [s["SnapshotId"] for s in snaps if s["SnapshotId"] not in used]
     if not loose:
         return set()
     users = users_of(account.ec2(found.region), account.call, found.region, loose)
@@ -148,8 +146,15 @@ def list_releases(name: str, settings: AwsSettings, ctx: Context) -> list[Releas
     account = Account(settings, ctx)
     scanned = scan(account, name)
     versions: dict[str, _Version] = {}
-    for region, found in scanned.catalogs.items():
-        gone = _handed_over(account, found)
+    shared: dict[tuple[str, str], set[str]] = {}
+    for region, found in list(scanned.catalogs.items()):
+        try:
+            gone = _handed_over(account, found)
+            shared.update(_shared(account, found, name))
+        except TargetError as exc:  # answered the listing, then stopped answering
+            if not scanned.skip(region, exc):
+                raise
+            continue
         for version in sorted(found.versions):
             v = versions.setdefault(version, _Version(version))
             if found.images.get(version):
@@ -158,7 +163,6 @@ def list_releases(name: str, settings: AwsSettings, ctx: Context) -> list[Releas
             if snaps:
                 v.snapshots[region] = snaps
     versions = {k: v for k, v in versions.items() if v.images or v.snapshots}
-    shared = _shared(account, scanned, name) if settings.share_accounts and versions else {}
     known = {
         s["SnapshotId"]
         for found in scanned.catalogs.values()

@@ -36,10 +36,22 @@ class Account:
 
 @dataclass
 class Scan:
+    settings: AwsSettings | None = None
     catalogs: dict[str, Catalog] = field(default_factory=dict)
     """Region -> what imgpub holds there, in the settings' order (home, copies, optional)."""
     skipped: dict[str, str] = field(default_factory=dict)
     """Optional region -> why it was not looked at."""
+
+    def skip(self, region: str, exc: TargetError) -> bool:
+        """Leave out an optional region that failed to answer (True); a required one is not (False)."""
+        settings = self.settings
+        if settings is None or region not in settings.optional_regions:
+            return False
+        if region in (settings.region, *settings.regions):
+            return False
+        self.skipped[region] = exc.message
+        self.catalogs.pop(region, None)
+        return True
 
     def notes(self) -> list[str]:
         return [f"optional region {r} skipped: {why}" for r, why in self.skipped.items()]
@@ -47,17 +59,15 @@ class Scan:
 
 def scan(account: Account, name: str, version: str | None = None) -> Scan:
     """imgpub's AMIs and snapshots of `name` (or of one `version`) in every region of the settings."""
-    settings = account.settings
-    regions = settings.all_regions
-    out = Scan()
+    regions = account.settings.all_regions
+    out = Scan(account.settings)
 
     def one(region: str) -> Catalog | None:
         try:
             return catalog(account.ec2(region), account.call, region, name, version)
         except TargetError as exc:
-            if region not in settings.optional_regions or region in (settings.region, *settings.regions):
+            if not out.skip(region, exc):
                 raise
-            out.skipped[region] = exc.message
             account.ctx.log.warning("optional region %s skipped: %s", region, exc.message)
             return None
 
