@@ -453,3 +453,24 @@ def test_publish_with_on_publish_prunes_the_target_it_published(versions, stack,
         stack.arm.get(VERSION.format("1.1.0"))["properties"]["publishingProfile"]["excludeFromLatest"]
         is False
     )
+
+
+def test_a_version_published_again_after_a_delete_stopped_half_way_is_no_longer_deleting(
+    versions, stack, tmp_path
+):
+    versions.publish("1.0.0")
+    versions.publish("1.1.0")
+    versions.age("1.0.0", days(200))
+    run_prune(versions, tmp_path, "1.1.0", NO_KEEP)  # deprecated
+    stack.arm.inject("DELETE", r"/images/golden-1\.0\.0$", 500, times=100)
+    assert run_prune(versions, tmp_path, "1.1.0", NO_KEEP).exit_code == 1  # version gone, image marked
+    stack.arm.faults.clear()
+
+    versions.publish("1.0.0")  # wanted after all: the version is made again from the kept image
+
+    assert "imgpub:deleting" not in stack.arm.get("images/golden-1.0.0")["tags"]
+    listed = matrix(versions.manifest("1.1.0"), now=lambda: NOW, retry=FAST)
+    states = {r.version: r.state for r in listed.targets[0].releases}
+    assert states["1.0.0"] != "deleting", (
+        "the next prune must not finish a delete of what was published again"
+    )

@@ -29,7 +29,7 @@ from imgpub_azure.names import region_key
 from imgpub_azure.security import security_type_for
 from imgpub_azure.settings import AzureSettings
 from imgpub_azure.states import failed_state, state_of
-from imgpub_azure.tags import digest_of, identity_tags, missing_tags
+from imgpub_azure.tags import DELETING_TAG, digest_of, identity_tags, missing_tags, tag_of
 from imgpub_azure.upload import VhdUploads
 from imgpub_azure.writes import IN_PROGRESS
 
@@ -129,6 +129,8 @@ class Planner:
             if missing := missing_tags(found, self.tags):
                 tags = ", ".join(f"{k}={v}" for k, v in missing.items())
                 self.plan.actions.append(Action("tag", f"{kind} {ref}", tags, region))
+            elif tag_of(found, DELETING_TAG) is not None:  # a prune stopped deleting it: wanted again
+                self.plan.actions.append(Action("tag", f"{kind} {ref}", f"remove {DELETING_TAG}", region))
             return False
         state = f" in provisioningState {failed}" if failed else ""
         self.conflicts.append(

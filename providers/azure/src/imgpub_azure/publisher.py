@@ -22,7 +22,7 @@ from imgpub_azure.managed_image import ManagedImages
 from imgpub_azure.planner import plan_has, version_from_image
 from imgpub_azure.settings import AzureSettings
 from imgpub_azure.states import failed_state
-from imgpub_azure.tags import definition_tags, digest_of, identity_tags, merged_tags
+from imgpub_azure.tags import DELETING_TAG, definition_tags, digest_of, identity_tags, merged_tags
 from imgpub_azure.upload import VhdUploads
 from imgpub_azure.upload_source import UploadedVhd
 
@@ -105,7 +105,7 @@ class Publisher:
         images = ManagedImages(self.clients, self.caller)
         if plan_has(self.plan, "tag", f"image {names.image}") and (found := images.find(names.image)):
             self.ctx.progress.stage(f"tag image {names.image}")
-            images.set_tags(names.image, merged_tags(found, self.tags))
+            images.set_tags(names.image, merged_tags(found, self.tags, drop=(DELETING_TAG,)))
         version = f"gallery image version {self.version_ref}"
         if plan_has(self.plan, "tag", version) and not plan_has(self.plan, "copy", version):
             assert names.definition and names.version

@@ -30,23 +30,16 @@ from imgpub_azure.gallery import replication_states
 from imgpub_azure.names import region_key
 from imgpub_azure.settings import AzureSettings
 from imgpub_azure.states import created_at, failed_state, state_of
-from imgpub_azure.tags import digest_of, missing_tags, tag_of
+from imgpub_azure.tags import DELETING_TAG, DEPRECATED_TAG, digest_of, missing_tags, tag_of
 from imgpub_azure.version_update import end_of_life
 from imgpub_azure.writes import IN_PROGRESS
 
 __all__ = [
-    "DELETING_TAG",
-    "DEPRECATED_TAG",
     "is_deprecated",
     "regions_of",
     "release_of",
     "wanted_tags",
 ]
-
-DEPRECATED_TAG = "imgpub:deprecated"
-"""On a managed image: when imgpub deprecated its version (Azure has no deprecation for it)."""
-DELETING_TAG = "imgpub:deleting"
-"""On a managed image: imgpub started deleting its version (the gallery version goes first)."""
 
 
 def is_version(resource: Any) -> bool:

@@ -29,9 +29,9 @@ from imgpub_azure.catalog import Catalog, Parts
 from imgpub_azure.clients import AzureClients
 from imgpub_azure.errors import Caller
 from imgpub_azure.managed_image import ManagedImages
-from imgpub_azure.releases import DELETING_TAG, DEPRECATED_TAG, is_deprecated
+from imgpub_azure.releases import is_deprecated
 from imgpub_azure.settings import AzureSettings
-from imgpub_azure.tags import belongs_to, merged_tags, tag_of
+from imgpub_azure.tags import DELETING_TAG, DEPRECATED_TAG, belongs_to, merged_tags, tag_of
 from imgpub_azure.version_update import deprecation, end_of_life, target_regions
 
 __all__ = ["NO_DEPRECATION", "Retirement", "Steps", "fully_deprecated"]

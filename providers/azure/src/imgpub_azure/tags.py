@@ -17,6 +17,8 @@ from imgpub.identity import TAG_DIGEST, TAG_MANAGED, TAG_NAME, TAG_VERSION
 from imgpub.provider import ImageInfo, Problem
 
 __all__ = [
+    "DELETING_TAG",
+    "DEPRECATED_TAG",
     "MAX_TAGS",
     "belongs_to",
     "definition_tags",
@@ -34,6 +36,11 @@ MAX_VALUE = 256
 """Azure tag values are at most 256 characters."""
 _FORBIDDEN = re.compile(r"[<>%&\\?/\x00-\x1f\x7f]")
 _IDENTITY = (TAG_NAME, TAG_VERSION, TAG_DIGEST, TAG_MANAGED)
+DEPRECATED_TAG = "imgpub:deprecated"
+"""On a managed image: when imgpub deprecated its version (Azure has no deprecation for it)."""
+DELETING_TAG = "imgpub:deleting"
+"""On a managed image: imgpub started deleting its version (the gallery version goes first). A
+publish of that version again clears it."""
 
 
 def _user_tags(image: ImageInfo, tags: Mapping[str, str]) -> dict[str, str]:
@@ -115,9 +122,10 @@ def missing_tags(resource: Any, wanted: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in wanted.items() if have.get(k.lower()) != v}
 
 
-def merged_tags(resource: Any, wanted: Mapping[str, str]) -> dict[str, str]:
-    """The resource's tags with the wanted ones set (a PATCH replaces the whole set)."""
-    lowered = {k.lower() for k in wanted}
+def merged_tags(resource: Any, wanted: Mapping[str, str], drop: tuple[str, ...] = ()) -> dict[str, str]:
+    """The resource's tags with the wanted ones set and those named in `drop` gone (a PATCH replaces
+    the whole set)."""
+    lowered = {k.lower() for k in (*wanted, *drop)}
     kept = {
         str(k): str(v)
         for k, v in (getattr(resource, "tags", None) or {}).items()
