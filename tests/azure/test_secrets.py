@@ -116,3 +116,37 @@ def test_cli_report_and_summary_hold_no_secret(cli, arm, proxy):
         assert run.target["status"] == "failed" and "refused" in run.target["error"]
         assert run.summary, "the step summary was written"
         assert_clean(run.text(), sig, KEY)
+
+
+def test_prune_and_the_matrix_hold_no_sas_token(versions, stack, monkeypatch, tmp_path):
+    """A SAS token for the upload container: the blob ids the matrix lists and the lines prune
+    prints carry no signature, and a gateway echoing the listing's URL into its error is redacted."""
+    import json
+
+    from imgpub.lifecycle import matrix, prune
+    from imgpub.lifecycle_report import lifecycle_report
+    from imgpub.retry import FAST
+
+    token = generate_account_sas(
+        ACCOUNT,
+        KEY,
+        ResourceTypes(container=True, object=True),
+        AccountSasPermissions(read=True, write=True, create=True, delete=True, list=True),
+        expiry=datetime.now(UTC) + timedelta(hours=1),
+    )
+    monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING")
+    monkeypatch.setenv("AZURE_STORAGE_SAS_TOKEN", token)
+    sig = dict(parse_qsl(token))["sig"]
+    versions.publish("1.0.0", keep_upload=True)
+    versions.publish("1.1.0")
+    manifest = versions.manifest("1.1.0", {"keep": 0})
+
+    listed = lifecycle_report(matrix(manifest, retry=FAST))
+    assert any(a["kind"] == "blob" for r in listed["targets"][0]["releases"] for a in r["artifacts"])
+    pruned = lifecycle_report(prune(manifest, apply=True, state_dir=tmp_path / "lc", retry=FAST))
+    stack.proxy.fail("GET", "comp=list", 403, times=1000, code="AuthenticationFailed", message=echo)
+    refused = lifecycle_report(matrix(manifest, retry=FAST))
+
+    assert pruned["exit_code"] == 0 and refused["exit_code"] == 1
+    assert "refused" in refused["targets"][0]["error"]
+    assert_clean(json.dumps([listed, pruned, refused]), sig, KEY)

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote, unquote
 
-from imgpub.errors import CloudError, CredentialsError
+from imgpub.errors import CloudError
 from imgpub.identity import TAG_DIGEST, TAG_VERSION
 from imgpub_azure.clients import AzureClients, strip_query
 from imgpub_azure.errors import Caller
@@ -77,14 +77,12 @@ class Leftovers:
     # -- page blobs -------------------------------------------------------------------------------
     def _blobs(self, name: str, digests: Mapping[str, str]) -> list[Leftover]:
         container = self.clients.container(self.settings.container)
-        try:
-            blobs = self.call.find(
-                f"list blobs in container {self.settings.container}",
-                lambda: list(container.list_blobs(include=["metadata"])),
-            )
-        except CredentialsError as exc:
-            self.call.progress.note(f"upload blobs not looked for: {exc}")
-            return []
+        # Credentials that may not list the container fail the target: a leftover no one sees would
+        # never be removed, and its version never finished.
+        blobs = self.call.find(
+            f"list blobs in container {self.settings.container}",
+            lambda: list(container.list_blobs(include=["metadata"])),
+        )
         out = []
         for blob in blobs or []:
             version = self._blob_version(blob.metadata or {}, name, digests)
