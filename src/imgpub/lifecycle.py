@@ -211,7 +211,7 @@ class _Runner:
     def one(self, command: Command, settings: TargetSettings, apply: bool) -> TargetLifecycle:
         out = TargetLifecycle(settings.name, settings.provider, policy=settings.retention)
         provider = self.manifest.providers[settings.provider]()
-        name = settings.image_name or self.manifest.image.name
+        name = self.manifest.image.name  # each provider applies its own image_name rule to its tags
         try:
             out.regions = provider.regions(settings)
             out.releases = provider.releases(name, settings, self.context(settings, None))

@@ -271,8 +271,9 @@ class Provider(ABC, Generic[S]):
         return [None]
 
     def releases(self, name: str, settings: S, ctx: Context) -> list[Release]:
-        """Every version of the image `name` on this target, found by imgpub's tags or labels only.
-        Makes no change."""
+        """Every version of the image `name` (the manifest's image name: apply the target's
+        `image_name` where the provider tags with it) on this target, found by imgpub's tags or
+        labels only. Makes no change."""
         raise NotImplementedError(f"provider {self.name} does not list versions")
 
     def retire(

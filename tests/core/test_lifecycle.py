@@ -180,3 +180,13 @@ def test_the_publish_report_says_what_on_publish_pruned(write_manifest, tmp_path
         ("1.1.0", "current"),
         ("1.0.0", "deprecate"),
     ]
+
+
+def test_a_target_image_name_is_where_its_versions_are_found(write_manifest, tmp_path: Path) -> None:
+    renamed = LOCAL + "  image_name: renamed\n"
+    publish(write_manifest(renamed, version="1.0.0", name="r1.yaml"))
+    path = manifest_with_policy(tmp_path, "retention: {keep: 0}\n", version="2.0.0")
+    path.write_text(path.read_text() + "  image_name: renamed\n")
+    found = matrix(path).targets[0].releases
+    assert [r.version for r in found] == ["1.0.0"]
+    assert (tmp_path / "out" / "renamed" / "1.0.0").is_dir()

@@ -145,7 +145,7 @@ class LocalProvider(Provider[LocalSettings]):
     def releases(self, name: str, settings: LocalSettings, ctx: Context) -> list[Release]:
         from imgpub.local.lifecycle import releases
 
-        return releases(name, settings)
+        return releases(settings.image_name or name, settings)
 
     def retire(
         self,
@@ -159,7 +159,7 @@ class LocalProvider(Provider[LocalSettings]):
     ) -> list[str]:
         from imgpub.local.lifecycle import retire
 
-        return retire(name, settings, release, action, ctx)
+        return retire(settings.image_name or name, settings, release, action, ctx)
 
     def reconcile(self, name: str, settings: LocalSettings, release: Release, ctx: Context) -> list[str]:
         """A folder has no regions, sharing or tags to repair; a lost file needs its version published

@@ -371,8 +371,9 @@ class AwsProvider(Provider[AwsSettings]):
     def regions(self, settings: AwsSettings) -> list[str | None]:
         return list(settings.all_regions)
 
+    # `name` is the manifest's image name; AWS tags its artifacts with the target's image_name when set
     def releases(self, name: str, settings: AwsSettings, ctx: Context) -> list[Release]:
-        return list_releases(name, settings, ctx)
+        return list_releases(settings.image_name or name, settings, ctx)
 
     def retire(
         self,
@@ -384,10 +385,10 @@ class AwsProvider(Provider[AwsSettings]):
         *,
         replacement: str | None,
     ) -> list[str]:
-        return retire(name, settings, release, action, ctx, replacement)
+        return retire(settings.image_name or name, settings, release, action, ctx, replacement)
 
     def reconcile(self, name: str, settings: AwsSettings, release: Release, ctx: Context) -> list[str]:
-        return reconcile(name, settings, release, ctx)
+        return reconcile(settings.image_name or name, settings, release, ctx)
 
 
 __all__ = ["AwsProvider"]
