@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 from azure.core.credentials import AccessToken, AccessTokenInfo
-from azure.storage.blob import BlobServiceClient
+from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from azure.imgpub_cli import Cli, TokenServer
 from fakes.arm import FakeArm
 from fakes.azurite import ACCOUNT, API_VERSION, StorageProxy, connection_string, running_azurite
+from fakes.chaos import ChaosProxy
 from imaging import MiB, pattern, sparse_raw
 from imgpub.disk import DiskImage, open_image
 from imgpub.identity import image_digest
@@ -324,3 +325,42 @@ def versions(
     stack: Stack, disk: DiskImage, info: Callable[..., ImageInfo], tmp_path: Path, stub_azure: Any
 ) -> Versions:
     return Versions(stack, disk, info, tmp_path, dict(GALLERY_TARGET))
+
+
+# ---- the chaos proxy in front of both stand-ins (the fault matrices) --------------------------------
+
+
+def container_blobs(proxy: StorageProxy, container: str) -> list[str]:
+    client = ContainerClient.from_connection_string(
+        connection_string(proxy.url), container, api_version=API_VERSION
+    )
+    return [b.name for b in client.list_blobs()]
+
+
+@dataclass
+class Chaos:
+    arm: ChaosProxy
+    storage: ChaosProxy
+
+    def broken(self) -> list[tuple[str, str, int, str | None]]:
+        return [*self.arm.broken(), *self.storage.broken()]
+
+    def lost_pages(self) -> int:
+        return sum(1 for m, p, _, kind in self.storage.broken() if kind == "lose-reply" and "comp=page" in p)
+
+    def clear(self) -> None:
+        for proxy in (self.arm, self.storage):
+            proxy.clear()
+
+
+@pytest.fixture
+def chaos(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Chaos]:
+    """The chaos proxy (fakes/chaos.py) in front of the fake ARM (HTTPS) and of the storage proxy;
+    the upload disks' SAS URLs and the connection string point at it."""
+    arm = ChaosProxy(stack.arm.url, tls=stack.arm.issue_cert()).start()
+    storage = ChaosProxy(stack.proxy.url).start()
+    stack.arm.sas_endpoint = storage.url
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", connection_string(storage.url))
+    yield Chaos(arm, storage)
+    arm.stop()
+    storage.stop()

@@ -22,15 +22,13 @@ import os
 import random
 import time
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
-from azure.storage.blob import ContainerClient
 
+from azure.conftest import Chaos, container_blobs
 from fakes.arm import FakeArm
-from fakes.azurite import ACCOUNT, API_VERSION, StorageProxy, connection_string
-from fakes.chaos import ChaosProxy, Fault
+from fakes.azurite import ACCOUNT, StorageProxy
+from fakes.chaos import Fault
 from imgpub.errors import ImgpubError
 from imgpub.identity import TAG_DIGEST
 from imgpub_azure.page_upload import IN_FLIGHT_PER_WORKER
@@ -55,47 +53,10 @@ def leftovers(arm: FakeArm, listed: set[str], blobs: list[str]) -> list[str]:
     return [k for k in tagged if k not in {i.lower() for i in listed}] + blobs
 
 
-def container_blobs(proxy: StorageProxy, container: str) -> list[str]:
-    client = ContainerClient.from_connection_string(
-        connection_string(proxy.url), container, api_version=API_VERSION
-    )
-    return [b.name for b in client.list_blobs()]
-
-
 def resent(proxy: StorageProxy) -> int:
     """Put Pages that reached Azurite for a range of a blob it had already received."""
     counts = Counter((p.path, p.range) for p in proxy.pages())
     return sum(n - 1 for n in counts.values())
-
-
-# ---- the chaos proxy in front of both stand-ins ----------------------------------------------------
-
-
-@dataclass
-class Chaos:
-    arm: ChaosProxy
-    storage: ChaosProxy
-
-    def broken(self) -> list[tuple[str, str, int, str | None]]:
-        return [*self.arm.broken(), *self.storage.broken()]
-
-    def lost_pages(self) -> int:
-        return sum(1 for m, p, _, kind in self.storage.broken() if kind == "lose-reply" and "comp=page" in p)
-
-    def clear(self) -> None:
-        for proxy in (self.arm, self.storage):
-            proxy.clear()
-
-
-@pytest.fixture
-def chaos(stack, monkeypatch) -> Iterator[Chaos]:
-    arm = ChaosProxy(stack.arm.url, tls=stack.arm.issue_cert()).start()
-    storage = ChaosProxy(stack.proxy.url).start()
-    stack.arm.sas_endpoint = storage.url
-    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", connection_string(storage.url))
-    yield Chaos(arm, storage)
-    arm.stop()
-    storage.stop()
 
 
 def _settings(stack, chaos: Chaos, overrides: dict):
