@@ -474,3 +474,18 @@ def test_a_version_published_again_after_a_delete_stopped_half_way_is_no_longer_
     assert states["1.0.0"] != "deleting", (
         "the next prune must not finish a delete of what was published again"
     )
+
+
+def test_a_target_image_name_does_not_change_what_the_versions_are_found_by(versions, stack):
+    """image_name names the managed image (and the upload blob); the tags and the definition carry
+    the manifest's image name, which is what the lifecycle is given."""
+    custom = {"image_name": "golden-custom", "managed_image": False}
+    versions.publish("1.0.0", **custom)
+    versions.publish("1.1.0", keep_upload=True, **custom)  # one blob name for every version here
+
+    listed = matrix(versions.manifest("1.1.0", **custom), now=lambda: NOW, retry=FAST)
+
+    releases = {r.version: r for r in listed.targets[0].releases}
+    assert set(releases) == {"1.0.0", "1.1.0"}
+    blobs = [a.id.rsplit("/", 1)[1] for a in releases["1.1.0"].artifacts if a.kind == "blob"]
+    assert blobs == ["golden-custom.vhd"] and listed.in_sync
