@@ -12,7 +12,7 @@ apt_install_missing() {
     local sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
     $sudo apt-get update -qq && $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 }
-apt_install_missing qemu-img:qemu-utils pigz:pigz tar:tar shellcheck:shellcheck unzip:unzip
+apt_install_missing qemu-img:qemu-utils pigz:pigz tar:tar shellcheck:shellcheck
 AZURITE_DIR="$ROOT/.cache/azurite"
 if [ ! -x "$AZURITE_DIR/node_modules/.bin/azurite-blob" ]; then
     echo "imgpub: installing Azurite 3.35.0 (Azure Storage emulator) into .cache/azurite..." >&2
