@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by scripts/test and scripts/lowest (after bootstrap.sh): installs the programs the tests
 # call when they are missing, and exports IMGPUB_AZURITE.
 
