@@ -8,6 +8,6 @@ views.py / http.py  resources as ARM returns them; the error document and the re
 """
 
 from fakes.arm.contract import check_body, unknown_fields
-from fakes.arm.server import ArmError, FakeArm
+from fakes.arm.server import ArmError, Call, FakeArm
 
-__all__ = ["ArmError", "FakeArm", "check_body", "unknown_fields"]
+__all__ = ["ArmError", "Call", "FakeArm", "check_body", "unknown_fields"]

@@ -61,9 +61,21 @@ from fakes.arm.rules import ArmError, Rules
 from fakes.arm.updates import update_version
 from fakes.arm.views import view
 
-__all__ = ["ArmError", "FakeArm"]
+__all__ = ["ArmError", "Call", "FakeArm"]
 
 DISK_CONTAINER = "fakedisks"
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request as it arrived, before any fault, hold or refusal: what tests/azure/test_permissions.py
+    maps to the permission Azure checks for it (the body for the resources a PUT or PATCH links)."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    body: Any
+    """The JSON body; None without one."""
 
 
 @dataclass
@@ -108,6 +120,13 @@ UPDATES: dict[str, type] = {
 """The PATCH bodies (update models) of the resources imgpub retags."""
 
 
+def _json(body: bytes) -> Any:
+    try:
+        return json.loads(body) if body else None
+    except ValueError:
+        return body.decode(errors="replace")
+
+
 def resource_type(rest: str) -> tuple[str, type] | None:
     return next(((t, cls) for pattern, t, cls in TYPES if pattern.match(rest)), None)
 
@@ -133,6 +152,8 @@ class FakeArm:
         self.lag = 0
         """Reads a resource stays invisible for after its create LRO finished (eventual consistency)."""
         self.requests: list[tuple[str, str]] = []
+        self.calls: list[Call] = []
+        """Every request with its query and body (`Call`), in order of arrival."""
         self.refusals: list[tuple[str, str, str]] = []
         """(method, path, error code) of every request the fake refused."""
         self.disk_container = f"{DISK_CONTAINER}{uuid.uuid4().hex[:12]}"
@@ -286,6 +307,7 @@ class FakeArm:
         self._local.base = f"https://{headers['host']}" if headers.get("host") else None
         with self.lock:
             self.requests.append((method, path))
+            self.calls.append(Call(method, path, query, _json(body)))
         self.races.meet(method, path)
         if self.holds.meet(method, path):
             return 503, {}, error("ServiceUnavailable", "dropped: its client was killed while it was held")
