@@ -22,7 +22,10 @@ A rule hits the next `times` requests whose method and path match: "refuse" answ
 "lose-reply" forwards (the emulator stores the bytes) and answers 503 anyway, as when a connection
 drops after the server committed; "partial" forwards only the first `keep` bytes of a PUT's body (as
 if the connection dropped mid-body after GCS stored them) and answers 503. `on_request(method, path)`
-is called before each request is handled (a test can stop the client there).
+is called before each request is handled (a test can stop the client there). `calls` records every
+request with the storage v1 method it makes (`objects.insert` for a resumable session's start and
+its PUTs; None for a request the contract refused), for the permissions test; `forbidden` (method id
+-> permission) answers those methods 403 as Cloud Storage answers a caller without the permission.
 """
 
 from __future__ import annotations
@@ -76,6 +79,16 @@ class Session:
     total: int | None = None
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """One request through the proxy: the storage v1 method it makes (None: refused by the contract)."""
+
+    method_id: str | None
+    verb: str
+    path: str
+    query: dict[str, str]
+
+
 @dataclass
 class FaultProxy:
     upstream: str
@@ -84,6 +97,8 @@ class FaultProxy:
     cmek_buckets: dict[str, str] = field(default_factory=dict)
     object_keys: dict[tuple[str, str], str | None] = field(default_factory=dict)
     rejected: list[str] = field(default_factory=list)
+    calls: list[Recorded] = field(default_factory=list)
+    forbidden: dict[str, str] = field(default_factory=dict)
     sessions: dict[str, Session] = field(default_factory=dict)
     forgotten: dict[str, int] = field(default_factory=dict)
     on_request: Callable[[str, str], None] | None = None
@@ -120,6 +135,8 @@ class FaultProxy:
         self.cmek_buckets.clear()
         self.object_keys.clear()
         self.rejected.clear()
+        self.calls.clear()
+        self.forbidden.clear()
         self.sessions.clear()
         self.forgotten.clear()
         self.on_request = None
@@ -166,11 +183,23 @@ class FaultProxy:
         self.seen.append((handler.command, handler.path, content_range))
         if self.on_request is not None:
             self.on_request(handler.command, handler.path)
+        url = urllib.parse.urlsplit(handler.path)
+        query = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query, keep_blank_values=True).items()}
         try:
             call = self._check(handler.command, handler.path, body)
         except ApiError as exc:
+            self.calls.append(Recorded(None, handler.command, url.path, query))
             self.rejected.append(f"{handler.command} {handler.path}: {exc.code} {exc.reason}: {exc.message}")
             self._answer(handler, _error(exc.code, exc.reason, exc.message))
+            return
+        self.calls.append(Recorded(call.method_id, handler.command, url.path, query))
+        permission = self.forbidden.get(call.method_id)
+        if permission is not None:
+            message = (
+                f"The caller does not have {permission} access to the Google Cloud Storage resource. "
+                f"Permission '{permission}' denied on resource (or it may not exist)."
+            )
+            self._answer(handler, _error(403, "forbidden", message))
             return
         upload_id = call.query.get("upload_id")
         if upload_id is not None and upload_id in self.forgotten:

@@ -6,6 +6,8 @@ globalOperations (get, wait). Every request is checked against the
 compute v1 discovery document first (fakes/gce/contract.py); the fake's own answers are checked
 against it too. images.insert downloads rawDisk.source from the GCS emulator and accepts only a
 gzip'd GNU tar (no PAX headers) whose one member is `disk.raw` (regular or GNU sparse) of whole GiB.
+`state.requests` records each request with the compute method it names (what the permissions test
+maps to IAM permissions).
 
 Failure modes, as real GCE shows them:
   * `fail(status, ...)`: the next matching requests answer 429 rateLimitExceeded, 403
@@ -43,7 +45,7 @@ from typing import Any
 from fakes.gce.contract import ApiError, check_body, check_parameters, discovery, validate
 from fakes.gce.images import Images
 from fakes.gce.operations import op_error
-from fakes.gce.state import Fault, RequestId, State
+from fakes.gce.state import Fault, Request, RequestId, State
 
 Route = tuple[str, re.Pattern[str], dict[str, Any], str]
 
@@ -158,6 +160,7 @@ class FakeGce(Images):
         headers: dict[str, str] = {}
         with self.lock:
             self.state.log.append((handler.command, handler.path))
+            self.state.requests.append(self._request(handler.command, url.path, query, raw))
         if self.on_request is not None:
             self.on_request(handler.command, handler.path)
         try:
@@ -176,6 +179,18 @@ class FakeGce(Images):
         handler.send_header("Content-Length", str(len(out)))
         handler.end_headers()
         handler.wfile.write(out)
+
+    def _request(self, verb: str, path: str, query: dict[str, str], raw: bytes) -> Request:
+        """The request as recorded: the method it names (None when there is none), query and body."""
+        try:
+            name: str | None = self._route(verb, path)[2]
+        except ApiError:
+            name = None
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw
+        return Request(name, verb, path, query, body)
 
     def _fault(self, verb: str, path: str) -> ApiError | None:
         """Raise the injected error of the first matching fault, or return it when the request is to be

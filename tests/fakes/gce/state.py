@@ -31,6 +31,19 @@ class RequestId:
     at: datetime
 
 
+@dataclass(frozen=True)
+class Request:
+    """One request as the fake received it: the compute v1 method it names (`images.insert`,
+    `globalOperations.wait`...; None when no method has that verb and path), with its query and JSON
+    body. What tests/gcp/test_permissions.py maps to IAM permissions."""
+
+    method: str | None
+    verb: str
+    path: str
+    query: dict[str, str]
+    body: Any
+
+
 @dataclass
 class State:
     images: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
@@ -48,4 +61,6 @@ class State:
     list_page_size: int = 500
     """At most this many images per images.list page, whatever maxResults asks (GCE may send fewer)."""
     log: list[tuple[str, str]] = field(default_factory=list)
+    requests: list[Request] = field(default_factory=list)
+    """Every request, failed ones included, with the method it names (recorded before any fault)."""
     crashes: list[str] = field(default_factory=list)
