@@ -19,7 +19,8 @@ Patches, applied on import, in the server process only:
   (other parameters: IdempotentParameterMismatch). Sharing an AMI or snapshot encrypted with the
   default aws/ebs key with accounts is refused. CreateTags keeps 50 tags per resource.
 * DescribeImageAttribute for tpmSupport/imdsSupport/uefiData; ImportSnapshot /
-  DescribeImportSnapshotTasks (read the S3 object into an EBS snapshot) and EnableImageDeprecation,
+  DescribeImportSnapshotTasks (read the S3 object into an EBS snapshot encrypted with the KmsKeyId
+  given, else the default key) and EnableImageDeprecation,
   which moto lacks (DeprecateAt rounded to the nearest minute, then refused in the past, beyond 10
   years, or beyond 2 years after creation for a public AMI).
 * DescribeImages leaves disabled AMIs out unless IncludeDisabled, and ExecutableUsers scopes to
@@ -535,6 +536,8 @@ def _import_snapshot(self: ElasticBlockStore) -> Any:
         "Description": self._get_param("Description"),
         "Encrypted": bool(self._get_param("Encrypted")),
     }
+    if detail["Encrypted"] and self._get_param("KmsKeyId"):  # SnapshotTaskDetail names the key
+        detail["KmsKeyId"] = self._get_param("KmsKeyId")
     s3 = s3_backends[self.current_account]["aws"]
     task = {"detail": detail, "s3": s3, "steps": 0, "region": self.region}
     _import_tasks[task_id] = task
@@ -577,7 +580,9 @@ def _finish_import(self: ElasticBlockStore, task: dict[str, Any]) -> None:
             digest = base64.b64encode(hashlib.sha256(block).digest()).decode()
             snap.put_block(index, block, digest, "SHA256", BLOCK)
     snap.status = "completed"
-    backend.ec2_backend.snapshots[snap.snapshot_id].encrypted = task["detail"]["Encrypted"]
+    imported = backend.ec2_backend.snapshots[snap.snapshot_id]
+    imported.encrypted = task["detail"]["Encrypted"]
+    imported.kms_key_id = task["detail"].get("KmsKeyId")  # None: the account's default key
     task["detail"].update(
         Status="completed",
         StatusMessage="completed",
